@@ -1,0 +1,308 @@
+"""What a statement asks of each table: predicates, join keys, ORDER BY and GROUP BY columns.
+
+Parsed with sqlglot's postgres dialect. pg_stat_statements replaces constants by `$n`; each `$n`
+that is compared with a column is remembered so that the benchmark can sample real values for it.
+
+>>> shape = analyze("SELECT * FROM users u WHERE u.email = $1 ORDER BY u.created_at DESC LIMIT 10")
+>>> [(p.table, p.column, p.op, p.param) for p in shape.predicates]
+[('users', 'email', 'eq', 1)]
+>>> shape.order_by, shape.has_limit
+([('users', 'created_at')], True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+READ_KINDS = {"select"}
+# Functions whose result can be indexed as an expression (immutable, one column argument).
+INDEXABLE_FUNCTIONS = {"lower", "upper"}
+
+
+class UnparseableQuery(ValueError):
+    """sqlglot cannot parse the statement; it is skipped and counted, not fatal."""
+
+
+@dataclass(frozen=True)
+class Predicate:
+    table: str              # table name (unqualified; schema in QueryShape.schemas)
+    column: str             # column name, or an expression such as lower(email)
+    op: str                 # eq | in | range | like | null
+    param: int | None = None  # the $n compared with the column, if any
+    is_expression: bool = False
+    operator: str = ""      # the SQL operator, for sampling (=, <, >=, BETWEEN, LIKE ...)
+    params: tuple[int, ...] = ()  # all $n involved (BETWEEN has two, IN may have several)
+
+
+@dataclass(frozen=True)
+class JoinKey:
+    left_table: str
+    left_column: str
+    right_table: str
+    right_column: str
+
+
+@dataclass
+class QueryShape:
+    kind: str                                       # select | insert | update | delete | other
+    tables: list[str] = field(default_factory=list)  # distinct real tables, in order of appearance
+    schemas: dict[str, str] = field(default_factory=dict)  # table -> schema ('' when unqualified)
+    predicates: list[Predicate] = field(default_factory=list)
+    joins: list[JoinKey] = field(default_factory=list)
+    order_by: list[tuple[str, str]] = field(default_factory=list)
+    order_desc: list[bool] = field(default_factory=list)
+    group_by: list[tuple[str, str]] = field(default_factory=list)
+    has_limit: bool = False
+    limit_params: list[int] = field(default_factory=list)
+    param_count: int = 0
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.kind in READ_KINDS
+
+    def predicates_on(self, table: str) -> list[Predicate]:
+        return [p for p in self.predicates if p.table == table]
+
+
+def parse(sql_text: str) -> exp.Expression:
+    try:
+        statements = sqlglot.parse(sql_text, read="postgres")
+    except (ParseError, TokenError) as exc:
+        raise UnparseableQuery(f"sqlglot cannot parse the statement: {str(exc).splitlines()[0]}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise UnparseableQuery(f"expected one statement, found {len(statements)}")
+    tree = statements[0]
+    if isinstance(tree, exp.Command):
+        raise UnparseableQuery(f"sqlglot does not understand this statement ({tree.name})")
+    return tree
+
+
+def analyze(sql_text: str, columns: Mapping[str, set[str]] | None = None) -> QueryShape:
+    """The shape of one statement. `columns` (table -> column names) resolves unqualified
+    columns in multi-table queries; without it they are attributed only when one table is in scope."""
+    tree = parse(sql_text)
+    kind = _kind(tree)
+    shape = QueryShape(kind=kind)
+    shape.param_count = max((_param_index(p) or 0 for p in tree.find_all(exp.Parameter)), default=0)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+
+    for table in tree.find_all(exp.Table):
+        name = table.name
+        if not name or name in ctes or isinstance(table.this, exp.Func):
+            continue
+        if name not in shape.tables:
+            shape.tables.append(name)
+            shape.schemas[name] = table.db or ""
+
+    for scope in _scopes(tree):
+        _analyze_scope(scope, shape, ctes, columns or {})
+    return shape
+
+
+def _kind(tree: exp.Expression) -> str:
+    if isinstance(tree, (exp.Select, exp.Union, exp.Intersect, exp.Except)):
+        # a SELECT with a data-modifying CTE is not read-only
+        if any(isinstance(c.this, (exp.Insert, exp.Update, exp.Delete)) for c in tree.find_all(exp.CTE)):
+            return "other"
+        return "select"
+    for name, cls in (("insert", exp.Insert), ("update", exp.Update), ("delete", exp.Delete)):
+        if isinstance(tree, cls):
+            return name
+    return "other"
+
+
+def _scopes(tree: exp.Expression) -> list[exp.Expression]:
+    """Each SELECT / UPDATE / DELETE node with its own FROM list."""
+    return [node for node in tree.find_all(exp.Select, exp.Update, exp.Delete)]
+
+
+def _scope_tables(scope: exp.Expression, ctes: set[str]) -> dict[str, str]:
+    """alias (or name) -> table name for the tables directly in this scope's FROM / JOIN."""
+    aliases: dict[str, str] = {}
+    sources: list[exp.Expression] = []
+    if isinstance(scope, exp.Select):
+        from_ = scope.args.get("from") or scope.args.get("from_")
+        if from_ is not None:
+            sources.append(from_.this)
+        sources.extend(j.this for j in scope.args.get("joins") or [])
+    elif isinstance(scope, exp.Update):
+        sources.append(scope.this)
+        from_ = scope.args.get("from") or scope.args.get("from_")
+        if from_ is not None:
+            sources.append(from_.this)
+    elif isinstance(scope, exp.Delete):
+        sources.append(scope.this)
+        sources.extend(scope.args.get("using") or [])
+    for source in sources:
+        if isinstance(source, exp.Table) and source.name and source.name not in ctes:
+            aliases[source.alias_or_name] = source.name
+            aliases.setdefault(source.name, source.name)
+    return aliases
+
+
+def _resolve(column: exp.Column, aliases: dict[str, str], columns: Mapping[str, set[str]]) -> str | None:
+    if column.table:
+        return aliases.get(column.table)
+    tables = sorted(set(aliases.values()))
+    if len(tables) == 1:
+        return tables[0]
+    owners = [t for t in tables if column.name in columns.get(t, set())]
+    return owners[0] if len(owners) == 1 else None
+
+
+def _param_index(node: exp.Expression) -> int | None:
+    if isinstance(node, exp.Parameter):
+        inner = node.this
+        try:
+            return int(inner.this if isinstance(inner, exp.Literal) else inner.name)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _params_in(node: exp.Expression) -> list[int]:
+    found = [_param_index(p) for p in node.find_all(exp.Parameter)]
+    return [p for p in found if p is not None]
+
+
+def _is_value(node: exp.Expression) -> bool:
+    """A constant, a parameter, or an expression of them (no column reference)."""
+    return node is not None and not any(True for _ in node.find_all(exp.Column)) and not any(
+        True for _ in node.find_all(exp.Select))
+
+
+def _indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]
+               ) -> tuple[str, str, bool] | None:
+    """(table, column-or-expression, is_expression) for a column or lower(column)-like node."""
+    while isinstance(node, exp.Cast) and isinstance(node.this, exp.Column):
+        node = node.this
+    if isinstance(node, exp.Column):
+        table = _resolve(node, aliases, columns)
+        return (table, node.name, False) if table else None
+    if isinstance(node, (exp.Lower, exp.Upper)) and isinstance(node.this, exp.Column):
+        table = _resolve(node.this, aliases, columns)
+        func = "lower" if isinstance(node, exp.Lower) else "upper"
+        return (table, f"{func}({node.this.name})", True) if table else None
+    return None
+
+
+def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
+    if node is None:
+        return []
+    if isinstance(node, exp.Where):
+        node = node.this
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+RANGE_OPS = {exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
+def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
+                   columns: Mapping[str, set[str]]) -> None:
+    aliases = _scope_tables(scope, ctes)
+    if not aliases:
+        return
+    conditions = _conjuncts(scope.args.get("where"))
+    for join in scope.args.get("joins") or []:
+        conditions += _conjuncts(join.args.get("on"))
+
+    for cond in conditions:
+        _add_condition(cond, aliases, columns, shape)
+
+    if isinstance(scope, exp.Select):
+        order = scope.args.get("order")
+        if order is not None:
+            for ordered in order.expressions:
+                target = _indexable(ordered.this, aliases, columns)
+                if target and not target[2]:
+                    shape.order_by.append((target[0], target[1]))
+                    shape.order_desc.append(bool(ordered.args.get("desc")))
+        group = scope.args.get("group")
+        if group is not None:
+            for g in group.expressions:
+                target = _indexable(g, aliases, columns)
+                if target and not target[2]:
+                    shape.group_by.append((target[0], target[1]))
+        limit = scope.args.get("limit")
+        if limit is not None:
+            shape.has_limit = True
+            shape.limit_params.extend(_params_in(limit))
+        offset = scope.args.get("offset")
+        if offset is not None:
+            shape.limit_params.extend(_params_in(offset))
+
+
+def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]],
+                   shape: QueryShape) -> None:
+    while isinstance(cond, exp.Paren):
+        cond = cond.this
+    if isinstance(cond, exp.EQ):
+        left = _indexable(cond.left, aliases, columns)
+        right = _indexable(cond.right, aliases, columns)
+        if left and right and not left[2] and not right[2] and left[0] != right[0]:
+            shape.joins.append(JoinKey(left[0], left[1], right[0], right[1]))
+            return
+        for side, other in ((left, cond.right), (right, cond.left)):
+            if side and _is_value(other):
+                params = tuple(_params_in(other))
+                op, symbol = ("in", "= ANY") if isinstance(other, exp.Any) else ("eq", "=")
+                shape.predicates.append(Predicate(side[0], side[1], op, params[0] if params else None,
+                                                  side[2], symbol, params))
+                return
+        return
+    for cls, symbol in RANGE_OPS.items():
+        if isinstance(cond, cls):
+            left = _indexable(cond.left, aliases, columns)
+            right = _indexable(cond.right, aliases, columns)
+            if left and _is_value(cond.right):
+                side, other, op = left, cond.right, symbol
+            elif right and _is_value(cond.left):
+                side, other, op = right, cond.left, FLIPPED[symbol]
+            else:
+                return
+            params = tuple(_params_in(other))
+            shape.predicates.append(Predicate(side[0], side[1], "range", params[0] if params else None,
+                                              side[2], op, params))
+            return
+    if isinstance(cond, exp.Between):
+        side = _indexable(cond.this, aliases, columns)
+        if side and _is_value(cond.args["low"]) and _is_value(cond.args["high"]):
+            params = tuple(_params_in(cond.args["low"]) + _params_in(cond.args["high"]))
+            shape.predicates.append(Predicate(side[0], side[1], "range", params[0] if params else None,
+                                              side[2], "BETWEEN", params))
+        return
+    if isinstance(cond, exp.In):
+        side = _indexable(cond.this, aliases, columns)
+        values = cond.expressions
+        if side and values and all(_is_value(v) for v in values):
+            params = tuple(p for v in values for p in _params_in(v))
+            shape.predicates.append(Predicate(side[0], side[1], "in", params[0] if params else None,
+                                              side[2], "IN", params))
+        elif side and cond.args.get("unnest") is not None:
+            params = tuple(_params_in(cond.args["unnest"]))
+            shape.predicates.append(Predicate(side[0], side[1], "in", params[0] if params else None,
+                                              side[2], "= ANY", params))
+        return
+    if isinstance(cond, (exp.Like, exp.ILike)):
+        side = _indexable(cond.this, aliases, columns)
+        if side and _is_value(cond.expression):
+            params = tuple(_params_in(cond.expression))
+            op = "ILIKE" if isinstance(cond, exp.ILike) else "LIKE"
+            shape.predicates.append(Predicate(side[0], side[1], "like", params[0] if params else None,
+                                              side[2], op, params))
+        return
+    if isinstance(cond, exp.Is) and isinstance(cond.expression, exp.Null):
+        side = _indexable(cond.this, aliases, columns)
+        if side:
+            shape.predicates.append(Predicate(side[0], side[1], "null", None, side[2], "IS NULL"))

@@ -1,0 +1,88 @@
+"""What the target's catalog says about a table: size, columns, indexes, column statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ..db import named
+
+
+@dataclass(frozen=True)
+class ExistingIndex:
+    name: str
+    method: str
+    keys: tuple[str, ...]   # column names, or expressions as pg_get_indexdef renders them
+    is_unique: bool
+    is_partial: bool
+    definition: str
+
+
+@dataclass
+class TableInfo:
+    schema: str
+    table: str
+    oid: int
+    reltuples: int
+    relpages: int
+    total_bytes: int
+    columns: list[str]
+    indexes: list[ExistingIndex] = field(default_factory=list)
+    n_distinct: dict[str, float] = field(default_factory=dict)  # column -> estimated distinct values
+    null_frac: dict[str, float] = field(default_factory=dict)
+
+    def distinct(self, column: str) -> float:
+        """Estimated distinct values (pg_stats' negative n_distinct is a fraction of the rows)."""
+        nd = self.n_distinct.get(column)
+        if nd is None:
+            return 0.0
+        return -nd * max(self.reltuples, 1) if nd < 0 else nd
+
+
+class Catalog:
+    """Caches table information for one audit on one connection."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        self._tables: dict[tuple[str, str], TableInfo | None] = {}
+
+    def table(self, name: str, schema: str = "") -> TableInfo | None:
+        key = (schema, name)
+        if key not in self._tables:
+            self._tables[key] = self._load(name, schema)
+        return self._tables[key]
+
+    def _load(self, name: str, schema: str) -> TableInfo | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(named("select_table_info"), {"table": name, "schema": schema}).fetchone()
+            if row is None:
+                return None
+            info = TableInfo(schema=row["schema"], table=row["table"], oid=row["oid"],
+                             reltuples=row["reltuples"], relpages=row["relpages"],
+                             total_bytes=row["total_bytes"], columns=list(row["columns"]))
+            for ix in cur.execute(named("select_table_indexes"), {"oid": info.oid}).fetchall():
+                info.indexes.append(ExistingIndex(
+                    name=ix["name"], method=ix["method"], keys=tuple(_unquote(k) for k in ix["keys"]),
+                    is_unique=ix["is_unique"], is_partial=ix["is_partial"], definition=ix["definition"]))
+            for st in cur.execute(named("select_column_stats"),
+                                  {"schema": info.schema, "table": info.table}).fetchall():
+                info.n_distinct[st["column"]] = float(st["n_distinct"] or 0.0)
+                info.null_frac[st["column"]] = float(st["null_frac"] or 0.0)
+        return info
+
+    def columns_map(self, tables: list[str], schemas: dict[str, str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for t in tables:
+            info = self.table(t, schemas.get(t, ""))
+            if info is not None:
+                out[t] = set(info.columns)
+        return out
+
+
+def _unquote(key: str) -> str:
+    """pg_get_indexdef quotes identifiers that need it ("timestamp"); compare on bare names."""
+    if len(key) >= 2 and key[0] == '"' and key[-1] == '"':
+        return key[1:-1].replace('""', '"')
+    return key.replace('"', "")

@@ -1,0 +1,115 @@
+"""Planner cost and clock time of a statement on the sandbox.
+
+Planner cost comes from `EXPLAIN (GENERIC_PLAN)` for statements with `$n` (no values needed);
+clock time from `EXPLAIN (ANALYZE, BUFFERS)` with sampled values bound as real parameters (the
+`$n` stay in the text, so the statement is exactly what pg_stat_statements recorded). Each parameter
+set is run once to warm the cache, then `runs` times; the median is kept with every run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Iterator, Sequence
+
+import psycopg
+from psycopg import sql
+
+from ..db import DBARCH_TAG
+from ..models import Measurement
+
+
+class _Unknown(str):
+    """A text value sent with type `unknown`, so the server infers the parameter's type."""
+
+
+class _UnknownDumper(psycopg.adapt.Dumper):
+    oid = 0  # unknown
+
+    def dump(self, obj: str) -> bytes:
+        return obj.encode()
+
+
+def _raw_cursor(conn: psycopg.Connection) -> psycopg.RawCursor:
+    cur = psycopg.RawCursor(conn)
+    cur.adapters.register_dumper(_Unknown, _UnknownDumper)
+    return cur
+
+
+def _explain(conn: psycopg.Connection, query: str, options: str, params: Sequence[str] | None) -> dict:
+    # options are fixed strings chosen below, never user input
+    text = sql.SQL(DBARCH_TAG + " EXPLAIN ({}) ").format(sql.SQL(options)) + sql.SQL(query)
+    with _raw_cursor(conn) as cur:
+        cur.execute(text, [_Unknown(p) if p is not None else None for p in params] if params else None)
+        row = cur.fetchone()
+    doc = row[0]
+    return doc[0] if isinstance(doc, list) else doc
+
+
+def generic_cost(conn: psycopg.Connection, query: str, has_params: bool) -> tuple[float, dict]:
+    """Total planner cost without parameter values."""
+    options = "GENERIC_PLAN, FORMAT JSON" if has_params else "FORMAT JSON"
+    doc = _explain(conn, query, options, None)
+    return float(doc["Plan"]["Total Cost"]), doc
+
+
+def analyze_once(conn: psycopg.Connection, query: str, params: Sequence[str]) -> dict:
+    return _explain(conn, query, "ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON", params)
+
+
+def _walk(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []) or []:
+        yield from _walk(child)
+
+
+def indexes_in(doc: dict) -> set[str]:
+    return {node["Index Name"] for node in _walk(doc["Plan"]) if "Index Name" in node}
+
+
+def shared_blocks(doc: dict) -> int:
+    plan = doc["Plan"]
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+
+
+def measure(conn: psycopg.Connection, query: str, param_sets: Sequence[Sequence[str]], *,
+            has_params: bool, runs: int = 5, warmup: int = 1) -> Measurement:
+    """Generic cost, then per parameter set: warm-up, `runs` timed executions, median kept."""
+    cost, generic_plan = generic_cost(conn, query, has_params)
+    m = Measurement(generic_cost=cost, plan=generic_plan)
+    m.indexes_used |= indexes_in(generic_plan)
+    for params in param_sets:
+        for _ in range(warmup):
+            analyze_once(conn, query, params)
+        timings = []
+        doc: dict[str, Any] = {}
+        for _ in range(runs):
+            doc = analyze_once(conn, query, params)
+            timings.append(float(doc["Execution Time"]) + float(doc.get("Planning Time", 0.0)))
+        m.timings_ms.append(timings)
+        m.costs.append(float(doc["Plan"]["Total Cost"]))
+        m.buffers.append(shared_blocks(doc))
+        m.indexes_used |= indexes_in(doc)
+        if len(m.timings_ms) == 1:
+            m.plan = doc
+    return m
+
+
+def median_ms(m: Measurement) -> float | None:
+    """The statement's time: the mean over parameter sets of each set's median."""
+    if not m.timings_ms:
+        return None
+    return statistics.fmean(statistics.median(t) for t in m.timings_ms)
+
+
+def compact_plan(doc: dict | None, depth: int = 0, max_depth: int = 6) -> dict | None:
+    """The plan tree with only the fields a reviewer reads, to keep evidence small."""
+    if doc is None:
+        return None
+    plan = doc.get("Plan", doc)
+    keep = {k: plan[k] for k in ("Node Type", "Relation Name", "Index Name", "Join Type", "Total Cost",
+                                 "Plan Rows", "Actual Rows", "Index Cond", "Filter", "Sort Key")
+            if k in plan}
+    children = plan.get("Plans") or []
+    if children and depth < max_depth:
+        keep["Plans"] = [compact_plan(c, depth + 1, max_depth) for c in children]
+    return keep

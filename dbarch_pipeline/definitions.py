@@ -1,0 +1,35 @@
+"""The one Definitions object of the dbarch code location."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from .defs.assets import AUDIT_ASSETS
+from .defs.checks import AUDIT_CHECKS
+from .defs.schedules import weekly_audit_job, weekly_audit_schedule
+from .resources.audit_settings import AuditSettingsResource
+from .resources.embedder import EmbedderResource
+from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
+
+
+def default_resources() -> dict:
+    """Every resource resolves its DSN when used (config > environment > embedded server)."""
+    return {
+        "target": TargetDatabase(),
+        "sandbox": SandboxDatabase(),
+        "store": StoreDatabase(),
+        "embedder": EmbedderResource(),
+        "audit_settings": AuditSettingsResource(),
+    }
+
+
+defs = dg.Definitions(
+    assets=AUDIT_ASSETS,
+    asset_checks=AUDIT_CHECKS,
+    jobs=[weekly_audit_job],
+    # A schedule's timezone is part of its definition, so it is read when the code location loads.
+    schedules=[weekly_audit_schedule(os.environ.get("DBARCH_SCHEDULE_TIMEZONE", "UTC"))],
+    resources=default_resources(),
+)

@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, schedules. Thin; the logic lives in the plain modules."""

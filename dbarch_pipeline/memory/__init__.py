@@ -1,0 +1,1 @@
+"""dbarch's memory: the OptimizationLog, the embedding cache and similarity search."""

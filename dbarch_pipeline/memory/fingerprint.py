@@ -1,0 +1,48 @@
+"""A stable fingerprint of a normalized SQL statement.
+
+pg_stat_statements' queryid changes across servers and major versions; the fingerprint does not.
+Constants and parameters are replaced by one placeholder and the statement is re-rendered by sqlglot, so
+whitespace, keyword case and literal values do not change it.
+
+>>> fingerprint("select *  from users where id = $1") == fingerprint("SELECT * FROM users WHERE id = 42")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+
+def normalize(sql_text: str) -> str:
+    """Canonical text of the statement: constants and parameters as placeholders, sqlglot layout."""
+    try:
+        tree = sqlglot.parse_one(sql_text, read="postgres")
+    except (ParseError, ValueError, TypeError):
+        tree = None
+    if tree is None:
+        return _normalize_text(sql_text)
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, (exp.Literal, exp.Parameter, exp.Placeholder)) and not isinstance(
+            node.parent, exp.Parameter
+        ):
+            return exp.Placeholder()
+        return node
+
+    return tree.transform(replace).sql(dialect="postgres")
+
+
+def _normalize_text(sql_text: str) -> str:
+    text = re.sub(r"/\*.*?\*/|--[^\n]*", " ", sql_text, flags=re.S)
+    text = re.sub(r"'(?:[^']|'')*'|\$\d+|\b\d+(?:\.\d+)?\b", "?", text)
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def fingerprint(sql_text: str) -> str:
+    """16 hex digits of the SHA-256 of the normalized statement."""
+    return hashlib.sha256(normalize(sql_text).encode()).hexdigest()[:16]

@@ -1,0 +1,205 @@
+"""The store: dbarch's own tables (snapshots, embeddings, candidates, benchmarks, OptimizationLog).
+
+Every write for one stage of one snapshot replaces that stage's rows in a single transaction, so a
+re-run never duplicates; the OptimizationLog is upserted on (target, fingerprint, ddl).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ..db import named
+from ..errors import MissingExtension
+from ..models import SlowQuery, Thresholds
+from ..settings import SQL_DIR
+
+# An arbitrary constant: serialises concurrent schema application across processes.
+SCHEMA_LOCK_KEY = 7_305_201_905
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Apply sql/schema/*.sql in order, idempotently, then teach psycopg the vector type."""
+    files = sorted((SQL_DIR / "schema").glob("*.sql"))
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            for path in files:
+                conn.execute(path.read_text())
+    except psycopg.errors.FeatureNotSupported as exc:  # pragma: no cover - depends on server
+        raise MissingExtension(f"the store database cannot create the vector extension: {exc}",
+                               "install pgvector on the store server, or leave --store-dsn unset "
+                               "to use the embedded server") from None
+    except psycopg.errors.UndefinedFile:
+        raise MissingExtension(
+            "the store database has no pgvector extension available",
+            "install pgvector on the store server (https://github.com/pgvector/pgvector), or leave "
+            "--store-dsn / DBARCH_STORE_DSN unset so dbarch stores its memory on the embedded server",
+        ) from None
+    register_vector(conn)
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+def create_snapshot(conn: psycopg.Connection, *, target: str, database: str, captured_at: datetime,
+                    stats_reset: datetime | None, thresholds: Thresholds, queries: Sequence[SlowQuery],
+                    skipped: dict[str, Any], run_id: str | None) -> int:
+    """Store one snapshot and its slow queries in one transaction; returns the snapshot id."""
+    with conn.transaction():
+        snapshot_id = conn.execute(named("insert_snapshot"), {
+            "target": target, "database": database, "captured_at": captured_at,
+            "stats_reset": stats_reset, "thresholds": Jsonb(asdict(thresholds)),
+            "skipped": Jsonb(skipped), "run_id": run_id,
+        }).fetchone()[0]
+        with conn.cursor().copy(named("copy_slow_query")) as copy:
+            for q in queries:
+                copy.write_row((snapshot_id, q.queryid, q.fingerprint, q.query_text, q.calls,
+                                q.total_exec_ms, q.mean_exec_ms, q.rows, q.shared_blks_hit,
+                                q.shared_blks_read, q.captured_at))
+    return snapshot_id
+
+
+def latest_snapshot(conn: psycopg.Connection, target: str) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_latest_snapshot"), {"target": target}).fetchone()
+
+
+def snapshot_queries(conn: psycopg.Connection, snapshot_id: int) -> list[SlowQuery]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("select_snapshot_queries"), {"snapshot_id": snapshot_id}).fetchall()
+    return [SlowQuery(**row) for row in rows]
+
+
+# -- embeddings --------------------------------------------------------------------------------
+
+def known_fingerprints(conn: psycopg.Connection, fingerprints: Iterable[str]) -> set[str]:
+    rows = conn.execute(named("select_known_fingerprints"), {"fingerprints": list(fingerprints)})
+    return {r[0] for r in rows}
+
+
+def save_embeddings(conn: psycopg.Connection, rows: Sequence[tuple[str, str, str, np.ndarray]]) -> None:
+    """rows: (fingerprint, normalized_query, model, vector); binary COPY in one transaction."""
+    with conn.transaction():
+        with conn.cursor().copy(named("copy_query_embedding")) as copy:
+            copy.set_types(["text", "text", "text", "vector"])
+            for fingerprint, normalized, model, vector in rows:
+                copy.write_row((fingerprint, normalized, model, vector))
+
+
+def embeddings_for(conn: psycopg.Connection, fingerprints: Iterable[str]) -> dict[str, np.ndarray]:
+    rows = conn.execute(named("select_query_embeddings"), {"fingerprints": list(fingerprints)})
+    return {fp: _array(vec) for fp, vec in rows}
+
+
+def similar_optimizations(conn: psycopg.Connection, embedding: np.ndarray, *, limit: int = 5,
+                          exclude_fingerprint: str | None = None) -> list[dict]:
+    """Nearest past optimizations by cosine distance (HNSW index on the log's embeddings)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("select_similar_optimizations"), {
+            "embedding": np.asarray(embedding, dtype=np.float32), "limit": limit,
+            "exclude_fingerprint": exclude_fingerprint,
+        }).fetchall()
+    for row in rows:
+        row["id"] = str(row["id"])
+        row["similarity"] = round(float(row["similarity"]), 4)
+    return rows
+
+
+# -- candidates and benchmarks ------------------------------------------------------------------
+
+def replace_candidates(conn: psycopg.Connection, snapshot_id: int, rows: Sequence[dict]) -> None:
+    with conn.transaction():
+        conn.execute(named("delete_index_candidates"), {"snapshot_id": snapshot_id})
+        with conn.cursor() as cur:
+            cur.executemany(named("insert_index_candidate"), [
+                {**row, "snapshot_id": snapshot_id, "similar": Jsonb(row["similar"], dumps=_dumps)}
+                for row in rows
+            ])
+
+
+def candidates(conn: psycopg.Connection, snapshot_id: int) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_index_candidates"), {"snapshot_id": snapshot_id}).fetchall()
+
+
+def replace_benchmarks(conn: psycopg.Connection, snapshot_id: int, rows: Sequence[dict]) -> None:
+    with conn.transaction():
+        conn.execute(named("delete_benchmarks"), {"snapshot_id": snapshot_id})
+        with conn.cursor() as cur:
+            cur.executemany(named("insert_benchmark"), [
+                {**row, "snapshot_id": snapshot_id, "evidence": Jsonb(row["evidence"], dumps=_dumps)}
+                for row in rows
+            ])
+
+
+def benchmarks(conn: psycopg.Connection, snapshot_id: int) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_benchmarks"), {"snapshot_id": snapshot_id}).fetchall()
+
+
+# -- the OptimizationLog ---------------------------------------------------------------------------
+
+LOG_COLUMNS = ("target", "fingerprint", "queryid", "query_text", "recommendation", "kind", "ddl",
+               "performance_gain", "estimated_gain", "confidence", "embedding", "evidence", "status",
+               "snapshot_id")
+LOG_TYPES = ["text", "text", "int8", "text", "text", "text", "text", "float8", "float8", "float8",
+             "vector", "jsonb", "text", "int8"]
+
+
+def write_optimization_log(conn: psycopg.Connection, rows: Sequence[dict]) -> dict[str, int]:
+    """Upsert a run's recommendations in one transaction: binary COPY into a staging table, then
+    one INSERT .. ON CONFLICT. Returns how many rows were inserted and updated."""
+    if not rows:
+        return {"inserted": 0, "updated": 0}
+    with conn.transaction():
+        conn.execute(named("create_optimization_staging"))
+        with conn.cursor().copy(named("copy_optimization_staging")) as copy:
+            copy.set_types(LOG_TYPES)
+            for row in rows:
+                values = [row.get(c) for c in LOG_COLUMNS]
+                values[LOG_COLUMNS.index("evidence")] = Jsonb(row.get("evidence") or {}, dumps=_dumps)
+                values[LOG_COLUMNS.index("status")] = row.get("status") or "proposed"
+                copy.write_row(values)
+        flags = [r[0] for r in conn.execute(named("upsert_optimization_log")).fetchall()]
+    inserted = sum(1 for f in flags if f)
+    return {"inserted": inserted, "updated": len(flags) - inserted}
+
+
+def list_optimizations(conn: psycopg.Connection, *, target: str | None = None, limit: int = 50) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("select_optimizations"), {"target": target, "limit": limit}).fetchall()
+    for row in rows:
+        row["id"] = str(row["id"])
+    return rows
+
+
+def log_counts(conn: psycopg.Connection, target: str) -> dict[str, int]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("count_optimization_log"), {"target": target}).fetchone()
+
+
+def _array(vec: Any) -> np.ndarray:
+    # pgvector's loader returns a Vector (newer releases) or a numpy array (older ones)
+    return np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return str(value)

@@ -1,0 +1,1 @@
+"""Dagster resources: thin wrappers that hand plain modules their connections and settings."""

@@ -1,0 +1,31 @@
+"""Thresholds and benchmark settings of the audit, configurable in the launchpad or the CLI."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ..audit import AuditSettings
+from ..bench.runner import BenchSettings
+from ..models import Thresholds
+
+
+class AuditSettingsResource(dg.ConfigurableResource):
+    min_calls: int = 5
+    min_mean_ms: float = 1.0
+    top_n: int = 20
+    runs: int = 5
+    warmup: int = 1
+    param_sets: int = 4
+    min_table_rows: int = 10_000
+    max_candidates_per_query: int = 4
+    min_gain_pct: float = 10.0
+
+    def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
+        return AuditSettings(
+            thresholds=Thresholds(min_calls=self.min_calls, min_mean_ms=self.min_mean_ms, top_n=self.top_n),
+            bench=BenchSettings(runs=self.runs, warmup=self.warmup, param_sets=self.param_sets,
+                                statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms),
+            min_table_rows=self.min_table_rows,
+            max_candidates_per_query=self.max_candidates_per_query,
+            min_gain_pct=self.min_gain_pct,
+        )

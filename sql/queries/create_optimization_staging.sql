@@ -1,0 +1,2 @@
+CREATE TEMP TABLE optimization_staging
+    (LIKE dbarch.optimization_log INCLUDING DEFAULTS) ON COMMIT DROP

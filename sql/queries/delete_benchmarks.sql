@@ -1,0 +1,1 @@
+DELETE FROM dbarch.benchmark WHERE snapshot_id = %(snapshot_id)s

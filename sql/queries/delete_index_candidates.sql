@@ -1,0 +1,1 @@
+DELETE FROM dbarch.index_candidate WHERE snapshot_id = %(snapshot_id)s

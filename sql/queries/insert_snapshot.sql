@@ -1,0 +1,3 @@
+INSERT INTO dbarch.snapshot (target, database, captured_at, stats_reset, thresholds, skipped, run_id)
+VALUES (%(target)s, %(database)s, %(captured_at)s, %(stats_reset)s, %(thresholds)s, %(skipped)s, %(run_id)s)
+RETURNING snapshot_id

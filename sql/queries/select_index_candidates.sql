@@ -1,0 +1,4 @@
+SELECT queryid, ddl, table_name, columns, reason, similar_optimizations AS similar
+FROM dbarch.index_candidate
+WHERE snapshot_id = %(snapshot_id)s
+ORDER BY queryid, ddl

@@ -1,0 +1,1 @@
+SELECT fingerprint FROM dbarch.query_embedding WHERE fingerprint = ANY(%(fingerprints)s)

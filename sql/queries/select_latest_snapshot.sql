@@ -1,0 +1,5 @@
+SELECT snapshot_id, target, database, captured_at, stats_reset, thresholds, skipped
+FROM dbarch.snapshot
+WHERE target = %(target)s
+ORDER BY captured_at DESC, snapshot_id DESC
+LIMIT 1

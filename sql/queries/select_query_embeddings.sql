@@ -1,0 +1,1 @@
+SELECT fingerprint, embedding FROM dbarch.query_embedding WHERE fingerprint = ANY(%(fingerprints)s)

@@ -1,0 +1,14 @@
+-- Valid indexes of a table with their key columns (expressions rendered by pg_get_indexdef).
+SELECT i.indexrelid::regclass::text AS name,
+       am.amname AS method,
+       i.indisunique AS is_unique,
+       i.indpred IS NOT NULL AS is_partial,
+       array(SELECT pg_get_indexdef(i.indexrelid, k, true)
+             FROM generate_series(1, i.indnkeyatts) AS k ORDER BY k) AS keys,
+       pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = %(oid)s
+  AND i.indisvalid
+ORDER BY ic.relname

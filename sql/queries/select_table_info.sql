@@ -1,0 +1,12 @@
+-- Size and columns of one table, resolved through the search_path when the schema is empty.
+SELECT n.nspname AS schema, c.relname AS table, c.oid AS oid, greatest(c.reltuples, 0)::bigint AS reltuples,
+       c.relpages, pg_total_relation_size(c.oid) AS total_bytes,
+       array(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm')
+  AND c.relname = %(table)s
+  AND (CASE WHEN %(schema)s = '' THEN n.nspname = ANY(current_schemas(false)) ELSE n.nspname = %(schema)s END)
+ORDER BY array_position(current_schemas(false), n.nspname::name)
+LIMIT 1
