@@ -26,25 +26,55 @@ from ..settings import SQL_DIR
 SCHEMA_LOCK_KEY = 7_305_201_905
 
 
-def apply_schema(conn: psycopg.Connection) -> None:
-    """Apply sql/schema/*.sql in order, idempotently, then teach psycopg the vector type."""
-    files = sorted((SQL_DIR / "schema").glob("*.sql"))
+def schema_files() -> list:
+    return sorted((SQL_DIR / "schema").glob("*.sql"))
+
+
+def pending_migrations(conn: psycopg.Connection) -> list:
+    """Schema files not yet applied to this store (all of them on a new store)."""
+    exists = conn.execute("SELECT to_regclass('dbarch.schema_migrations') IS NOT NULL").fetchone()[0]
+    applied = set()
+    if exists:
+        applied = {r[0] for r in conn.execute("SELECT version FROM dbarch.schema_migrations")}
+    return [path for path in schema_files() if path.stem not in applied]
+
+
+def apply_schema(conn: psycopg.Connection) -> list[str]:
+    """Apply the pending sql/schema/*.sql files in order, in one transaction, under an advisory
+    lock (two processes starting at once must not race); returns the versions applied."""
+    applied: list[str] = []
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            for path in files:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS dbarch")
+            conn.execute("CREATE TABLE IF NOT EXISTS dbarch.schema_migrations "
+                         "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            for path in pending_migrations(conn):
                 conn.execute(path.read_text())
-    except psycopg.errors.FeatureNotSupported as exc:  # pragma: no cover - depends on server
-        raise MissingExtension(f"the store database cannot create the vector extension: {exc}",
-                               "install pgvector on the store server, or leave --store-dsn unset "
-                               "to use the embedded server") from None
-    except psycopg.errors.UndefinedFile:
+                conn.execute("INSERT INTO dbarch.schema_migrations (version) VALUES (%s)", (path.stem,))
+                applied.append(path.stem)
+    except (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported):
         raise MissingExtension(
             "the store database has no pgvector extension available",
             "install pgvector on the store server (https://github.com/pgvector/pgvector), or leave "
             "--store-dsn / DBARCH_STORE_DSN unset so dbarch stores its memory on the embedded server",
         ) from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MissingExtension(
+            f"the store user may not create dbarch's schema or the vector extension: {exc}".strip(),
+            "run CREATE EXTENSION vector; as a superuser in the store database, and grant the store "
+            "user CREATE on it",
+        ) from None
     register_vector(conn)
+    return applied
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Cheap on every connection: one catalog lookup, migrations only when some are pending."""
+    if pending_migrations(conn):
+        apply_schema(conn)
+    else:
+        register_vector(conn)
 
 
 # -- snapshots ---------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ unset the embedded server (started on demand) is the default.
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,10 +16,6 @@ from pydantic import Field
 from .. import db, embedded
 from ..memory import store
 from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGET_NAME_ENV, env_dsn
-
-_schema_applied: set[str] = set()
-_schema_lock = threading.Lock()
-
 
 def _embedded(database: str) -> str:
     embedded.ensure_running()
@@ -64,7 +59,7 @@ class SandboxDatabase(dg.ConfigurableResource):
 
 
 class StoreDatabase(dg.ConfigurableResource):
-    """dbarch's own tables, with pgvector; the schema is applied once per process."""
+    """dbarch's own tables, with pgvector; pending schema migrations are applied on connect."""
 
     dsn: str = Field(default="", description="Store DSN; empty means $DBARCH_STORE_DSN, else the embedded server.")
 
@@ -73,13 +68,6 @@ class StoreDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        conninfo = self.conninfo()
-        with db.connect(conninfo, "store") as conn:
-            with _schema_lock:
-                if conninfo not in _schema_applied:
-                    store.apply_schema(conn)
-                    _schema_applied.add(conninfo)
-            from pgvector.psycopg import register_vector
-
-            register_vector(conn)
+        with db.connect(self.conninfo(), "store") as conn:
+            store.ensure_schema(conn)
             yield conn

@@ -1,0 +1,92 @@
+"""The audit's results as data (for --json) and as a readable report (for people)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import psycopg
+
+from . import audit
+from .memory import store
+
+
+def audit_result(store_conn: psycopg.Connection, *, target: str, min_gain_pct: float) -> dict[str, Any]:
+    """Everything the latest audit of `target` found, in the CLI's JSON contract."""
+    snap = store.latest_snapshot(store_conn, target)
+    if snap is None:
+        return {"target": target, "slow_queries": 0, "recommendations": [], "queries": []}
+    sid = snap["snapshot_id"]
+    queries = store.snapshot_queries(store_conn, sid)
+    benches = store.benchmarks(store_conn, sid)
+    cands = store.candidates(store_conn, sid)
+    best = audit.best_per_query(benches, min_gain_pct)
+    recommendations = []
+    per_query = []
+    for q in queries:
+        b = best.get(q.queryid)
+        tried = [x for x in benches if x["queryid"] == q.queryid]
+        entry = {"queryid": q.queryid, "query": q.query_text, "fingerprint": q.fingerprint,
+                 "calls": q.calls, "mean_exec_ms": round(q.mean_exec_ms, 3),
+                 "total_exec_ms": round(q.total_exec_ms, 1),
+                 "candidates": len([c for c in cands if c["queryid"] == q.queryid]),
+                 "recommendation": None}
+        if b is not None:
+            rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
+                   "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
+                   "confidence": b["confidence"], "ms_before": b["ms_before"], "ms_after": b["ms_after"],
+                   "evidence": b["evidence"]}
+            recommendations.append(rec)
+            entry["recommendation"] = b["ddl"]
+        else:
+            entry["why_none"] = _why_none(entry["candidates"], tried, min_gain_pct)
+        per_query.append(entry)
+    recommendations.sort(key=lambda r: -(r["measured_gain_pct"] or 0))
+    return {
+        "target": target, "snapshot_id": sid, "captured_at": snap["captured_at"].isoformat(),
+        "stats_reset": snap["stats_reset"].isoformat() if snap["stats_reset"] else None,
+        "slow_queries": len(queries), "recommendations": recommendations, "queries": per_query,
+    }
+
+
+def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float) -> str:
+    if n_candidates == 0:
+        return "no candidate index (already indexed, table too small, or nothing an index can serve)"
+    measured = [t for t in tried if t["status"] == "measured"]
+    if not measured:
+        failed = [t for t in tried if t["status"] == "failed"]
+        if failed:
+            return f"benchmark failed: {failed[0]['evidence'].get('error')}"
+        return "not benchmarked (statement not safe to execute, or skipped)"
+    top = max(measured, key=lambda t: t["measured_gain_pct"] if t["measured_gain_pct"] is not None else -1e9)
+    gain = top["measured_gain_pct"]
+    if gain is None:
+        return "candidates could only be costed, and the planner saw no gain"
+    return f"best candidate gained {gain:.1f}% (< {min_gain_pct:.0f}% bar) or was not used by the planner"
+
+
+def format_report(result: dict[str, Any], width: int = 100) -> str:
+    lines = [f"dbarch audit of {result['target']}: {result['slow_queries']} slow statement(s), "
+             f"{len(result['recommendations'])} recommendation(s)"]
+    if result.get("stats_reset"):
+        lines.append(f"(pg_stat_statements counting since {result['stats_reset']})")
+    lines.append("")
+    recs = {r["queryid"]: r for r in result["recommendations"]}
+    for i, q in enumerate(result["queries"], 1):
+        query = " ".join(q["query"].split())
+        lines.append(f"{i}. {textwrap.shorten(query, width - 4, placeholder=' …')}")
+        lines.append(f"   calls {q['calls']:,}  mean {q['mean_exec_ms']:.2f} ms  total {q['total_exec_ms']:,.0f} ms")
+        rec = recs.get(q["queryid"])
+        if rec:
+            lines.append(f"   -> {rec['ddl']}")
+            before, after = rec["ms_before"], rec["ms_after"]
+            timing = (f"{before:.3f} ms -> {after:.3f} ms" if before is not None and after is not None
+                      else "not timed (planner cost only)")
+            ev = rec["evidence"]
+            lines.append(f"      measured {timing}  gain {rec['measured_gain_pct'] or 0:.1f}%  "
+                         f"(planner {rec['estimated_gain_pct'] or 0:.1f}%)  confidence {rec['confidence']:.2f}  "
+                         f"index {(ev.get('index_bytes') or 0) / 1_048_576:.1f} MB")
+        else:
+            lines.append(f"   -> no recommendation: {q.get('why_none', '')}")
+        lines.append("")
+    return "\n".join(lines)

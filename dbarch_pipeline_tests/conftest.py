@@ -1,0 +1,62 @@
+"""Shared fixtures: the embedded PostgreSQL (real), fresh databases per session, a small demo.
+
+The tests use the project's own embedded server but their own databases (dbarch_test_*), so a
+developer's demo data is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+from psycopg import sql
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from dbarch_pipeline import demo, embedded  # noqa: E402
+from dbarch_pipeline.run import audit_resources  # noqa: E402
+
+SMALL_DEMO_ROWS = 60_000
+FAST_SETTINGS = {"runs": 3, "param_sets": 3, "min_mean_ms": 0.5, "min_calls": 3}
+
+
+def fresh_database(name: str, *, pg_stat_statements: bool = True) -> str:
+    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = embedded.url(name)
+    if pg_stat_statements:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return url
+
+
+@pytest.fixture(scope="session")
+def server():
+    return embedded.start()
+
+
+@pytest.fixture(scope="session")
+def demo_target(server) -> str:
+    """A small learning-platform demo with its workload already run (pg_stat_statements filled)."""
+    url = fresh_database("dbarch_test_target")
+    with psycopg.connect(url, autocommit=True) as conn:
+        demo.load(conn, demo.Scale(behavior_rows=SMALL_DEMO_ROWS), progress=lambda _m: None)
+        demo.run_workload(conn, repeat=0.5, progress=lambda _m: None)
+    return url
+
+
+@pytest.fixture()
+def store_dsn(server) -> str:
+    """An empty store database for one test."""
+    return fresh_database("dbarch_test_store", pg_stat_statements=False)
+
+
+@pytest.fixture()
+def resources_for(store_dsn):
+    def build(target_dsn: str, **settings) -> dict:
+        return audit_resources(target_dsn=target_dsn, store_dsn=store_dsn,
+                               settings={**FAST_SETTINGS, **settings})
+    return build
