@@ -14,7 +14,7 @@ from typing import Callable
 import psycopg
 
 from . import capture
-from .advisor.analyze import UnparseableQuery, analyze
+from .advisor.analyze import QueryShape, UnparseableQuery, analyze
 from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
 from .bench.runner import BenchSettings, benchmark_statement
@@ -104,8 +104,7 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     no_candidates = 0
     for q in queries:
         try:
-            shape = analyze(q.query_text)
-            shape = analyze(q.query_text, catalog.columns_map(shape.tables, shape.schemas))
+            shape = analyze_with_catalog(q.query_text, catalog)
         except UnparseableQuery as exc:
             unparseable.append({"queryid": q.queryid, "reason": str(exc)})
             continue
@@ -142,8 +141,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     skipped: list[dict] = []
     for n, (queryid, cands) in enumerate(by_query.items(), 1):
         q = queries[queryid]
-        shape = analyze(q.query_text)
-        shape = analyze(q.query_text, catalog.columns_map(shape.tables, shape.schemas))
+        shape = analyze_with_catalog(q.query_text, catalog)
         reason = unsafe_reason(q.query_text, shape)
         if reason:
             skipped.append({"queryid": queryid, "reason": reason})
@@ -164,7 +162,29 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "skipped_detail": skipped}
 
 
-def unsafe_reason(query: str, shape) -> str | None:
+def analyze_with_catalog(query: str, catalog: Catalog) -> QueryShape:
+    """Parse once to learn the tables, then again with their columns to attribute unqualified ones."""
+    shape = analyze(query)
+    if len(shape.tables) <= 1:
+        return shape
+    return analyze(query, catalog.columns_map(shape.tables, shape.schemas))
+
+
+def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSettings = AuditSettings()
+                        ) -> dict | None:
+    """The whole advisor for one statement on one connection: candidates, measurement, the best
+    index if it clears the bar (None otherwise). Used by tests and the quality benchmarks."""
+    catalog = Catalog(conn)
+    shape = analyze_with_catalog(query, catalog)
+    if unsafe_reason(query, shape):
+        return None
+    cands, _ = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows)
+    results = benchmark_statement(conn, query, shape, cands[: settings.max_candidates_per_query], catalog,
+                                  settings.bench)
+    return best_per_query([{**r, "queryid": 0} for r in results], settings.min_gain_pct).get(0)
+
+
+def unsafe_reason(query: str, shape: QueryShape) -> str | None:
     """Why a statement must not be executed on the sandbox, or None."""
     if not shape.is_read_only:
         return f"{shape.kind} statements are costed for write overhead, never executed"
@@ -196,10 +216,13 @@ def best_per_query(benchmarks: list[dict], min_gain_pct: float) -> dict[int, dic
     return best
 
 
-def _rank(b: dict) -> tuple[float, float, int]:
+def _rank(b: dict) -> tuple[float, float, float, int]:
     gain = b["measured_gain_pct"] if b["measured_gain_pct"] is not None else b["estimated_gain_pct"]
-    # among near-equal gains prefer the higher confidence, then the smaller index
-    return (round(gain / 5), b["confidence"] or 0.0, -(b["evidence"].get("index_bytes") or 0))
+    cost_after = b["cost_after"] if b["cost_after"] is not None else float("inf")
+    # gains within the clock's noise (5-point buckets) tie; then the plan the planner prefers (an index
+    # that also avoids a sort), then the higher confidence, then the smaller index
+    return (round(gain / 5), -round(cost_after, 1), b["confidence"] or 0.0,
+            -(b["evidence"].get("index_bytes") or 0))
 
 
 def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings) -> dict:

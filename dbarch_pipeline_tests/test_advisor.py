@@ -1,0 +1,141 @@
+"""The deterministic advisor, in the style of Dexter's tests: a real database, a statement, the
+index expected (or none). Also the pure parts: sqlglot analysis and candidate ordering."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dbarch_pipeline.advisor.analyze import UnparseableQuery, analyze
+from dbarch_pipeline.advisor.candidates import candidates_for
+from dbarch_pipeline.advisor.catalog import Catalog
+from dbarch_pipeline.audit import AuditSettings, recommend_statement
+from dbarch_pipeline.bench.runner import BenchSettings
+
+from .conftest import fresh_database
+
+SETTINGS = AuditSettings(bench=BenchSettings(runs=3, param_sets=3))
+
+
+@pytest.fixture(scope="module")
+def advisor_db(server):
+    url = fresh_database("dbarch_test_advisor")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE posts (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                user_id int NOT NULL, blog_id int NOT NULL, status text NOT NULL,
+                title text NOT NULL, created_at timestamptz NOT NULL);
+            INSERT INTO posts (user_id, blog_id, status, title, created_at)
+            SELECT g % 5000, g % 50, CASE WHEN g % 100 = 0 THEN 'draft' ELSE 'published' END,
+                   'post ' || g, timestamptz '2026-01-01' + make_interval(mins => g)
+            FROM generate_series(1, 120000) g;
+            CREATE TABLE blogs (id int PRIMARY KEY, name text NOT NULL, owner_email text NOT NULL);
+            INSERT INTO blogs SELECT g, 'blog ' || g, 'Owner' || g || '@Example.com' FROM generate_series(1, 50) g;
+            CREATE TABLE authors (id int PRIMARY KEY, email text NOT NULL, handle text NOT NULL);
+            INSERT INTO authors SELECT g, 'Author' || g || '@Example.com', 'h' || g FROM generate_series(1, 60000) g;
+            CREATE TABLE comments (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, post_id bigint NOT NULL,
+                                   body text NOT NULL);
+            INSERT INTO comments (post_id, body) SELECT 1 + g % 120000, 'c' || g FROM generate_series(1, 200000) g;
+            CREATE INDEX posts_blog_id_idx ON posts (blog_id);
+        """)
+        conn.execute("VACUUM ANALYZE")
+    return url
+
+
+def assert_recommends(url: str, query: str, expected: str | None) -> dict | None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        best = recommend_statement(conn, query, SETTINGS)
+    got = best["evidence"]["index"] if best else None
+    assert got == expected, f"{query}\n expected {expected}, got {got}"
+    if best:
+        assert best["measured_gain_pct"] > 0 and best["confidence"] > 0
+    return best
+
+
+def test_equality_lookup(advisor_db):
+    assert_recommends(advisor_db, "SELECT * FROM posts WHERE user_id = $1", "public.posts (user_id)")
+
+
+def test_equality_then_order_by_for_limit(advisor_db):
+    assert_recommends(advisor_db, "SELECT * FROM posts WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+                      "public.posts (user_id, created_at)")
+
+
+def test_range_predicate(advisor_db):
+    assert_recommends(advisor_db, "SELECT count(*) FROM posts WHERE created_at >= $1 AND created_at < $2",
+                      "public.posts (created_at)")
+
+
+def test_expression_predicate(advisor_db):
+    assert_recommends(advisor_db, "SELECT id FROM authors WHERE lower(email) = lower($1)",
+                      "public.authors (lower(email))")
+
+
+def test_join_key_on_the_inner_side(advisor_db):
+    # the nested loop into comments wins over filtering posts first and hashing all comments
+    assert_recommends(advisor_db, "SELECT c.body FROM posts p JOIN comments c ON c.post_id = p.id "
+                                  "WHERE p.user_id = $1", "public.comments (post_id)")
+    with psycopg.connect(advisor_db, autocommit=True) as conn:
+        shape = analyze("SELECT c.body FROM posts p JOIN comments c ON c.post_id = p.id WHERE p.user_id = $1")
+        cands, _ = candidates_for(shape, Catalog(conn))
+    assert {"public.posts (user_id)", "public.comments (post_id)"} <= {c.label() for c in cands}
+
+
+def test_primary_key_lookup_needs_nothing(advisor_db):
+    assert_recommends(advisor_db, "SELECT * FROM posts WHERE id = $1", None)
+
+
+def test_covered_by_an_existing_index(advisor_db):
+    assert_recommends(advisor_db, "SELECT count(*) FROM posts WHERE blog_id = $1", None)
+
+
+def test_tiny_table_is_skipped(advisor_db):
+    assert_recommends(advisor_db, "SELECT * FROM blogs WHERE owner_email = $1", None)
+    with psycopg.connect(advisor_db) as conn:
+        _, skips = candidates_for(analyze("SELECT * FROM blogs WHERE owner_email = $1"), Catalog(conn))
+    assert "too small" in skips[0].reason
+
+
+def test_full_table_aggregate_needs_nothing(advisor_db):
+    assert_recommends(advisor_db, "SELECT status, count(*) FROM posts GROUP BY status", None)
+
+
+def test_equality_columns_most_selective_first(advisor_db):
+    with psycopg.connect(advisor_db) as conn:
+        shape = analyze("SELECT * FROM posts WHERE status = $1 AND user_id = $2")
+        cands, _ = candidates_for(shape, Catalog(conn))
+    assert cands[0].columns == ("user_id", "status")
+
+
+def test_writes_are_never_executed(advisor_db):
+    with psycopg.connect(advisor_db, autocommit=True) as conn:
+        assert recommend_statement(conn, "DELETE FROM posts WHERE user_id = $1", SETTINGS) is None
+        assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == 120000
+
+
+def test_analysis_of_a_join_with_aliases():
+    shape = analyze("SELECT l.title FROM user_progress p JOIN lessons l ON l.id = p.lesson_id "
+                    "WHERE p.user_id = $1 AND p.updated_at > $2 ORDER BY p.updated_at LIMIT 10")
+    assert shape.tables == ["user_progress", "lessons"]
+    assert [(p.table, p.column, p.op, p.param) for p in shape.predicates] == [
+        ("user_progress", "user_id", "eq", 1), ("user_progress", "updated_at", "range", 2)]
+    assert shape.joins[0].left_table == "lessons" and shape.joins[0].right_column == "lesson_id"
+    assert shape.order_by == [("user_progress", "updated_at")] and shape.has_limit
+
+
+def test_in_lists_between_and_like():
+    shape = analyze("SELECT * FROM t WHERE a IN ($1, $2) AND b BETWEEN $3 AND $4 AND c LIKE $5")
+    assert [(p.column, p.op, p.params) for p in shape.predicates] == [
+        ("a", "in", (1, 2)), ("b", "range", (3, 4)), ("c", "like", (5,))]
+
+
+def test_unparseable_statement_raises_a_named_error():
+    with pytest.raises(UnparseableQuery, match="sqlglot cannot parse"):
+        analyze("SELECT id FROM users ORDER BY created_at USING <")
+    with pytest.raises(UnparseableQuery, match="one statement"):
+        analyze("SELECT 1; SELECT 2")
+
+
+def test_data_modifying_cte_is_not_read_only():
+    assert analyze("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d").kind == "other"

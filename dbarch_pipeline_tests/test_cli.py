@@ -1,0 +1,125 @@
+"""The `dbarch` command's contract: `audit --json` against any database, and clear errors with a
+non-zero exit for an unreachable DSN, a missing pg_stat_statements and a store without pgvector;
+"no slow queries" is a normal outcome; unparseable statements are skipped and counted."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from dbarch_pipeline import embedded
+from dbarch_pipeline.cli import EXIT_PROBLEM, main
+
+from .conftest import fresh_database
+
+FAST = ["--runs", "2", "--param-sets", "2", "--min-calls", "3", "--min-mean-ms", "0.5", "--ephemeral"]
+
+
+def test_audit_writes_the_json_contract(demo_target, store_dsn, tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    code = main(["audit", "--target-dsn", demo_target, "--store-dsn", store_dsn, "--json", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    assert data["recommendations"], data
+    for rec in data["recommendations"]:
+        assert {"query", "queryid", "kind", "ddl", "estimated_gain_pct", "measured_gain_pct", "confidence",
+                "evidence"} <= rec.keys()
+        assert 0.0 <= rec["confidence"] <= 1.0
+        assert rec["ddl"].startswith("CREATE INDEX") and ";" not in rec["ddl"]
+    assert "dbarch audit of" in capsys.readouterr().out
+
+
+def test_unreachable_target_is_a_clear_error(store_dsn, capsys):
+    code = main(["audit", "--target-dsn", "postgresql://nobody@127.0.0.1:1/nothing", "--store-dsn", store_dsn,
+                 "--json", "/dev/null", "--ephemeral"])
+    err = capsys.readouterr().err
+    assert code == EXIT_PROBLEM
+    assert "cannot connect to the target database postgresql://nobody@127.0.0.1:1/nothing" in err
+    assert "fix:" in err
+
+
+def test_invalid_dsn_is_a_clear_error(capsys):
+    code = main(["audit", "--target-dsn", "host=localhost port=notaport dbname", "--json", "/dev/null"])
+    assert code == EXIT_PROBLEM
+    assert "not a valid connection string" in capsys.readouterr().err
+
+
+def test_missing_pg_stat_statements_says_how_to_enable_it(server, store_dsn, capsys):
+    url = fresh_database("dbarch_test_nopgss", pg_stat_statements=False)
+    code = main(["audit", "--target-dsn", url, "--store-dsn", store_dsn, "--json", "/dev/null", "--ephemeral"])
+    err = capsys.readouterr().err
+    assert code == EXIT_PROBLEM
+    assert "pg_stat_statements is not installed" in err
+    assert "shared_preload_libraries" in err and "CREATE EXTENSION pg_stat_statements" in err
+
+
+def test_store_that_cannot_get_pgvector_is_a_clear_error(demo_target, capsys):
+    """A store user without the right to create the vector extension (as on many managed servers)."""
+    url = fresh_database("dbarch_test_store_novector", pg_stat_statements=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS dbarch_test_limited")
+        conn.execute("CREATE ROLE dbarch_test_limited LOGIN NOSUPERUSER")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    limited = url.replace("postgres@", "dbarch_test_limited@")
+    code = main(["audit", "--target-dsn", demo_target, "--store-dsn", limited, "--json", "/dev/null",
+                 "--ephemeral"])
+    err = capsys.readouterr().err
+    assert code == EXIT_PROBLEM
+    assert "may not create dbarch's schema or the vector extension" in err and "fix:" in err
+
+
+def test_no_slow_queries_is_normal(server, store_dsn, tmp_path, capsys):
+    url = fresh_database("dbarch_test_quiet")
+    out = tmp_path / "quiet.json"
+    code = main(["audit", "--target-dsn", url, "--store-dsn", store_dsn, "--json", str(out), "--ephemeral"])
+    assert code == 0
+    assert "no slow queries" in capsys.readouterr().out
+    assert json.loads(out.read_text())["recommendations"] == []
+
+
+def test_target_without_pgvector_uses_embedded_store(demo_target, capsys, tmp_path):
+    """The target never needs pgvector: the store defaults to the embedded server."""
+    with psycopg.connect(demo_target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'").fetchone()[0] == 0
+    out = tmp_path / "a.json"
+    code = main(["audit", "--target-dsn", demo_target, "--json", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["target"] == "dbarch_test_target"
+    with psycopg.connect(embedded.url("dbarch")) as conn:
+        n = conn.execute("SELECT count(*) FROM dbarch.optimization_log WHERE target = 'dbarch_test_target'"
+                         ).fetchone()[0]
+    assert n >= 1
+
+
+def test_unparseable_statements_are_skipped_and_counted(demo_target, store_dsn, resources_for):
+    from dbarch_pipeline.run import materialize_audit
+
+    with psycopg.connect(demo_target, autocommit=True) as conn:
+        for _ in range(5):
+            # valid PostgreSQL that sqlglot cannot parse
+            conn.execute("SELECT id, country FROM users WHERE country = %s ORDER BY created_at USING <", ("VN",))
+    result = materialize_audit(resources_for(demo_target, min_mean_ms=0.0))
+    meta = result.asset_materializations_for_node("index_recommendations")[0].metadata
+    assert meta["unparseable"].value >= 1
+    assert result.success
+
+
+@pytest.mark.parametrize("action", ["status", "url"])
+def test_db_commands(server, action, capsys):
+    assert main(["db", action]) == 0
+    out = capsys.readouterr().out
+    assert ("running" in out) if action == "status" else out.startswith("postgresql://")
+
+
+def test_optimizations_and_similar_list_the_memory(demo_target, store_dsn, capsys):
+    assert main(["audit", "--target-dsn", demo_target, "--store-dsn", store_dsn, *FAST]) == 0
+    capsys.readouterr()
+    assert main(["optimizations", "--store-dsn", store_dsn]) == 0
+    listing = capsys.readouterr().out
+    assert "CREATE INDEX" in listing and "confidence" in listing
+    assert main(["similar", "SELECT * FROM behavior_log WHERE user_id = $1", "--store-dsn", store_dsn,
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and "behavior_log" in rows[0]["ddl"]
