@@ -56,7 +56,7 @@ def apply_schema(conn: psycopg.Connection) -> list[str]:
     except (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported):
         raise MissingExtension(
             "the store database has no pgvector extension available",
-            "install pgvector on the store server (https://github.com/pgvector/pgvector), or leave "
+            "install the pgvector extension on the store server, or leave "
             "--store-dsn / DBARCH_STORE_DSN unset so dbarch stores its memory on the embedded server",
         ) from None
     except psycopg.errors.InsufficientPrivilege as exc:
