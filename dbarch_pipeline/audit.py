@@ -6,6 +6,7 @@ there, replacing that snapshot's rows in one transaction, so any stage can be re
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ class AuditSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     bench: BenchSettings = field(default_factory=BenchSettings)
     min_table_rows: int = 10_000
-    max_candidates_per_query: int = 4
+    max_candidates_per_query: int = 6
     min_gain_pct: float = 10.0          # below this measured gain, no recommendation
     similar_limit: int = 5
 
@@ -113,13 +114,15 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
             similar = store.similar_optimizations(store_conn, vectors[q.fingerprint],
                                                   limit=settings.similar_limit,
                                                   exclude_fingerprint=q.fingerprint)
-        cands, _skips = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows)
+        cands, _skips = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows,
+                                       mean_rows=q.rows / q.calls if q.calls else None)
         cands = cands[: settings.max_candidates_per_query]
         if not cands:
             no_candidates += 1
         for cand in cands:
             rows.append({"queryid": q.queryid, "ddl": ddl_text(cand), "table_name": cand.qualified_table,
-                         "columns": list(cand.columns), "reason": cand.reason, "similar": similar})
+                         "columns": list(cand.columns), "reason": cand.reason, "similar": similar,
+                         "spec": cand.to_spec()})
     store.replace_candidates(store_conn, snap["snapshot_id"], rows)
     return {"snapshot_id": snap["snapshot_id"], "queries": len(queries), "candidates": len(rows),
             "queries_without_candidates": no_candidates, "unparseable": len(unparseable),
@@ -149,9 +152,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         if progress:
             progress(f"benchmarking query {n}/{len(by_query)} ({len(cands)} candidates): "
                      f"{_one_line(q.query_text, 70)}")
-        index_cands = [IndexCandidate(schema=c["table_name"].split(".", 1)[0],
-                                      table=c["table_name"].split(".", 1)[1],
-                                      columns=tuple(c["columns"]), reason=c["reason"]) for c in cands]
+        index_cands = [IndexCandidate.from_spec(c["spec"]) for c in cands]
         for result in benchmark_statement(sandbox_conn, q.query_text, shape, index_cands, catalog,
                                           settings.bench):
             rows.append({"queryid": queryid, **result})
@@ -170,15 +171,15 @@ def analyze_with_catalog(query: str, catalog: Catalog) -> QueryShape:
     return analyze(query, catalog.columns_map(shape.tables, shape.schemas))
 
 
-def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSettings = AuditSettings()
-                        ) -> dict | None:
+def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSettings = AuditSettings(),
+                        *, mean_rows: float | None = None) -> dict | None:
     """The whole advisor for one statement on one connection: candidates, measurement, the best
     index if it clears the bar (None otherwise). Used by tests and the quality benchmarks."""
     catalog = Catalog(conn)
     shape = analyze_with_catalog(query, catalog)
     if unsafe_reason(query, shape):
         return None
-    cands, _ = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows)
+    cands, _ = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows, mean_rows=mean_rows)
     results = benchmark_statement(conn, query, shape, cands[: settings.max_candidates_per_query], catalog,
                                   settings.bench)
     return best_per_query([{**r, "queryid": 0} for r in results], settings.min_gain_pct).get(0)
@@ -219,9 +220,10 @@ def best_per_query(benchmarks: list[dict], min_gain_pct: float) -> dict[int, dic
 def _rank(b: dict) -> tuple[float, float, float, int]:
     gain = b["measured_gain_pct"] if b["measured_gain_pct"] is not None else b["estimated_gain_pct"]
     cost_after = b["cost_after"] if b["cost_after"] is not None else float("inf")
-    # gains within the clock's noise (5-point buckets) tie; then the plan the planner prefers (an index
-    # that also avoids a sort), then the higher confidence, then the smaller index
-    return (round(gain / 5), -round(cost_after, 1), b["confidence"] or 0.0,
+    # gains within the clock's noise (5-point buckets) tie; then the plan the planner clearly prefers
+    # (costs within ~40% tie: an index that avoids a sort or the heap wins), then the higher
+    # confidence, then the smaller index
+    return (round(gain / 5), -round(math.log2(cost_after + 1) * 2), b["confidence"] or 0.0,
             -(b["evidence"].get("index_bytes") or 0))
 
 

@@ -31,20 +31,48 @@ class SlowQuery:
 
 @dataclass(frozen=True)
 class IndexCandidate:
-    """A proposed btree index: `columns` are plain column names or safe expressions."""
+    """A proposed index. `columns` are column names or safe expressions such as lower(email);
+    `opclasses` (parallel to columns, '' for the default) carry text_pattern_ops or jsonb_path_ops;
+    `where` makes it a partial index on one equality (column, value as text)."""
 
     schema: str
     table: str
     columns: tuple[str, ...]
     reason: str
-    expressions: tuple[bool, ...] = ()  # True where columns[i] is an expression such as lower(email)
+    method: str = "btree"
+    opclasses: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    where: tuple[str, str] | None = None
 
     @property
     def qualified_table(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    def keys(self) -> list[str]:
+        ops = self.opclasses or ("",) * len(self.columns)
+        return [f"{c} {o}" if o else c for c, o in zip(self.columns, ops)]
+
     def label(self) -> str:
-        return f"{self.qualified_table} ({', '.join(self.columns)})"
+        """Dexter-style: public.users (lower(email)), public.t USING gin (meta jsonb_path_ops) ..."""
+        using = f" USING {self.method}" if self.method != "btree" else ""
+        text = f"{self.qualified_table}{using} ({', '.join(self.keys())})"
+        if self.include:
+            text += f" INCLUDE ({', '.join(self.include)})"
+        if self.where:
+            text += f" WHERE {self.where[0]} = '{self.where[1]}'"
+        return text
+
+    def to_spec(self) -> dict:
+        return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
+                "reason": self.reason, "method": self.method, "opclasses": list(self.opclasses),
+                "include": list(self.include), "where": list(self.where) if self.where else None}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "IndexCandidate":
+        return cls(schema=spec["schema"], table=spec["table"], columns=tuple(spec["columns"]),
+                   reason=spec["reason"], method=spec.get("method", "btree"),
+                   opclasses=tuple(spec.get("opclasses") or ()), include=tuple(spec.get("include") or ()),
+                   where=tuple(spec["where"]) if spec.get("where") else None)
 
 
 @dataclass

@@ -32,7 +32,7 @@ class UnparseableQuery(ValueError):
 class Predicate:
     table: str              # table name (unqualified; schema in QueryShape.schemas)
     column: str             # column name, or an expression such as lower(email)
-    op: str                 # eq | in | range | like | null
+    op: str                 # eq | in | range | like | null | contains | key | overlap
     param: int | None = None  # the $n compared with the column, if any
     is_expression: bool = False
     operator: str = ""      # the SQL operator, for sampling (=, <, >=, BETWEEN, LIKE ...)
@@ -57,6 +57,8 @@ class QueryShape:
     order_by: list[tuple[str, str]] = field(default_factory=list)
     order_desc: list[bool] = field(default_factory=list)
     group_by: list[tuple[str, str]] = field(default_factory=list)
+    selected: list[tuple[str, str]] = field(default_factory=list)  # columns the statement reads
+    select_star: bool = False
     has_limit: bool = False
     limit_params: list[int] = field(default_factory=list)
     param_count: int = 0
@@ -205,6 +207,11 @@ def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
 
 
 RANGE_OPS = {exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
+# operators a GIN index serves: jsonb/array containment, jsonb key existence, array overlap
+GIN_OPS = {exp.ArrayContainsAll: "contains", exp.JSONBContainsTopKey: "key",
+           exp.JSONBContainsAnyTopKeys: "key", exp.JSONBContainsAllTopKeys: "key",
+           exp.ArrayOverlaps: "overlap"}
+GIN_SYMBOLS = {"contains": "@>", "key": "?", "overlap": "&&"}
 FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
 
@@ -221,6 +228,17 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
         _add_condition(cond, aliases, columns, shape)
 
     if isinstance(scope, exp.Select):
+        for projection in scope.expressions:
+            # count(*) reads no column; SELECT * and t.* read them all
+            if any(not isinstance(star.parent, exp.Count) for star in projection.find_all(exp.Star)):
+                shape.select_star = True
+            for col in projection.find_all(exp.Column):
+                if isinstance(col.this, exp.Star):
+                    shape.select_star = True
+                    continue
+                target = _indexable(col, aliases, columns)
+                if target and target not in [(t, c, False) for t, c in shape.selected]:
+                    shape.selected.append((target[0], target[1]))
         order = scope.args.get("order")
         if order is not None:
             for ordered in order.expressions:
@@ -302,6 +320,14 @@ def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappi
             shape.predicates.append(Predicate(side[0], side[1], "like", params[0] if params else None,
                                               side[2], op, params))
         return
+    for cls, op in GIN_OPS.items():
+        if isinstance(cond, cls):
+            side = _indexable(cond.this, aliases, columns)
+            if side and not side[2] and _is_value(cond.expression):
+                params = tuple(_params_in(cond.expression))
+                shape.predicates.append(Predicate(side[0], side[1], op, params[0] if params else None,
+                                                  False, GIN_SYMBOLS[op], params))
+            return
     if isinstance(cond, exp.Is) and isinstance(cond.expression, exp.Null):
         side = _indexable(cond.this, aliases, columns)
         if side:

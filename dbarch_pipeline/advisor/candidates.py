@@ -1,9 +1,16 @@
-"""Candidate btree indexes for one statement, deterministic, in a sensible column order.
+"""Candidate indexes for one statement, deterministic, in a sensible column order.
 
-Equality columns come first, most selective first (pg_stats n_distinct); then one range column,
-or the ORDER BY columns when the statement has ORDER BY ... LIMIT. Join keys get single-column
-candidates on each side. Candidates that an existing index already covers are dropped, and tables
-too small to benefit are skipped.
+- btree: equality columns first, most selective first (pg_stats n_distinct); then one range column,
+  or the ORDER BY columns when the statement has ORDER BY ... LIMIT. `LIKE 'prefix%'` columns act as
+  a range, with text_pattern_ops unless the database collation is C. INCLUDE columns when the
+  statement then reads only the index (index-only scan) and the included columns are narrow.
+- expression: `lower(email) = ...` gets an index on lower(email).
+- GIN for jsonb containment (`@>`: jsonb_path_ops) and key existence (`?`: jsonb_ops), and for
+  array containment and overlap.
+- partial: when pg_stat_statements' rows per call show the statement asks for a rare value of a
+  low-cardinality column (pg_stats most-common values), an index WHERE column = that value.
+- joins: the join key of each side (the inner side of a nested loop).
+Candidates an existing index already covers are dropped, and tables too small to benefit skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from .analyze import QueryShape
 from .catalog import Catalog, ExistingIndex, TableInfo
 
 MAX_KEY_COLUMNS = 3
+MAX_INCLUDE_WIDTH = 64        # bytes per row the INCLUDE columns may add
+RARE_VALUE_FREQ = 0.1         # a value this rare is worth a partial index
 EXPRESSION = re.compile(r"^(lower|upper)\((\w+)\)$")
+TEXT_TYPES = ("text", "character varying", "character", "citext")
 
 
 @dataclass(frozen=True)
@@ -28,9 +38,12 @@ class Skip:
     reason: str
 
 
-def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int = 10_000
-                   ) -> tuple[list[IndexCandidate], list[Skip]]:
-    """All candidates for the statement, and the tables skipped with the reason."""
+def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int = 10_000,
+                   mean_rows: float | None = None) -> tuple[list[IndexCandidate], list[Skip]]:
+    """All candidates for the statement, and the tables skipped with the reason.
+
+    mean_rows: rows per call from pg_stat_statements, used to recognise a rare value being asked for.
+    """
     out: list[IndexCandidate] = []
     skips: list[Skip] = []
     for table in shape.tables:
@@ -41,15 +54,12 @@ def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int =
         if info.reltuples < min_table_rows:
             skips.append(Skip(table, f"too small to benefit ({info.reltuples} rows < {min_table_rows})"))
             continue
-        for columns, reason in _column_sets(shape, table, info):
-            cand = IndexCandidate(schema=info.schema, table=info.table, columns=tuple(columns),
-                                  reason=reason,
-                                  expressions=tuple(bool(EXPRESSION.match(c)) for c in columns))
-            covering = covered_by(cand, info.indexes, eq_prefix=_eq_prefix_len(shape, table, columns))
+        for cand in _table_candidates(shape, table, info, mean_rows):
+            covering = covered_by(cand, info.indexes, eq_prefix=_eq_prefix_len(shape, table, list(cand.columns)))
             if covering is not None:
-                skips.append(Skip(table, f"({', '.join(columns)}) already covered by {covering.name}"))
+                skips.append(Skip(table, f"{cand.label()} already covered by {covering.name}"))
                 continue
-            if all(c.columns != cand.columns or c.table != cand.table for c in out):
+            if cand not in out:
                 out.append(cand)
     return out, skips
 
@@ -64,37 +74,53 @@ def _eq_prefix_len(shape: QueryShape, table: str, columns: list[str]) -> int:
     return n
 
 
-def _column_sets(shape: QueryShape, table: str, info: TableInfo) -> list[tuple[list[str], str]]:
+def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows: float | None
+                      ) -> list[IndexCandidate]:
     preds = shape.predicates_on(table)
     eq = _unique([p.column for p in preds if p.op in ("eq", "in")])
     # most selective equality column first; expressions are as selective as their column
     eq.sort(key=lambda c: -info.distinct(_base_column(c)))
     ranges = _unique([p.column for p in preds if p.op == "range"])
+    prefix_like = _unique([p.column for p in preds if p.op == "like" and p.operator == "LIKE"
+                           and info.types.get(p.column, "").startswith(TEXT_TYPES)])
     order = [c for t, c in shape.order_by if t == table]
     order_all_here = bool(order) and len(order) == len(shape.order_by)
     group = [c for t, c in shape.group_by if t == table]
     joins = _unique([j.left_column if j.left_table == table else j.right_column
                      for j in shape.joins if table in (j.left_table, j.right_table)])
+    like_op = "" if prefix_like and info.c_collation(prefix_like[0]) else "text_pattern_ops"
 
-    sets: list[tuple[list[str], str]] = []
+    out: list[IndexCandidate] = []
 
-    def add(cols: list[str], reason: str) -> None:
+    def add(cols: list[str], reason: str, opclasses: dict[str, str] | None = None,
+            where: tuple[str, str] | None = None) -> None:
         cols = _unique(cols)[:MAX_KEY_COLUMNS]
-        if cols and all(cols != s for s, _ in sets):
-            sets.append((cols, reason))
+        if not cols:
+            return
+        ops = tuple((opclasses or {}).get(c, "") for c in cols)
+        cand = IndexCandidate(info.schema, info.table, tuple(cols), reason,
+                              opclasses=ops if any(ops) else (), where=where)
+        if cand not in out:
+            out.append(cand)
 
     if eq:
         if order_all_here and shape.has_limit:
             add(eq + [c for c in order if c not in eq], "equality columns, then ORDER BY for ... LIMIT")
         if ranges:
             add(eq + ranges[:1], "equality columns, then one range column")
+        if prefix_like:
+            add(eq + prefix_like[:1], "equality columns, then the LIKE prefix column", {prefix_like[0]: like_op})
         add(eq, "equality columns, most selective first")
         if group:
             add(eq + [c for c in group if c not in eq], "equality columns, then GROUP BY columns")
-    elif ranges:
-        if order_all_here and shape.has_limit and order[0] != ranges[0]:
+    elif ranges or prefix_like:
+        if order_all_here and shape.has_limit and ranges and order[0] != ranges[0]:
             add(order, "ORDER BY columns for ... LIMIT")
-        add(ranges[:1], "range predicate")
+        if ranges:
+            add(ranges[:1], "range predicate")
+        if prefix_like:
+            add(prefix_like[:1], "LIKE 'prefix%' predicate" + (f" ({like_op})" if like_op else ""),
+                {prefix_like[0]: like_op})
     elif order_all_here and shape.has_limit:
         add(order, "ORDER BY columns for ... LIMIT")
 
@@ -104,49 +130,145 @@ def _column_sets(shape: QueryShape, table: str, info: TableInfo) -> list[tuple[l
         if eq and col not in eq:
             add(eq + [col], "equality columns, then join key")
         add([col], "join key (inner side of a nested loop)")
-    return sets
+
+    out.extend(_gin_candidates(preds, info))
+    out.extend(_partial_candidates(shape, table, info, eq, ranges, mean_rows))
+    out.extend(_include_variants(out, shape, table, info))
+    return out
+
+
+def _gin_candidates(preds, info: TableInfo) -> list[IndexCandidate]:
+    out = []
+    by_column: dict[str, set[str]] = {}
+    for p in preds:
+        if p.op in ("contains", "key", "overlap"):
+            by_column.setdefault(p.column, set()).add(p.op)
+    for column, ops in by_column.items():
+        typ = info.types.get(column, "")
+        if typ == "jsonb":
+            # jsonb_path_ops is smaller and faster but serves only @>
+            opclass = "jsonb_path_ops" if ops == {"contains"} else ""
+            reason = "GIN for jsonb containment" if opclass else "GIN for jsonb key existence"
+        elif typ.endswith("[]"):
+            opclass, reason = "", "GIN for array containment / overlap"
+        else:
+            continue
+        out.append(IndexCandidate(info.schema, info.table, (column,), reason, method="gin",
+                                  opclasses=(opclass,) if opclass else ()))
+    return out
+
+
+def _partial_candidates(shape: QueryShape, table: str, info: TableInfo, eq: list[str], ranges: list[str],
+                        mean_rows: float | None) -> list[IndexCandidate]:
+    """A rare value of a low-cardinality column, recognised from the rows the statement returns."""
+    # rows per call tell the value's frequency only when nothing caps or folds them
+    if not mean_rows or info.reltuples <= 0 or len(shape.tables) != 1 or shape.group_by or shape.has_limit:
+        return []
+    asked = mean_rows / info.reltuples
+    out = []
+    for column in eq:
+        if EXPRESSION.match(column):
+            continue
+        common = info.mcv.get(column) or []
+        matches = [(v, f) for v, f in common if f <= RARE_VALUE_FREQ and asked / 3 <= f <= asked * 3]
+        if not matches or info.distinct(column) > 50:
+            continue
+        value, freq = min(matches, key=lambda vf: abs(vf[1] - asked))
+        keys = [c for c in eq if c != column] + ranges[:1]
+        out.append(IndexCandidate(
+            info.schema, info.table, tuple(_unique(keys or [column])[:MAX_KEY_COLUMNS]),
+            f"partial index: the statement returns {mean_rows:.0f} rows per call, matching the rare "
+            f"value {column} = '{value}' ({freq:.1%} of rows)", where=(column, value)))
+    return out
+
+
+def _include_variants(cands: list[IndexCandidate], shape: QueryShape, table: str, info: TableInfo
+                      ) -> list[IndexCandidate]:
+    """The same btree keys plus narrow INCLUDE columns, when that leaves nothing to fetch from the heap."""
+    if shape.select_star or len(shape.tables) != 1:
+        return []
+    needed = _unique([c for t, c in shape.selected if t == table]
+                     + [p.column for p in shape.predicates_on(table)]
+                     + [c for t, c in shape.order_by + shape.group_by if t == table])
+    if any(EXPRESSION.match(c) for c in needed):
+        return []
+    out = []
+    for cand in cands:
+        if cand.method != "btree" or cand.where or any(EXPRESSION.match(c) for c in cand.columns):
+            continue
+        extra = [c for c in needed if c not in cand.columns]
+        width = sum(info.avg_width.get(c, 1_000) for c in extra)
+        if extra and len(extra) <= 3 and width <= MAX_INCLUDE_WIDTH:
+            out.append(IndexCandidate(cand.schema, cand.table, cand.columns,
+                                      cand.reason + ", INCLUDE for an index-only scan",
+                                      opclasses=cand.opclasses, include=tuple(extra)))
+    return out
 
 
 def covered_by(cand: IndexCandidate, indexes: list[ExistingIndex], *, eq_prefix: int) -> ExistingIndex | None:
-    """An existing btree that already serves the candidate: same leading columns (equality columns
-    in any order, the rest in order). Partial indexes never count as covering."""
+    """An existing index that already serves the candidate: same method and operator classes, same
+    leading columns (equality columns in any order, the rest in order), and the INCLUDE columns.
+    Partial indexes never count as covering."""
     n = len(cand.columns)
-    wanted = [_normalize_key(c) for c in cand.columns]
+    wanted = [_normalize_key(k) for k in cand.keys()]
     for ix in indexes:
-        if ix.method != "btree" or ix.is_partial or len(ix.keys) < n:
+        if ix.method != cand.method or ix.is_partial or len(ix.keys) < n or cand.where:
             continue
         keys = [_normalize_key(k) for k in ix.keys[:n]]
-        if keys == wanted:
-            return ix
-        if set(keys[:eq_prefix]) == set(wanted[:eq_prefix]) and keys[eq_prefix:] == wanted[eq_prefix:]:
+        same = keys == wanted or (set(keys[:eq_prefix]) == set(wanted[:eq_prefix])
+                                  and keys[eq_prefix:] == wanted[eq_prefix:])
+        if not same:
+            continue
+        available = {_normalize_key(k) for k in ix.keys[n:] + ix.include}
+        if all(_normalize_key(c) in available for c in cand.include):
             return ix
     return None
 
 
 def index_name(cand: IndexCandidate) -> str:
-    parts = [cand.table] + [re.sub(r"\W+", "_", c).strip("_") for c in cand.columns] + ["idx"]
+    parts = [cand.table] + [re.sub(r"\W+", "_", c).strip("_") for c in cand.columns]
+    if cand.include:
+        parts += ["incl"] + list(cand.include)
+    if cand.where:
+        parts += ["where", re.sub(r"\W+", "_", f"{cand.where[0]}_{cand.where[1]}").strip("_")]
+    parts.append(cand.method if cand.method != "btree" else "idx")
     name = "_".join(parts)
     if len(name) <= 63:
         return name
     return name[:54] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
+OPCLASSES = {"", "text_pattern_ops", "varchar_pattern_ops", "jsonb_path_ops", "jsonb_ops"}
+METHODS = {"btree", "gin"}
+
+
 def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists: bool = False) -> sql.Composed:
-    """CREATE INDEX for the candidate, identifiers quoted by psycopg."""
+    """CREATE INDEX for the candidate; identifiers quoted by psycopg, operator classes and methods
+    from fixed allow-lists."""
+    if cand.method not in METHODS:
+        raise ValueError(f"unsupported index method {cand.method!r}")
     keys = []
-    for column in cand.columns:
+    ops = cand.opclasses or ("",) * len(cand.columns)
+    for column, opclass in zip(cand.columns, ops):
+        if opclass not in OPCLASSES:
+            raise ValueError(f"unsupported operator class {opclass!r}")
         m = EXPRESSION.match(column)
-        if m:
-            keys.append(sql.SQL("({}({}))").format(sql.SQL(m.group(1)), sql.Identifier(m.group(2))))
-        else:
-            keys.append(sql.Identifier(column))
-    return sql.SQL("CREATE INDEX {concurrently}{ine}{name} ON {schema}.{table} ({keys})").format(
+        key = (sql.SQL("({}({}))").format(sql.SQL(m.group(1)), sql.Identifier(m.group(2))) if m
+               else sql.Identifier(column))
+        keys.append(key + sql.SQL(" " + opclass) if opclass else key)
+    parts = [sql.SQL("CREATE INDEX {concurrently}{ine}{name} ON {schema}.{table}{using} ({keys})").format(
         concurrently=sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
         ine=sql.SQL("IF NOT EXISTS ") if if_not_exists else sql.SQL(""),
         name=sql.Identifier(index_name(cand)),
         schema=sql.Identifier(cand.schema), table=sql.Identifier(cand.table),
+        using=sql.SQL(" USING " + cand.method) if cand.method != "btree" else sql.SQL(""),
         keys=sql.SQL(", ").join(keys),
-    )
+    )]
+    if cand.include:
+        parts.append(sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, cand.include))))
+    if cand.where:
+        parts.append(sql.SQL(" WHERE {} = {}").format(sql.Identifier(cand.where[0]), sql.Literal(cand.where[1])))
+    return sql.Composed(parts)
 
 
 def ddl_text(cand: IndexCandidate, **kwargs: bool) -> str:

@@ -18,6 +18,7 @@ class ExistingIndex:
     is_unique: bool
     is_partial: bool
     definition: str
+    include: tuple[str, ...] = ()
 
 
 @dataclass
@@ -30,8 +31,21 @@ class TableInfo:
     total_bytes: int
     columns: list[str]
     indexes: list[ExistingIndex] = field(default_factory=list)
-    n_distinct: dict[str, float] = field(default_factory=dict)  # column -> estimated distinct values
+    types: dict[str, str] = field(default_factory=dict)         # column -> format_type
+    collation: str = ""
+    n_distinct: dict[str, float] = field(default_factory=dict)  # column -> pg_stats n_distinct
     null_frac: dict[str, float] = field(default_factory=dict)
+    avg_width: dict[str, int] = field(default_factory=dict)
+    mcv: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # most common (value, freq)
+
+    collations: dict[str, str] = field(default_factory=dict)    # column -> collation name
+
+    def c_collation(self, column: str) -> bool:
+        """True when LIKE 'prefix%' can use a plain btree on the column (C or POSIX collation)."""
+        name = self.collations.get(column, "default")
+        if name == "default":
+            return self.collation in ("C", "POSIX", "b:C")
+        return name in ("C", "POSIX")
 
     def distinct(self, column: str) -> float:
         """Estimated distinct values (pg_stats' negative n_distinct is a fraction of the rows)."""
@@ -61,15 +75,21 @@ class Catalog:
                 return None
             info = TableInfo(schema=row["schema"], table=row["table"], oid=row["oid"],
                              reltuples=row["reltuples"], relpages=row["relpages"],
-                             total_bytes=row["total_bytes"], columns=list(row["columns"]))
+                             total_bytes=row["total_bytes"], columns=list(row["columns"]),
+                             types=dict(zip(row["columns"], row["types"])), collation=row["collation"] or "",
+                             collations=dict(zip(row["columns"], row["collations"])))
             for ix in cur.execute(named("select_table_indexes"), {"oid": info.oid}).fetchall():
                 info.indexes.append(ExistingIndex(
                     name=ix["name"], method=ix["method"], keys=tuple(_unquote(k) for k in ix["keys"]),
-                    is_unique=ix["is_unique"], is_partial=ix["is_partial"], definition=ix["definition"]))
+                    is_unique=ix["is_unique"], is_partial=ix["is_partial"], definition=ix["definition"],
+                    include=tuple(_unquote(k) for k in ix["include"])))
             for st in cur.execute(named("select_column_stats"),
                                   {"schema": info.schema, "table": info.table}).fetchall():
                 info.n_distinct[st["column"]] = float(st["n_distinct"] or 0.0)
                 info.null_frac[st["column"]] = float(st["null_frac"] or 0.0)
+                info.avg_width[st["column"]] = int(st["avg_width"] or 0)
+                if st["mcv"] and st["mcf"]:
+                    info.mcv[st["column"]] = list(zip(st["mcv"], map(float, st["mcf"])))
         return info
 
     def columns_map(self, tables: list[str], schemas: dict[str, str]) -> dict[str, set[str]]:

@@ -9,6 +9,7 @@ window, like a dashboard's "last hour"), or two sampled values in order when no 
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -84,8 +85,10 @@ def _stats(conn: psycopg.Connection, schema: str, table: str, column: str) -> tu
 
 
 def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: Catalog, *,
-                          n_sets: int = 4, seed: int = 7) -> tuple[list[tuple[str, ...]], ParameterPlan]:
-    """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be filled."""
+                          n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None
+                          ) -> tuple[list[tuple[str, ...]], ParameterPlan]:
+    """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be filled.
+    `fixed` pins parameters to one value (the rare value a partial index is built for)."""
     plan = plan_parameters(shape)
     if shape.param_count == 0:
         return [()], plan
@@ -119,6 +122,8 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
             for i, n in enumerate(pred.params):
                 values[n] = [_value_for(pred, i, k, sampled, mcv, bounds, paired, seed)
                              for k in range(n_sets)]
+    for n, value in (fixed or {}).items():
+        values[n] = [value] * n_sets
     sets = [tuple(values[n][k] for n in range(1, shape.param_count + 1)) for k in range(n_sets)]
     return sets, plan
 
@@ -135,6 +140,8 @@ def _value_for(pred: Predicate, position: int, k: int, sampled: list[str], mcv: 
         return mcv[0] if k == 0 and mcv else pick
     if pred.op == "like":
         return pick[:3] + "%"
+    if pred.op in ("contains", "key", "overlap"):
+        return _gin_value(pred.op, pick, k)
     if pred.op == "range" and (paired or pred.operator == "BETWEEN"):
         upper = pred.operator in ("<", "<=") or (pred.operator == "BETWEEN" and position == 1)
         if len(bounds) >= 3:
@@ -144,6 +151,23 @@ def _value_for(pred: Predicate, position: int, k: int, sampled: list[str], mcv: 
         lo, hi = sorted([pick, sampled[(k + 1) % len(sampled)]])
         return hi if upper else lo
     return pick
+
+
+def _gin_value(op: str, sampled: str, k: int) -> str:
+    """A containment document, key or array taken from a sampled jsonb / array value."""
+    if sampled.startswith("{") and not sampled.startswith('{"'):  # a PostgreSQL array literal
+        items = [i for i in sampled.strip("{}").split(",") if i]
+        return "{" + (items[k % len(items)] if items else "") + "}"
+    try:
+        doc = json.loads(sampled)
+    except ValueError:
+        return sampled
+    if isinstance(doc, dict) and doc:
+        key = sorted(doc)[k % len(doc)]
+        return key if op == "key" else json.dumps({key: doc[key]})
+    if isinstance(doc, list) and doc:
+        return json.dumps([doc[k % len(doc)]])
+    return sampled
 
 
 def _array_item(value: str) -> str:

@@ -150,7 +150,8 @@ def replace_candidates(conn: psycopg.Connection, snapshot_id: int, rows: Sequenc
         conn.execute(named("delete_index_candidates"), {"snapshot_id": snapshot_id})
         with conn.cursor() as cur:
             cur.executemany(named("insert_index_candidate"), [
-                {**row, "snapshot_id": snapshot_id, "similar": Jsonb(row["similar"], dumps=_dumps)}
+                {**row, "snapshot_id": snapshot_id, "similar": Jsonb(row["similar"], dumps=_dumps),
+                 "spec": Jsonb(row["spec"])}
                 for row in rows
             ])
 

@@ -17,7 +17,7 @@ class AuditSettingsResource(dg.ConfigurableResource):
     warmup: int = 1
     param_sets: int = 4
     min_table_rows: int = 10_000
-    max_candidates_per_query: int = 4
+    max_candidates_per_query: int = 6
     min_gain_pct: float = 10.0
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:

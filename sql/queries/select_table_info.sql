@@ -1,8 +1,15 @@
--- Size and columns of one table, resolved through the search_path when the schema is empty.
+-- Size, columns, column types and collations of one table, resolved through the search_path when the schema
+-- is empty; with the database's collation (LIKE 'prefix%%' can use a plain btree only under C).
 SELECT n.nspname AS schema, c.relname AS table, c.oid AS oid, greatest(c.reltuples, 0)::bigint AS reltuples,
        c.relpages, pg_total_relation_size(c.oid) AS total_bytes,
        array(SELECT a.attname::text FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
+       array(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS types,
+       array(SELECT coalesce(co.collname, '') FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS collations,
+       (SELECT CASE WHEN datlocprovider = 'c' THEN datcollate ELSE datlocprovider::text || ':' || coalesce(datlocale, '') END
+        FROM pg_database WHERE datname = current_database()) AS collation
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'm')
