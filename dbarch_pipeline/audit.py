@@ -18,7 +18,9 @@ from . import capture
 from .advisor.analyze import QueryShape, UnparseableQuery, analyze
 from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
-from .bench.runner import BenchSettings, benchmark_statement
+from .advisor.existing import drop_recommendations
+from .advisor.selection import IndexChoice, Selection, select_indexes
+from .bench.runner import BenchSettings, Prepared, benchmark_statement, evaluate_candidate, partial_values, prepare
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -43,6 +45,8 @@ class AuditSettings:
     max_candidates_per_query: int = 6
     min_gain_pct: float = 10.0          # below this measured gain, no recommendation
     similar_limit: int = 5
+    storage_budget_mb: float = 0.0      # 0: no budget
+    max_indexes: int = 10
 
 
 class NoSnapshot(DbarchError):
@@ -65,7 +69,8 @@ def take_snapshot(target_conn: psycopg.Connection, store_conn: psycopg.Connectio
     reset = capture.stats_reset(target_conn)
     snapshot_id = store.create_snapshot(
         store_conn, target=target, database=database, captured_at=datetime.now(timezone.utc),
-        stats_reset=reset, thresholds=thresholds, queries=queries, skipped=skipped, run_id=run_id)
+        stats_reset=reset, thresholds=thresholds, queries=queries, skipped=skipped, run_id=run_id,
+        table_writes=capture.table_writes(target_conn))
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
         "skipped_catalog_queries": skipped["catalog"],
@@ -124,7 +129,12 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
                          "columns": list(cand.columns), "reason": cand.reason, "similar": similar,
                          "spec": cand.to_spec()})
     store.replace_candidates(store_conn, snap["snapshot_id"], rows)
+    drops = [{"ddl": d.ddl, "kind": d.kind, "table_name": f"{d.schema}.{d.table}", "index_name": d.index,
+              "size_bytes": d.size_bytes, "reason": d.reason, "evidence": d.evidence}
+             for d in drop_recommendations(target_conn)]
+    store.replace_drop_recommendations(store_conn, snap["snapshot_id"], drops)
     return {"snapshot_id": snap["snapshot_id"], "queries": len(queries), "candidates": len(rows),
+            "drop_recommendations": len(drops),
             "queries_without_candidates": no_candidates, "unparseable": len(unparseable),
             "unparseable_detail": unparseable}
 
@@ -133,34 +143,56 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
 
 def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
                          settings: AuditSettings, progress: Progress | None = None) -> dict:
-    """Measure every candidate on the sandbox; each experiment is rolled back."""
+    """Measure every distinct candidate once on the sandbox, against every statement on its table;
+    each experiment is rolled back."""
     snap = _latest(store_conn, target)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
-    by_query: dict[int, list[dict]] = {}
-    for cand in store.candidates(store_conn, snap["snapshot_id"]):
-        by_query.setdefault(cand["queryid"], []).append(cand)
+    by_ddl: dict[str, tuple[IndexCandidate, list[int]]] = {}
+    cands_of: dict[int, list[IndexCandidate]] = {}
+    for row in store.candidates(store_conn, snap["snapshot_id"]):
+        cand = IndexCandidate.from_spec(row["spec"])
+        by_ddl.setdefault(row["ddl"], (cand, []))[1].append(row["queryid"])
+        cands_of.setdefault(row["queryid"], []).append(cand)
+    tables = {cand.table for cand, _ in by_ddl.values()}
+
     catalog = Catalog(sandbox_conn)
-    rows: list[dict] = []
+    items: dict[int, Prepared] = {}
     skipped: list[dict] = []
-    for n, (queryid, cands) in enumerate(by_query.items(), 1):
-        q = queries[queryid]
-        shape = analyze_with_catalog(q.query_text, catalog)
+    for n, q in enumerate(queries.values(), 1):
+        try:
+            shape = analyze_with_catalog(q.query_text, catalog)
+        except UnparseableQuery:
+            continue
+        if not tables.intersection(shape.tables):
+            continue
         reason = unsafe_reason(q.query_text, shape)
         if reason:
-            skipped.append({"queryid": queryid, "reason": reason})
+            if q.queryid in cands_of:
+                skipped.append({"queryid": q.queryid, "reason": reason})
             continue
         if progress:
-            progress(f"benchmarking query {n}/{len(by_query)} ({len(cands)} candidates): "
-                     f"{_one_line(q.query_text, 70)}")
-        index_cands = [IndexCandidate.from_spec(c["spec"]) for c in cands]
-        for result in benchmark_statement(sandbox_conn, q.query_text, shape, index_cands, catalog,
-                                          settings.bench):
-            rows.append({"queryid": queryid, **result})
+            progress(f"baseline {n}/{len(queries)}: {_one_line(q.query_text, 70)}")
+        items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
+                                   partial_values(shape, cands_of.get(q.queryid, [])))
+
+    rows: list[dict] = []
+    for n, (ddl, (cand, owners)) in enumerate(by_ddl.items(), 1):
+        owner_items = [items[qid] for qid in owners if qid in items]
+        if not owner_items:
+            continue
+        others = [item for qid, item in items.items() if qid not in owners and cand.table in item.shape.tables]
+        if progress:
+            progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
+                     f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
+        rows.extend(evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench))
     store.replace_benchmarks(store_conn, snap["snapshot_id"], rows)
     measured = [r for r in rows if r["status"] == "measured"]
-    return {"snapshot_id": snap["snapshot_id"], "candidates_measured": len(measured),
-            "candidates_failed": len(rows) - len(measured), "queries_skipped": len(skipped),
-            "skipped_detail": skipped}
+    return {"snapshot_id": snap["snapshot_id"], "candidates_measured": len({r["ddl"] for r in measured}),
+            "candidates_failed": len({r["ddl"] for r in rows if r["status"] == "failed"}),
+            "statements_prepared": len(items),
+            "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
+            "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
+            "queries_skipped": len(skipped), "skipped_detail": skipped}
 
 
 def analyze_with_catalog(query: str, catalog: Catalog) -> QueryShape:
@@ -206,7 +238,7 @@ def best_per_query(benchmarks: list[dict], min_gain_pct: float) -> dict[int, dic
     """For each statement, the measured candidate with the largest gain, if it clears the bar."""
     best: dict[int, dict] = {}
     for b in benchmarks:
-        if b["status"] != "measured":
+        if b["status"] != "measured" or b["evidence"].get("cross_statement"):
             continue
         gain = b["measured_gain_pct"] if b["measured_gain_pct"] is not None else b["estimated_gain_pct"]
         if gain is None or gain < min_gain_pct or not b["evidence"].get("index_used"):
@@ -217,46 +249,74 @@ def best_per_query(benchmarks: list[dict], min_gain_pct: float) -> dict[int, dic
     return best
 
 
-def _rank(b: dict) -> tuple[float, float, float, int]:
+def _rank(b: dict) -> tuple[float, float, float, float]:
     gain = b["measured_gain_pct"] if b["measured_gain_pct"] is not None else b["estimated_gain_pct"]
     cost_after = b["cost_after"] if b["cost_after"] is not None else float("inf")
+    size = b["evidence"].get("index_bytes") or 0
     # gains within the clock's noise (5-point buckets) tie; then the plan the planner clearly prefers
-    # (costs within ~40% tie: an index that avoids a sort or the heap wins), then the higher
-    # confidence, then the smaller index
-    return (round(gain / 5), -round(math.log2(cost_after + 1) * 2), b["confidence"] or 0.0,
-            -(b["evidence"].get("index_bytes") or 0))
+    # (costs within ~40% tie: an index that avoids a sort or the heap wins), then the clearly smaller
+    # index (sizes within 2x tie), then the higher confidence
+    return (round(gain / 5), -round(math.log2(cost_after + 1) * 2), -round(math.log2(size + 1)),
+            b["confidence"] or 0.0)
+
+
+def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: AuditSettings) -> Selection:
+    """The workload-wide choice for one snapshot (pure given the store's rows, so the log and the
+    report always agree)."""
+    queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
+    budget = int(settings.storage_budget_mb * 1_048_576) if settings.storage_budget_mb > 0 else None
+    rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
+    return select_indexes(store.benchmarks(store_conn, snap["snapshot_id"]), rates,
+                          table_writes=snap.get("table_writes") or {},
+                          min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
+                          max_indexes=settings.max_indexes or None)
+
+
+def adjusted_confidence(row: dict, choice: IndexChoice) -> float:
+    """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal."""
+    confidence = row["confidence"] or 0.0
+    if choice.marginal and choice.read_benefit_ms_per_s > 0:
+        confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
+    return round(confidence, 3)
 
 
 def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings) -> dict:
     snap = _latest(store_conn, target)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
-    benches = store.benchmarks(store_conn, snap["snapshot_id"])
-    best = best_per_query(benches, settings.min_gain_pct)
-    vectors = store.embeddings_for(store_conn, [queries[qid].fingerprint for qid in best])
+    selection = select_for_snapshot(store_conn, snap, settings)
+    choices = {c.ddl: c for c in selection.chosen}
+    vectors = store.embeddings_for(store_conn, [queries[qid].fingerprint for qid in selection.assignment])
     similar = {c["queryid"]: c["similar"] for c in store.candidates(store_conn, snap["snapshot_id"])}
     rows = []
-    for queryid, b in best.items():
+    for queryid, b in selection.assignment.items():
         q = queries[queryid]
+        choice = choices[b["ddl"]]
         evidence = dict(b["evidence"])
         evidence.update(calls=q.calls, total_exec_ms=q.total_exec_ms, mean_exec_ms=q.mean_exec_ms,
                         cost_before=b["cost_before"], cost_after=b["cost_after"],
                         ms_before=b["ms_before"], ms_after=b["ms_after"],
+                        read_benefit_ms_per_s=round(choice.read_benefit_ms_per_s, 6),
+                        write_cost_ms_per_s=round(choice.write_cost_ms_per_s, 6),
+                        serves_queryids=sorted(qid for qid, v in choice.savings.items() if v > 0),
                         similar_optimizations=similar.get(queryid, []))
+        shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
         rows.append({
             "target": target, "fingerprint": q.fingerprint, "queryid": queryid,
             "query_text": q.query_text,
-            "recommendation": f"Create index {evidence['index']} ({evidence['reason']})",
+            "recommendation": f"Create index {evidence['index']} ({evidence['reason']}){shared}",
             "kind": "index", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
-            "estimated_gain": b["estimated_gain_pct"], "confidence": b["confidence"],
+            "estimated_gain": b["estimated_gain_pct"], "confidence": adjusted_confidence(b, choice),
             "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
         })
     written = store.write_optimization_log(store_conn, rows)
     counts = store.log_counts(store_conn, target)
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
     gains = [r["performance_gain"] for r in rows if r["performance_gain"] is not None]
-    return {"snapshot_id": snap["snapshot_id"], "recommendations": len(rows), **written,
+    return {"snapshot_id": snap["snapshot_id"], "recommendations": len(rows),
+            "indexes_recommended": len(selection.chosen), "declined": len(selection.declined), **written,
             "mean_confidence": round(statistics.fmean(confidences), 3) if confidences else 0.0,
             "mean_gain_pct": round(statistics.fmean(gains), 1) if gains else 0.0,
+            "index_bytes": sum(c.index_bytes for c in selection.chosen),
             "log_rows": counts["rows"], "log_rows_with_embedding": counts["with_embedding"]}
 
 

@@ -57,7 +57,8 @@ def fetch_slow_queries(conn: psycopg.Connection, thresholds: Thresholds) -> tupl
     check_pg_stat_statements(conn)
     captured_at = datetime.now(timezone.utc)
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(named("select_slow_queries"), {
+        name = "select_slow_queries" if conn.info.server_version >= 170000 else "select_slow_queries_pre17"
+        rows = cur.execute(named(name), {
             "min_calls": thresholds.min_calls, "min_mean_ms": thresholds.min_mean_ms,
             # catalog queries are filtered below, so fetch a few more than asked for
             "top_n": thresholds.top_n * 2 + 10,
@@ -75,6 +76,14 @@ def fetch_slow_queries(conn: psycopg.Connection, thresholds: Thresholds) -> tupl
             calls=row["calls"], total_exec_ms=float(row["total_exec_ms"]),
             mean_exec_ms=float(row["mean_exec_ms"] or 0.0), rows=row["rows"],
             shared_blks_hit=row["shared_blks_hit"], shared_blks_read=row["shared_blks_read"],
-            captured_at=captured_at,
+            captured_at=captured_at, window_seconds=row["window_seconds"],
         ))
     return queries, skipped
+
+
+def table_writes(conn: psycopg.Connection) -> dict[str, dict]:
+    """Rows inserted, deleted and updated without HOT per table, with the seconds they span."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("select_table_writes")).fetchall()
+    return {r["table"]: {"rows": int(r["n_tup_ins"] + r["n_tup_del"] + r["n_tup_upd"] - r["n_tup_hot_upd"]),
+                         "seconds": float(r["seconds"] or 0.0)} for r in rows}

@@ -79,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run.materialize_audit(resources, instance=instance)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),
-                                   min_gain_pct=resources["audit_settings"].min_gain_pct)
+                                   settings=resources["audit_settings"].settings())
     _print("")
     _print(report.format_report(data))
     if args.json:
@@ -108,7 +108,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     run.materialize_audit(resources, instance=instance)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),
-                                   min_gain_pct=resources["audit_settings"].min_gain_pct)
+                                   settings=resources["audit_settings"].settings())
     if data["slow_queries"] == 0:
         _print("no slow queries above the thresholds: nothing to optimize (lower --min-calls / "
                "--min-mean-ms to look further)")

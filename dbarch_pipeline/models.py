@@ -27,6 +27,11 @@ class SlowQuery:
     shared_blks_hit: int
     shared_blks_read: int
     captured_at: datetime
+    window_seconds: float | None = None   # how long this statement's counters have been running
+
+    def calls_per_second(self, fallback_window: float | None) -> float:
+        window = self.window_seconds or fallback_window
+        return self.calls / window if window and window > 0 else float(self.calls)
 
 
 @dataclass(frozen=True)

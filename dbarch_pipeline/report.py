@@ -11,47 +11,61 @@ from . import audit
 from .memory import store
 
 
-def audit_result(store_conn: psycopg.Connection, *, target: str, min_gain_pct: float) -> dict[str, Any]:
+def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit.AuditSettings) -> dict[str, Any]:
     """Everything the latest audit of `target` found, in the CLI's JSON contract."""
     snap = store.latest_snapshot(store_conn, target)
     if snap is None:
-        return {"target": target, "slow_queries": 0, "recommendations": [], "queries": []}
+        return {"target": target, "slow_queries": 0, "recommendations": [], "queries": [],
+                "indexes": [], "declined": [], "drop_recommendations": []}
     sid = snap["snapshot_id"]
     queries = store.snapshot_queries(store_conn, sid)
     benches = store.benchmarks(store_conn, sid)
     cands = store.candidates(store_conn, sid)
-    best = audit.best_per_query(benches, min_gain_pct)
+    selection = audit.select_for_snapshot(store_conn, snap, settings)
+    choices = {c.ddl: c for c in selection.chosen}
     recommendations = []
     per_query = []
     for q in queries:
-        b = best.get(q.queryid)
-        tried = [x for x in benches if x["queryid"] == q.queryid]
+        b = selection.assignment.get(q.queryid)
+        own = [c for c in cands if c["queryid"] == q.queryid]
         entry = {"queryid": q.queryid, "query": q.query_text, "fingerprint": q.fingerprint,
                  "calls": q.calls, "mean_exec_ms": round(q.mean_exec_ms, 3),
-                 "total_exec_ms": round(q.total_exec_ms, 1),
-                 "candidates": len([c for c in cands if c["queryid"] == q.queryid]),
-                 "recommendation": None}
+                 "total_exec_ms": round(q.total_exec_ms, 1), "candidates": len(own), "recommendation": None}
         if b is not None:
+            choice = choices[b["ddl"]]
             rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
                    "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
-                   "confidence": b["confidence"], "ms_before": b["ms_before"], "ms_after": b["ms_after"],
+                   "confidence": audit.adjusted_confidence(b, choice), "ms_before": b["ms_before"],
+                   "ms_after": b["ms_after"], "shared": bool(b["evidence"].get("cross_statement")),
                    "evidence": b["evidence"]}
             recommendations.append(rec)
             entry["recommendation"] = b["ddl"]
         else:
-            entry["why_none"] = _why_none(entry["candidates"], tried, min_gain_pct)
+            tried = [x for x in benches if x["queryid"] == q.queryid]
+            entry["why_none"] = _why_none(len(own), tried, settings.min_gain_pct, selection.declined)
         per_query.append(entry)
     recommendations.sort(key=lambda r: -(r["measured_gain_pct"] or 0))
     return {
         "target": target, "snapshot_id": sid, "captured_at": snap["captured_at"].isoformat(),
         "stats_reset": snap["stats_reset"].isoformat() if snap["stats_reset"] else None,
         "slow_queries": len(queries), "recommendations": recommendations, "queries": per_query,
+        "indexes": [{"ddl": c.ddl, "table": c.table, "index_bytes": c.index_bytes,
+                     "serves_queryids": sorted(q for q, v in c.savings.items() if v > 0),
+                     "read_benefit_ms_per_s": round(c.read_benefit_ms_per_s, 6),
+                     "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6)} for c in selection.chosen],
+        "declined": [{"ddl": ddl, "reason": why} for ddl, why in selection.declined.items()],
+        "drop_recommendations": [{**d, "kind": "drop", "drop_kind": d["kind"]}
+                                 for d in store.drop_recommendations(store_conn, sid)],
     }
 
 
-def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float) -> str:
+def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, declined: dict[str, str]) -> str:
     if n_candidates == 0:
         return "no candidate index (already indexed, table too small, or nothing an index can serve)"
+    reasons = {declined[t["ddl"]] for t in tried if t["ddl"] in declined and t["status"] == "measured"
+               and (t["measured_gain_pct"] or 0) >= min_gain_pct}
+    if reasons:
+        return "declined: " + "; ".join(sorted(reasons))
     measured = [t for t in tried if t["status"] == "measured"]
     if not measured:
         failed = [t for t in tried if t["status"] == "failed"]
@@ -89,4 +103,15 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
         else:
             lines.append(f"   -> no recommendation: {q.get('why_none', '')}")
         lines.append("")
+    if result.get("indexes"):
+        total = sum(i["index_bytes"] for i in result["indexes"]) / 1_048_576
+        lines.append(f"{len(result['indexes'])} index(es) recommended for the workload, {total:.1f} MB in all")
+    for d in result.get("declined", []):
+        lines.append(f"  declined {d['ddl']}: {d['reason']}")
+    drops = result.get("drop_recommendations") or []
+    if drops:
+        lines.append("")
+        lines.append("Existing indexes you could drop (never applied by dbarch):")
+        for d in drops:
+            lines.append(f"  {d['ddl']}  -- {d['drop_kind']}, {d['size_bytes'] / 1_048_576:.1f} MB: {d['reason']}")
     return "\n".join(lines)

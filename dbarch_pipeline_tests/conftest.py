@@ -19,10 +19,20 @@ from dbarch_pipeline import demo, embedded  # noqa: E402
 from dbarch_pipeline.run import audit_resources  # noqa: E402
 
 SMALL_DEMO_ROWS = 60_000
+# Several test sessions may share the embedded server (a developer's run beside a helper's): each
+# session's databases carry its own suffix, and are dropped when it ends.
+SUFFIX = os.environ.get("DBARCH_TEST_DB_SUFFIX") or str(os.getpid())
+_created: set[str] = set()
 FAST_SETTINGS = {"runs": 3, "param_sets": 3, "min_mean_ms": 0.5, "min_calls": 3}
 
 
+def db_name(name: str) -> str:
+    return f"{name}_{SUFFIX}"
+
+
 def fresh_database(name: str, *, pg_stat_statements: bool = True) -> str:
+    name = db_name(name)
+    _created.add(name)
     with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -35,7 +45,11 @@ def fresh_database(name: str, *, pg_stat_statements: bool = True) -> str:
 
 @pytest.fixture(scope="session")
 def server():
-    return embedded.start()
+    status = embedded.start()
+    yield status
+    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
+        for name in sorted(_created):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ import json
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from dbarch_pipeline import embedded
 from dbarch_pipeline.cli import EXIT_PROBLEM, main
 
-from .conftest import fresh_database
+from .conftest import db_name, fresh_database
 
 FAST = ["--runs", "2", "--param-sets", "2", "--min-calls", "3", "--min-mean-ms", "0.5", "--ephemeral"]
 
@@ -58,11 +59,12 @@ def test_missing_pg_stat_statements_says_how_to_enable_it(server, store_dsn, cap
 def test_store_that_cannot_get_pgvector_is_a_clear_error(demo_target, capsys):
     """A store user without the right to create the vector extension (as on many managed servers)."""
     url = fresh_database("dbarch_test_store_novector", pg_stat_statements=False)
+    role = db_name("dbarch_test_limited")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP ROLE IF EXISTS dbarch_test_limited")
-        conn.execute("CREATE ROLE dbarch_test_limited LOGIN NOSUPERUSER")
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-    limited = url.replace("postgres@", "dbarch_test_limited@")
+    limited = url.replace("postgres@", f"{role}@")
     code = main(["audit", "--target-dsn", demo_target, "--store-dsn", limited, "--json", "/dev/null",
                  "--ephemeral"])
     err = capsys.readouterr().err
@@ -86,10 +88,10 @@ def test_target_without_pgvector_uses_embedded_store(demo_target, capsys, tmp_pa
     out = tmp_path / "a.json"
     code = main(["audit", "--target-dsn", demo_target, "--json", str(out), *FAST])
     assert code == 0, capsys.readouterr().err
-    assert json.loads(out.read_text())["target"] == "dbarch_test_target"
+    assert json.loads(out.read_text())["target"] == db_name("dbarch_test_target")
     with psycopg.connect(embedded.url("dbarch")) as conn:
-        n = conn.execute("SELECT count(*) FROM dbarch.optimization_log WHERE target = 'dbarch_test_target'"
-                         ).fetchone()[0]
+        n = conn.execute("SELECT count(*) FROM dbarch.optimization_log WHERE target = %s",
+                         (db_name("dbarch_test_target"),)).fetchone()[0]
     assert n >= 1
 
 

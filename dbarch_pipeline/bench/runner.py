@@ -1,22 +1,35 @@
-"""Benchmark one statement's candidate indexes on the sandbox, each inside a rolled-back transaction."""
+"""Benchmark candidate indexes on the sandbox, each inside a rolled-back transaction.
+
+Each statement is prepared once (parameter sets sampled, baseline measured). Each candidate index is
+then built once, and inside the same rolled-back transaction:
+- the statements it was proposed for are timed in full;
+- the other statements on the same table are re-planned, and timed when the plan uses the new index,
+  so that an index serving several statements is credited for each and a regression is caught;
+- its upkeep is measured: rows inserted into a temporary sample copy of the table, with and
+  without the same index, give the write cost per row.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import psycopg
+from psycopg import sql
 
 from ..advisor.analyze import QueryShape
 from ..advisor.candidates import ddl_text, index_ddl, index_name
 from ..advisor.catalog import Catalog
-from ..db import named, rolled_back
+from ..db import DBARCH_TAG, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from . import evaluate
-from .measure import compact_plan, measure, median_ms
-from .params import sample_parameter_sets
+from .measure import compact_plan, indexes_in, measure, median_ms
+from .params import ParameterPlan, sample_parameter_sets
+
+REGRESSION_FACTOR = 1.10   # another statement 10% slower with the index is a regression
+WRITE_PROBE_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,43 @@ class BenchSettings:
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 2_000
     seed: int = 7
+    measure_write_cost: bool = True
+
+
+@dataclass
+class Prepared:
+    """One statement ready to be measured: its values and its baseline."""
+
+    queryid: int
+    query: str
+    shape: QueryShape
+    param_sets: list[tuple[str, ...]]
+    plan: ParameterPlan
+    baseline: Measurement = field(default_factory=lambda: Measurement(generic_cost=None))
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.param_sets) and bool(self.baseline.timings_ms)
+
+    @property
+    def has_params(self) -> bool:
+        return self.shape.param_count > 0
+
+
+def _guard(settings: BenchSettings) -> dict:
+    return dict(statement_timeout_ms=settings.statement_timeout_ms, lock_timeout_ms=settings.lock_timeout_ms)
+
+
+def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShape, catalog: Catalog,
+            settings: BenchSettings, fixed: dict[int, str] | None = None) -> Prepared:
+    """Sample values for the statement's `$n` and measure it as it is today."""
+    param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
+                                             seed=settings.seed, fixed=fixed)
+    item = Prepared(queryid, query, shape, param_sets, plan)
+    with rolled_back(conn, **_guard(settings)):
+        item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
+                                runs=settings.runs, warmup=settings.warmup)
+    return item
 
 
 def _summary(m: Measurement) -> dict:
@@ -41,77 +91,128 @@ def _summary(m: Measurement) -> dict:
     }
 
 
-def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
-                        candidates: Sequence[IndexCandidate], catalog: Catalog,
-                        settings: BenchSettings) -> list[dict]:
-    """One result row per candidate: costs, timings, gains, confidence and the evidence behind them."""
-    param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
-                                             seed=settings.seed, fixed=_partial_values(shape, candidates))
-    has_params = shape.param_count > 0
-    timed = bool(param_sets)
-    guard = dict(statement_timeout_ms=settings.statement_timeout_ms, lock_timeout_ms=settings.lock_timeout_ms)
-
-    with rolled_back(conn, **guard):
-        before = measure(conn, query, param_sets if timed else [], has_params=has_params,
-                         runs=settings.runs, warmup=settings.warmup)
-
-    results = []
-    for cand in candidates:
-        ddl = ddl_text(cand)
-        name = index_name(cand)
-        row = {"ddl": ddl, "status": "measured", "cost_before": before.generic_cost}
-        try:
-            with rolled_back(conn, **guard):
-                started = time.perf_counter()
-                conn.execute(index_ddl(cand))
-                build_ms = (time.perf_counter() - started) * 1000
-                size = conn.execute(named("select_index_size"), {"schema": cand.schema, "name": name}
-                                    ).fetchone()[0]
-                after = measure(conn, query, param_sets if timed else [], has_params=has_params,
-                                runs=settings.runs, warmup=settings.warmup)
-        except psycopg.Error as exc:
-            row.update(status="failed", evidence={"error": str(exc).strip().splitlines()[0],
-                                                  "sqlstate": exc.sqlstate})
-            results.append({**_empty_gains(), **row})
-            continue
-
-        used = name in after.indexes_used
-        # with values the planner's custom plans are the honest estimate (a generic plan cannot use
-        # a partial index and misjudges skew and LIKE); without values, the generic plan is all we have
-        cost_before, cost_after = _planner_cost(before), _planner_cost(after)
-        planner_gain = (cost_before - cost_after) / cost_before if cost_before else None
-        ms_before, ms_after = median_ms(before), median_ms(after)
-        if timed:
-            confidence = evaluate.confidence_from(before.timings_ms, after.timings_ms, planner_gain, used=used)
-            parts = evaluate.confidence_parts(before.timings_ms, after.timings_ms, planner_gain, used=used)
-        else:
-            confidence = evaluate.planner_only_confidence(planner_gain, used=used)
-            parts = {"planner_only": True}
-        row.update(
-            cost_before=cost_before, cost_after=cost_after,
-            ms_before=ms_before, ms_after=ms_after,
-            estimated_gain_pct=evaluate.gain_pct(cost_before, cost_after),
-            measured_gain_pct=evaluate.gain_pct(ms_before, ms_after),
-            confidence=confidence,
-            evidence={
-                "index": cand.label(), "reason": cand.reason, "index_used": used,
-                "index_bytes": size, "build_ms": round(build_ms, 1),
-                "parameter_sets": [list(p) for p in param_sets] if has_params else [],
-                "unmapped_parameters": plan.unmapped,
-                "runs_per_set": settings.runs, "warmup_runs": settings.warmup,
-                "confidence_parts": parts,
-                "before": _summary(before), "after": _summary(after),
-            },
-        )
-        results.append(row)
-    return results
-
-
 def _planner_cost(m: Measurement) -> float | None:
+    # with values the planner's custom plans are the honest estimate (a generic plan cannot use a
+    # partial index and misjudges skew and LIKE); without values the generic plan is all we have
     return statistics.fmean(m.costs) if m.costs else m.generic_cost
 
 
-def _partial_values(shape: QueryShape, candidates: Sequence[IndexCandidate]) -> dict[int, str]:
+def _result(item: Prepared, after: Measurement, name: str, *, cross: bool) -> dict:
+    before = item.baseline
+    used = name in after.indexes_used
+    cost_before, cost_after = _planner_cost(before), _planner_cost(after)
+    planner_gain = (cost_before - cost_after) / cost_before if cost_before else None
+    ms_before, ms_after = median_ms(before), median_ms(after)
+    if item.timed:
+        confidence = evaluate.confidence_from(before.timings_ms, after.timings_ms, planner_gain, used=used)
+        parts = evaluate.confidence_parts(before.timings_ms, after.timings_ms, planner_gain, used=used)
+    else:
+        confidence = evaluate.planner_only_confidence(planner_gain, used=used)
+        parts = {"planner_only": True}
+    measured = evaluate.gain_pct(ms_before, ms_after)
+    return {
+        "queryid": item.queryid, "status": "measured",
+        "cost_before": cost_before, "cost_after": cost_after, "ms_before": ms_before, "ms_after": ms_after,
+        "estimated_gain_pct": evaluate.gain_pct(cost_before, cost_after),
+        "measured_gain_pct": measured, "confidence": confidence,
+        "evidence": {
+            "index_used": used, "cross_statement": cross,
+            "regression": bool(measured is not None and ms_after > ms_before * REGRESSION_FACTOR),
+            "parameter_sets": [list(p) for p in item.param_sets] if item.has_params else [],
+            "unmapped_parameters": item.plan.unmapped,
+            "runs_per_set": len(after.timings_ms[0]) if after.timings_ms else 0,
+            "confidence_parts": parts, "before": _summary(before), "after": _summary(after),
+        },
+    }
+
+
+def _uses_index(conn: psycopg.Connection, item: Prepared, name: str) -> bool:
+    """Would the planner use the new index for this statement? (one custom plan, or the generic one)"""
+    from .measure import generic_cost
+
+    if item.param_sets and item.param_sets[0]:
+        doc = _explain_plan(conn, item)
+    else:
+        _, doc = generic_cost(conn, item.query, item.has_params)
+    return name in indexes_in(doc)
+
+
+def _explain_plan(conn: psycopg.Connection, item: Prepared) -> dict:
+    from .measure import _explain
+
+    return _explain(conn, item.query, "FORMAT JSON", item.param_sets[0])
+
+
+def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
+                       others: Sequence[Prepared], settings: BenchSettings) -> list[dict]:
+    """Build the candidate in a rolled-back transaction and measure what it does to every statement
+    on its table. Rows for the owners always; for the others only when their plan uses the index."""
+    ddl = ddl_text(cand)
+    name = index_name(cand)
+    try:
+        with rolled_back(conn, **_guard(settings)):
+            started = time.perf_counter()
+            conn.execute(index_ddl(cand))
+            build_ms = (time.perf_counter() - started) * 1000
+            size = conn.execute(named("select_index_size"), {"schema": cand.schema, "name": name}).fetchone()[0]
+            rows = []
+            for item in owners:
+                after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
+                                runs=settings.runs, warmup=settings.warmup)
+                rows.append(_result(item, after, name, cross=False))
+            for item in others:
+                if not _uses_index(conn, item, name):
+                    continue
+                after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
+                                runs=min(settings.runs, 3), warmup=settings.warmup)
+                rows.append(_result(item, after, name, cross=True))
+            write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
+    except psycopg.Error as exc:
+        failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate,
+                   "index": cand.label(), "reason": cand.reason}
+        return [{"queryid": item.queryid, "ddl": ddl, "status": "failed", "cost_before": None, "cost_after": None,
+                 "ms_before": None, "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None,
+                 "confidence": None, "evidence": failure} for item in owners]
+    for row in rows:
+        row["ddl"] = ddl
+        row["evidence"].update(index=cand.label(), reason=cand.reason, index_bytes=size,
+                               build_ms=round(build_ms, 1), write_ms_per_row=write_ms,
+                               spec=cand.to_spec())
+    return rows
+
+
+def write_cost_per_row(conn: psycopg.Connection, cand: IndexCandidate) -> float | None:
+    """Milliseconds each inserted row spends maintaining the index, measured on a temporary sample
+    copy of the table (so the real table takes no writes); called inside a rolled-back transaction."""
+    probe = sql.Identifier("dbarch_write_probe")
+    source = sql.SQL("{}.{}").format(sql.Identifier(cand.schema), sql.Identifier(cand.table))
+    try:
+        conn.execute(sql.SQL(DBARCH_TAG + " CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(probe, source))
+        conn.execute(sql.SQL(DBARCH_TAG + " INSERT INTO {} SELECT * FROM {} LIMIT {}").format(
+            probe, source, sql.Literal(WRITE_PROBE_ROWS)))
+        if conn.execute(sql.SQL("SELECT count(*) FROM {}").format(probe)).fetchone()[0] == 0:
+            return None
+        without = _time_inserts(conn, probe)
+        temp = IndexCandidate("pg_temp", "dbarch_write_probe", cand.columns, cand.reason, method=cand.method,
+                              opclasses=cand.opclasses, include=cand.include, where=cand.where)
+        conn.execute(index_ddl(temp))
+        with_index = _time_inserts(conn, probe)
+    except psycopg.Error:
+        return None
+    return max(0.0, (with_index - without) / WRITE_PROBE_ROWS)
+
+
+def _time_inserts(conn: psycopg.Connection, probe: sql.Identifier, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        conn.execute(sql.SQL(DBARCH_TAG + " INSERT INTO {} SELECT * FROM {} LIMIT {}").format(
+            probe, probe, sql.Literal(WRITE_PROBE_ROWS)))
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def partial_values(shape: QueryShape, candidates: Sequence[IndexCandidate]) -> dict[int, str]:
     """A partial candidate was built for the rare value the statement asks for: time with it."""
     fixed: dict[int, str] = {}
     for cand in candidates:
@@ -122,6 +223,12 @@ def _partial_values(shape: QueryShape, candidates: Sequence[IndexCandidate]) -> 
     return fixed
 
 
-def _empty_gains() -> dict:
-    return {"cost_after": None, "ms_before": None, "ms_after": None, "estimated_gain_pct": None,
-            "measured_gain_pct": None, "confidence": None}
+def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
+                        candidates: Sequence[IndexCandidate], catalog: Catalog,
+                        settings: BenchSettings, queryid: int = 0) -> list[dict]:
+    """One statement alone: one result row per candidate."""
+    item = prepare(conn, queryid, query, shape, catalog, settings, partial_values(shape, candidates))
+    rows = []
+    for cand in candidates:
+        rows.extend(evaluate_candidate(conn, cand, [item], [], settings))
+    return rows

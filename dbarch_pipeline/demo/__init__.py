@@ -178,8 +178,13 @@ def run_workload(conn: psycopg.Connection, *, repeat: float = 1.0, seed: int = 1
     rng = random.Random(seed)
     samples = _samples(conn, rng)
     if reset_stats:
+        # statement and table counters start together, so calls and writes cover the same window
+        # (the bulk load would otherwise count as write traffic)
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the load's own counters first
+        conn.execute("SELECT 1")
         conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
                      "WHERE datname = current_database()), 0)")
+        conn.execute("SELECT pg_stat_reset()")
     plan = [q for q in WORKLOAD for _ in range(max(1, round(q.calls * repeat)))]
     rng.shuffle(plan)
     spent: dict[str, float] = {q.name: 0.0 for q in WORKLOAD}

@@ -81,19 +81,21 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 def create_snapshot(conn: psycopg.Connection, *, target: str, database: str, captured_at: datetime,
                     stats_reset: datetime | None, thresholds: Thresholds, queries: Sequence[SlowQuery],
-                    skipped: dict[str, Any], run_id: str | None) -> int:
+                    skipped: dict[str, Any], run_id: str | None, table_writes: dict | None = None) -> int:
     """Store one snapshot and its slow queries in one transaction; returns the snapshot id."""
     with conn.transaction():
         snapshot_id = conn.execute(named("insert_snapshot"), {
             "target": target, "database": database, "captured_at": captured_at,
             "stats_reset": stats_reset, "thresholds": Jsonb(asdict(thresholds)),
             "skipped": Jsonb(skipped), "run_id": run_id,
+            "window_seconds": (captured_at - stats_reset).total_seconds() if stats_reset else None,
+            "table_writes": Jsonb(table_writes or {}),
         }).fetchone()[0]
         with conn.cursor().copy(named("copy_slow_query")) as copy:
             for q in queries:
                 copy.write_row((snapshot_id, q.queryid, q.fingerprint, q.query_text, q.calls,
                                 q.total_exec_ms, q.mean_exec_ms, q.rows, q.shared_blks_hit,
-                                q.shared_blks_read, q.captured_at))
+                                q.shared_blks_read, q.captured_at, q.window_seconds))
     return snapshot_id
 
 
@@ -159,6 +161,21 @@ def replace_candidates(conn: psycopg.Connection, snapshot_id: int, rows: Sequenc
 def candidates(conn: psycopg.Connection, snapshot_id: int) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(named("select_index_candidates"), {"snapshot_id": snapshot_id}).fetchall()
+
+
+def replace_drop_recommendations(conn: psycopg.Connection, snapshot_id: int, rows: Sequence[dict]) -> None:
+    with conn.transaction():
+        conn.execute(named("delete_drop_recommendations"), {"snapshot_id": snapshot_id})
+        with conn.cursor() as cur:
+            cur.executemany(named("insert_drop_recommendation"), [
+                {**row, "snapshot_id": snapshot_id, "evidence": Jsonb(row["evidence"], dumps=_dumps)}
+                for row in rows
+            ])
+
+
+def drop_recommendations(conn: psycopg.Connection, snapshot_id: int) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_drop_recommendations"), {"snapshot_id": snapshot_id}).fetchall()
 
 
 def replace_benchmarks(conn: psycopg.Connection, snapshot_id: int, rows: Sequence[dict]) -> None:

@@ -19,6 +19,8 @@ class AuditSettingsResource(dg.ConfigurableResource):
     min_table_rows: int = 10_000
     max_candidates_per_query: int = 6
     min_gain_pct: float = 10.0
+    storage_budget_mb: float = 0.0
+    max_indexes: int = 10
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
         return AuditSettings(
@@ -28,4 +30,6 @@ class AuditSettingsResource(dg.ConfigurableResource):
             min_table_rows=self.min_table_rows,
             max_candidates_per_query=self.max_candidates_per_query,
             min_gain_pct=self.min_gain_pct,
+            storage_budget_mb=self.storage_budget_mb,
+            max_indexes=self.max_indexes,
         )

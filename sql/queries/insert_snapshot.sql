@@ -1,3 +1,5 @@
-INSERT INTO dbarch.snapshot (target, database, captured_at, stats_reset, thresholds, skipped, run_id)
-VALUES (%(target)s, %(database)s, %(captured_at)s, %(stats_reset)s, %(thresholds)s, %(skipped)s, %(run_id)s)
+INSERT INTO dbarch.snapshot (target, database, captured_at, stats_reset, thresholds, skipped, run_id,
+                             window_seconds, table_writes)
+VALUES (%(target)s, %(database)s, %(captured_at)s, %(stats_reset)s, %(thresholds)s, %(skipped)s, %(run_id)s,
+        %(window_seconds)s, %(table_writes)s)
 RETURNING snapshot_id

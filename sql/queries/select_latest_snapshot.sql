@@ -1,4 +1,4 @@
-SELECT snapshot_id, target, database, captured_at, stats_reset, thresholds, skipped
+SELECT snapshot_id, target, database, captured_at, stats_reset, thresholds, skipped, window_seconds, table_writes
 FROM dbarch.snapshot
 WHERE target = %(target)s
 ORDER BY captured_at DESC, snapshot_id DESC

@@ -7,7 +7,9 @@ SELECT s.queryid,
        sum(s.total_exec_time) / nullif(sum(s.calls), 0) AS mean_exec_ms,
        sum(s.rows)::bigint           AS rows,
        sum(s.shared_blks_hit)::bigint  AS shared_blks_hit,
-       sum(s.shared_blks_read)::bigint AS shared_blks_read
+       sum(s.shared_blks_read)::bigint AS shared_blks_read,
+       -- PostgreSQL 17+: when this statement's counters started, so calls become a rate
+       extract(epoch FROM now() - min(s.stats_since))::float8 AS window_seconds
 FROM pg_stat_statements s
 JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = current_database()
