@@ -269,14 +269,22 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
     return select_indexes(store.benchmarks(store_conn, snap["snapshot_id"]), rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
-                          max_indexes=settings.max_indexes or None)
+                          max_indexes=settings.max_indexes or None,
+                          observed_ms={q.queryid: q.mean_exec_ms for q in queries})
 
 
-def adjusted_confidence(row: dict, choice: IndexChoice) -> float:
-    """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal."""
+UNREPRESENTATIVE = 3.0   # sampled values this much slower than the application's own calls
+
+
+def adjusted_confidence(row: dict, choice: IndexChoice, observed_ms: float | None = None) -> float:
+    """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal,
+    and by a quarter when the sampled values ran far slower than the application's calls do (the
+    sample then tested a heavier case than the workload sends)."""
     confidence = row["confidence"] or 0.0
     if choice.marginal and choice.read_benefit_ms_per_s > 0:
         confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
+    if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms:
+        confidence *= 0.75
     return round(confidence, 3)
 
 
@@ -298,6 +306,8 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                         read_benefit_ms_per_s=round(choice.read_benefit_ms_per_s, 6),
                         write_cost_ms_per_s=round(choice.write_cost_ms_per_s, 6),
                         serves_queryids=sorted(qid for qid, v in choice.savings.items() if v > 0),
+                        sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
+                        if b["ms_before"] and q.mean_exec_ms else None,
                         similar_optimizations=similar.get(queryid, []))
         shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
         rows.append({
@@ -305,7 +315,8 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             "query_text": q.query_text,
             "recommendation": f"Create index {evidence['index']} ({evidence['reason']}){shared}",
             "kind": "index", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
-            "estimated_gain": b["estimated_gain_pct"], "confidence": adjusted_confidence(b, choice),
+            "estimated_gain": b["estimated_gain_pct"],
+            "confidence": adjusted_confidence(b, choice, q.mean_exec_ms),
             "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
         })
     written = store.write_optimization_log(store_conn, rows)

@@ -35,7 +35,7 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
             choice = choices[b["ddl"]]
             rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
                    "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
-                   "confidence": audit.adjusted_confidence(b, choice), "ms_before": b["ms_before"],
+                   "confidence": audit.adjusted_confidence(b, choice, q.mean_exec_ms), "ms_before": b["ms_before"],
                    "ms_after": b["ms_after"], "shared": bool(b["evidence"].get("cross_statement")),
                    "evidence": b["evidence"]}
             recommendations.append(rec)
@@ -93,6 +93,8 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
         rec = recs.get(q["queryid"])
         if rec:
             lines.append(f"   -> {rec['ddl']}")
+            if rec.get("shared"):
+                lines.append("      (chosen for another statement; it serves this one too)")
             before, after = rec["ms_before"], rec["ms_after"]
             timing = (f"{before:.3f} ms -> {after:.3f} ms" if before is not None and after is not None
                       else "not timed (planner cost only)")

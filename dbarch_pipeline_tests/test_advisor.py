@@ -41,6 +41,13 @@ def advisor_db(server):
                                    body text NOT NULL);
             INSERT INTO comments (post_id, body) SELECT 1 + g % 120000, 'c' || g FROM generate_series(1, 200000) g;
             CREATE INDEX posts_blog_id_idx ON posts (blog_id);
+            CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL);
+            INSERT INTO orders SELECT g, g % 20000 FROM generate_series(1, 100000) g;
+            CREATE INDEX orders_customer_id_idx ON orders (customer_id);
+            CREATE TABLE order_items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                      order_id int NOT NULL, sku text NOT NULL);
+            INSERT INTO order_items (order_id, sku) SELECT 1 + g % 100000, 'sku' || (g % 777)
+            FROM generate_series(1, 300000) g;
         """)
         conn.execute("VACUUM ANALYZE")
     return url
@@ -121,9 +128,9 @@ def test_include_columns_for_an_index_only_scan(advisor_db):
 
 
 def test_join_key_on_the_inner_side(advisor_db):
-    # the nested loop into comments wins over filtering posts first and hashing all comments
-    assert_recommends(advisor_db, "SELECT c.body FROM posts p JOIN comments c ON c.post_id = p.id "
-                                  "WHERE p.user_id = $1", "public.comments (post_id)")
+    # orders are found by their index; a nested loop into order_items then beats hashing all items
+    assert_recommends(advisor_db, "SELECT i.sku FROM orders o JOIN order_items i ON i.order_id = o.id "
+                                  "WHERE o.customer_id = $1", "public.order_items (order_id)")
     with psycopg.connect(advisor_db, autocommit=True) as conn:
         shape = analyze("SELECT c.body FROM posts p JOIN comments c ON c.post_id = p.id WHERE p.user_id = $1")
         cands, _ = candidates_for(shape, Catalog(conn))

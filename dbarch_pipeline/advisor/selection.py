@@ -56,8 +56,12 @@ def _gain(row: dict) -> float | None:
 
 def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *,
                    table_writes: dict[str, dict], min_gain_pct: float,
-                   storage_budget_bytes: int | None = None, max_indexes: int | None = None) -> Selection:
-    """calls_per_second: each statement's call rate; table_writes: {schema.table: {rows, seconds}}."""
+                   storage_budget_bytes: int | None = None, max_indexes: int | None = None,
+                   observed_ms: dict[int, float] | None = None) -> Selection:
+    """calls_per_second: each statement's call rate; table_writes: {schema.table: {rows, seconds}};
+    observed_ms: each statement's mean time in pg_stat_statements. The sampled parameters may be
+    heavier or lighter than what the application sends, so a saving is the measured fraction of
+    the time the application really spends, not the sandbox's absolute milliseconds."""
     options: dict[str, IndexChoice] = {}
     declined: dict[str, str] = {}
     baseline_rate: dict[int, float] = {}
@@ -80,12 +84,16 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         before = row["ms_before"] if row["ms_before"] is not None else None
         gain = _gain(row)
         if ev.get("regression") and before is not None:
-            choice.savings[qid] = per_second * (before - row["ms_after"])   # negative
+            observed = (observed_ms or {}).get(qid) or before
+            choice.savings[qid] = per_second * observed * (before - row["ms_after"]) / before   # negative
             choice.rows[qid] = row
             continue
         if not ev.get("index_used") or gain is None or gain < min_gain_pct:
             continue
-        if before is None:
+        observed = (observed_ms or {}).get(qid)
+        if observed:
+            before, after = observed, observed * (1.0 - gain / 100.0)
+        elif before is None:
             # only costed (no values to time with): count the planner's estimate, conservatively
             before, after = 1.0, 1.0 - gain / 100.0
         else:
