@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: demo test ui bench env clean
+.PHONY: demo test ui bench env clean hypopg
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ env: $(BIN)/.installed
 demo: env
 	$(BIN)/dbarch demo
 
-test: env
+test: env hypopg
 	$(BIN)/pytest -q
+
+# HypoPG on the machine's PostgreSQL 15 (Debian), for the what-if costing tests. Best effort: where it
+# cannot be installed (not root, not Debian, no PostgreSQL 15) those tests are skipped and say why.
+hypopg:
+	@if [ -x /usr/lib/postgresql/15/bin/postgres ] && [ ! -f /usr/share/postgresql/15/extension/hypopg.control ] \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing postgresql-15-hypopg (what-if costing tests)"; \
+	  apt-get install -y -q postgresql-15-hypopg >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql-15-hypopg >/dev/null 2>&1; } \
+	  || echo "postgresql-15-hypopg could not be installed: the HypoPG tests will be skipped"; \
+	fi
 
 ui: env
 	$(BIN)/dbarch ui

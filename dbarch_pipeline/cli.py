@@ -76,12 +76,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print("4/4 materializing the audit through the Dagster asset graph")
     instance = run.persistent_instance() if not args.ephemeral else None
     resources = run.audit_resources(settings=_settings_from(args))
-    result = run.materialize_audit(resources, instance=instance)
+    result = run.materialize_audit(resources, instance=instance, pull_requests=not args.no_pull_requests)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),
                                    settings=resources["audit_settings"].settings())
     _print("")
     _print(report.format_report(data))
+    _print_pull_requests(result)
     if args.json:
         _write_json(args.json, data)
     _print(f"done in {time.perf_counter() - t0:.0f}s (Dagster run {result.run_id}).")
@@ -105,7 +106,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                     store_dsn=args.store_dsn, settings=_settings_from(args))
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
-    run.materialize_audit(resources, instance=instance)
+    result = run.materialize_audit(resources, instance=instance, pull_requests=not args.no_pull_requests)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),
                                    settings=resources["audit_settings"].settings())
@@ -114,9 +115,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
                "--min-mean-ms to look further)")
     else:
         _print(report.format_report(data))
+    _print_pull_requests(result)
     if args.json:
         _write_json(args.json, data)
     return 0
+
+
+def _print_pull_requests(result) -> None:
+    """What the pull-request step did, from its materialization's metadata."""
+    events = [e for e in result.get_asset_materialization_events()
+              if e.asset_key.to_user_string() == "optimization_pull_requests"]
+    if not events:
+        return
+    meta = {k: v.value for k, v in events[0].materialization.metadata.items()}
+    counts = ", ".join(f"{meta.get(k, 0)} {k}" for k in ("opened", "reopened", "updated", "unchanged")
+                       if meta.get(k))
+    _print(f"Pull requests ({meta.get('publisher')} -> {meta.get('destination')}): {counts or 'none eligible'}")
+    for url in meta.get("urls") or []:
+        _print(f"  {url}")
+    if meta.get("push_commands"):
+        _print("  to publish the local branches:")
+        for line in str(meta["push_commands"]).splitlines():
+            if line.strip() and not line.startswith("```"):
+                _print(f"    {line}")
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -195,6 +216,8 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param-sets", type=int, help="parameter sets sampled per statement (default 4)")
     p.add_argument("--min-gain-pct", type=float, help="smallest measured gain worth recommending (default 10)")
     p.add_argument("--ephemeral", action="store_true", help="do not record the run in the Dagster instance")
+    p.add_argument("--no-pull-requests", action="store_true",
+                   help="skip the pull-request step (GitHub with GITHUB_TOKEN, else a local git branch)")
 
 
 def build_parser() -> argparse.ArgumentParser:

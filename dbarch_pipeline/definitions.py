@@ -8,9 +8,11 @@ import dagster as dg
 
 from .defs.assets import AUDIT_ASSETS
 from .defs.checks import AUDIT_CHECKS
+from .defs.pr_assets import PR_ASSETS
 from .defs.schedules import weekly_audit_job, weekly_audit_schedule
 from .resources.audit_settings import AuditSettingsResource
 from .resources.embedder import EmbedderResource
+from .resources.github import GitHubResource
 from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 
 
@@ -22,11 +24,12 @@ def default_resources() -> dict:
         "store": StoreDatabase(),
         "embedder": EmbedderResource(),
         "audit_settings": AuditSettingsResource(),
+        "github": GitHubResource(),
     }
 
 
 defs = dg.Definitions(
-    assets=AUDIT_ASSETS,
+    assets=[*AUDIT_ASSETS, *PR_ASSETS],
     asset_checks=AUDIT_CHECKS,
     jobs=[weekly_audit_job],
     # A schedule's timezone is part of its definition, so it is read when the code location loads.

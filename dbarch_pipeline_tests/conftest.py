@@ -7,6 +7,7 @@ developer's demo data is never touched.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import psycopg
 import pytest
@@ -14,6 +15,9 @@ from psycopg import sql
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# pull requests from CLI runs go to a throwaway local repository, never a developer's
+os.environ.setdefault("DBARCH_PR_REPO", tempfile.mkdtemp(prefix="dbarch-test-pr-"))
+os.environ.pop("GITHUB_TOKEN", None)
 
 from dbarch_pipeline import demo, embedded  # noqa: E402
 from dbarch_pipeline.run import audit_resources  # noqa: E402

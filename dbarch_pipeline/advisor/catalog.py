@@ -44,7 +44,7 @@ class TableInfo:
         """True when LIKE 'prefix%' can use a plain btree on the column (C or POSIX collation)."""
         name = self.collations.get(column, "default")
         if name == "default":
-            return self.collation in ("C", "POSIX", "b:C")
+            return self.collation in ("C", "POSIX", "b")   # builtin collations sort by code point
         return name in ("C", "POSIX")
 
     def distinct(self, column: str) -> float:

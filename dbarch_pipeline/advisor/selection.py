@@ -67,7 +67,8 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
     baseline_rate: dict[int, float] = {}
     for row in benchmarks:
         if row["status"] != "measured":
-            declined.setdefault(row["ddl"], f"benchmark failed: {row['evidence'].get('error')}")
+            why = row["evidence"].get("why") or f"benchmark failed: {row['evidence'].get('error')}"
+            declined.setdefault(row["ddl"], why)
             continue
         ev = row["evidence"]
         spec = ev.get("spec") or {}

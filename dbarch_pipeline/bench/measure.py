@@ -45,10 +45,32 @@ def _explain(conn: psycopg.Connection, query: str, options: str, params: Sequenc
     return doc[0] if isinstance(doc, list) else doc
 
 
-def generic_cost(conn: psycopg.Connection, query: str, has_params: bool) -> tuple[float, dict]:
-    """Total planner cost without parameter values."""
+GENERIC_STATEMENT = "dbarch_generic_plan"
+
+
+def generic_cost(conn: psycopg.Connection, query: str, has_params: bool, param_count: int = 0
+                 ) -> tuple[float, dict]:
+    """Total planner cost without parameter values: EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+, a
+    prepared statement forced to its generic plan before that."""
+    if has_params and conn.info.server_version < 160000:
+        return _generic_via_prepare(conn, query, param_count)
     options = "GENERIC_PLAN, FORMAT JSON" if has_params else "FORMAT JSON"
     doc = _explain(conn, query, options, None)
+    return float(doc["Plan"]["Total Cost"]), doc
+
+
+def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int) -> tuple[float, dict]:
+    # plan_cache_mode makes the plan independent of the (NULL) values; must run inside a transaction
+    # (SET LOCAL), which every measurement does
+    name = sql.Identifier(GENERIC_STATEMENT)
+    conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    conn.execute(sql.SQL(DBARCH_TAG + " PREPARE {} AS ").format(name) + sql.SQL(query))
+    try:
+        args = sql.SQL(", ").join([sql.NULL] * param_count)
+        row = conn.execute(sql.SQL(DBARCH_TAG + " EXPLAIN (FORMAT JSON) EXECUTE {}({})").format(name, args)).fetchone()
+    finally:
+        conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+    doc = row[0][0] if isinstance(row[0], list) else row[0]
     return float(doc["Plan"]["Total Cost"]), doc
 
 
@@ -72,9 +94,9 @@ def shared_blocks(doc: dict) -> int:
 
 
 def measure(conn: psycopg.Connection, query: str, param_sets: Sequence[Sequence[str]], *,
-            has_params: bool, runs: int = 5, warmup: int = 1) -> Measurement:
+            has_params: bool, runs: int = 5, warmup: int = 1, param_count: int = 0) -> Measurement:
     """Generic cost, then per parameter set: warm-up, `runs` timed executions, median kept."""
-    cost, generic_plan = generic_cost(conn, query, has_params)
+    cost, generic_plan = generic_cost(conn, query, has_params, param_count)
     m = Measurement(generic_cost=cost, plan=generic_plan)
     m.indexes_used |= indexes_in(generic_plan)
     for params in param_sets:

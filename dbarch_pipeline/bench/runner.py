@@ -41,6 +41,7 @@ class BenchSettings:
     lock_timeout_ms: int = 2_000
     seed: int = 7
     measure_write_cost: bool = True
+    use_hypopg: bool = True     # screen candidates with hypothetical indexes when the sandbox has HypoPG
 
 
 @dataclass
@@ -75,7 +76,7 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
     item = Prepared(queryid, query, shape, param_sets, plan)
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
-                                runs=settings.runs, warmup=settings.warmup)
+                                runs=settings.runs, warmup=settings.warmup, param_count=shape.param_count)
     return item
 
 
@@ -133,7 +134,7 @@ def _uses_index(conn: psycopg.Connection, item: Prepared, name: str) -> bool:
     if item.param_sets and item.param_sets[0]:
         doc = _explain_plan(conn, item)
     else:
-        _, doc = generic_cost(conn, item.query, item.has_params)
+        _, doc = generic_cost(conn, item.query, item.has_params, item.shape.param_count)
     return name in indexes_in(doc)
 
 
@@ -158,13 +159,14 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
             rows = []
             for item in owners:
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
-                                runs=settings.runs, warmup=settings.warmup)
+                                runs=settings.runs, warmup=settings.warmup, param_count=item.shape.param_count)
                 rows.append(_result(item, after, name, cross=False))
             for item in others:
                 if not _uses_index(conn, item, name):
                     continue
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
-                                runs=min(settings.runs, 3), warmup=settings.warmup)
+                                runs=min(settings.runs, 3), warmup=settings.warmup,
+                                param_count=item.shape.param_count)
                 rows.append(_result(item, after, name, cross=True))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:

@@ -8,7 +8,8 @@ SELECT n.nspname AS schema, c.relname AS table, c.oid AS oid, greatest(c.reltupl
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS types,
        array(SELECT coalesce(co.collname, '') FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS collations,
-       (SELECT CASE WHEN datlocprovider = 'c' THEN datcollate ELSE datlocprovider::text || ':' || coalesce(datlocale, '') END
+       -- libc: the collation name; builtin ('b', code-point order) or ICU ('i'): the provider
+       (SELECT CASE WHEN datlocprovider = 'c' THEN datcollate ELSE datlocprovider::text END
         FROM pg_database WHERE datname = current_database()) AS collation
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
