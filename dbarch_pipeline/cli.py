@@ -262,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+
+    from .ask.commands import register as register_ask
+
+    register_ask(sub)
     return parser
 
 

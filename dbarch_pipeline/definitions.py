@@ -6,12 +6,14 @@ import os
 
 import dagster as dg
 
+from .defs.ask_assets import ASK_ASSETS
 from .defs.assets import AUDIT_ASSETS
 from .defs.checks import AUDIT_CHECKS
 from .defs.pr_assets import PR_ASSETS
 from .defs.schedules import weekly_audit_job, weekly_audit_schedule
 from .resources.audit_settings import AuditSettingsResource
 from .resources.embedder import EmbedderResource
+from .llm.gemini import GeminiResource
 from .resources.github import GitHubResource
 from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 
@@ -25,11 +27,12 @@ def default_resources() -> dict:
         "embedder": EmbedderResource(),
         "audit_settings": AuditSettingsResource(),
         "github": GitHubResource(),
+        "gemini": GeminiResource(),
     }
 
 
 defs = dg.Definitions(
-    assets=[*AUDIT_ASSETS, *PR_ASSETS],
+    assets=[*AUDIT_ASSETS, *PR_ASSETS, *ASK_ASSETS],
     asset_checks=AUDIT_CHECKS,
     jobs=[weekly_audit_job],
     # A schedule's timezone is part of its definition, so it is read when the code location loads.

@@ -1,0 +1,142 @@
+"""`dbarch ask` and `dbarch explain-sql`: the CLI face of the ask package.
+
+`register(subparsers)` adds both subcommands to the `dbarch` parser. Problems a user can fix raise
+DbarchError (the CLI prints the problem and the fix, exit 2); an answer that could not be produced
+(every reply refused or failing, no known pair) prints why and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+# Imports of the heavy parts (dagster, numpy, the model) wait for a handler to run, so that
+# registering the subcommands keeps every other `dbarch` command fast.
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("ask", help="ask the database a question in plain language (read-only SELECT)")
+    p.add_argument("question")
+    _common(p)
+    p.add_argument("--docs", nargs="+", default=[], metavar="PATH",
+                   help="markdown or text files describing the data, added to the corpus")
+    p.add_argument("--examples", metavar="PATH", help="YAML or JSON list of {question, sql} pairs")
+    p.add_argument("--confirm", action="store_true",
+                   help="keep this question and its SQL as an example for next time")
+    p.set_defaults(func=cmd_ask)
+
+    p = subparsers.add_parser("explain-sql", help="explain a SELECT and its plan in plain language")
+    p.add_argument("sql")
+    _common(p)
+    p.set_defaults(func=cmd_explain_sql)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-dsn", help="the database asked (default: $DBARCH_TARGET_DSN, else the embedded demo)")
+    p.add_argument("--store-dsn", help="where the corpus lives (default: the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown at most (default 100)")
+    p.add_argument("--schemas", nargs="+", default=["public"], help="schemas the SQL may read (default public)")
+    p.add_argument("--read-only-role", help="run the SQL as this role (e.g. one granted pg_read_all_data)")
+    p.add_argument("--timeout-ms", type=int, default=10_000, help="statement timeout (default 10000)")
+    p.add_argument("--allow-functions", nargs="+", default=[], metavar="NAME",
+                   help="functions beyond PostgreSQL's built-ins the SQL may call (e.g. similarity)")
+
+
+def _settings(args: argparse.Namespace):
+    from .answer import AskSettings
+
+    return AskSettings(schemas=tuple(args.schemas), max_rows=args.max_rows, statement_timeout_ms=args.timeout_ms,
+                       read_only_role=args.read_only_role or None,
+                       allowed_functions=tuple(args.allow_functions))
+
+
+def _say(message: str) -> None:
+    print(f"dbarch: {message}", file=sys.stderr, flush=True)
+
+
+def _resources(args: argparse.Namespace):
+    from ..llm.gemini import GeminiResource
+    from ..resources.postgres import StoreDatabase, TargetDatabase
+
+    return (TargetDatabase(dsn=args.target_dsn or ""), StoreDatabase(dsn=args.store_dsn or ""),
+            GeminiResource().client(say=_say))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ..memory.embeddings import Embedder
+    from .answer import answer
+    from .corpus import confirm_example, refresh_corpus
+
+    target, store, client = _resources(args)
+    settings = _settings(args)
+    embedder = Embedder()
+    with target.connect() as t, store.connect() as s:
+        corpus = refresh_corpus(t, s, embedder, target=target.target_name(), schemas=settings.schemas,
+                                docs=args.docs, examples=args.examples)
+        for skip in corpus["skipped_examples"]:
+            _say(f"example skipped ({skip['reason']}): {skip['question']}")
+        result = answer(args.question, target_conn=t, store_conn=s, embedder=embedder, client=client,
+                        target=target.target_name(), settings=settings)
+        if args.confirm and result.status == "answered" and result.sql:
+            confirm_example(s, embedder, target=target.target_name(), question=args.question,
+                            sql_text=result.sql, schemas=settings.schemas)
+            _say("kept as an example: the next similar question will see it")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(format_answer(result))
+    return 0 if result.ok else 1
+
+
+def cmd_explain_sql(args: argparse.Namespace) -> int:
+    from .explain import explain_sql
+
+    target, _store, client = _resources(args)
+    with target.connect() as t:
+        result = explain_sql(args.sql, conn=t, client=client, settings=_settings(args))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    if result["explanation"]:
+        print(result["explanation"])
+        for concern in result["concerns"]:
+            print(f"  - {concern}")
+        print()
+    print("\n".join(result["summary"]))
+    return 0
+
+
+def format_answer(result: Any) -> str:
+    lines = [f"Q: {result.question}"]
+    if result.label:
+        lines.append(("NOTE: " if result.source != "gemini" or not result.ok else "") + result.label)
+    if result.sql:
+        lines += ["", "SQL:", *("  " + line for line in result.sql.splitlines())]
+    if result.explanation:
+        lines += ["", result.explanation]
+    if result.ok:
+        lines += ["", format_rows(result.columns, result.rows)]
+        if result.truncated:
+            lines.append("(more rows not shown; raise --max-rows)")
+    elif result.attempts:
+        lines += ["", "Attempts:"] + [f"  {a['outcome']}: {a['reason']}" for a in result.attempts if a["reason"]]
+    if result.tables_in_prompt:
+        lines += ["", "tables shown to Gemini: " + ", ".join(result.tables_in_prompt)]
+    return "\n".join(lines)
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 40) -> str:
+    def cell(v: Any) -> str:
+        text = "NULL" if v is None else str(v)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    table = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+    out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths)),
+           "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths)) for r in table]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
