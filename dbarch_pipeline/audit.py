@@ -14,7 +14,7 @@ from typing import Callable
 
 import psycopg
 
-from . import capture
+from . import history
 from .advisor.analyze import QueryShape, UnparseableQuery, analyze
 from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
@@ -54,37 +54,62 @@ class NoSnapshot(DbarchError):
     pass
 
 
-def _latest(store_conn: psycopg.Connection, target: str) -> dict:
-    snap = store.latest_snapshot(store_conn, target)
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _latest(store_conn: psycopg.Connection, target: str, partition_key: str | None = None) -> dict:
+    snap = store.latest_snapshot(store_conn, target, partition_key)
     if snap is None:
-        raise NoSnapshot(f"no slow-query snapshot stored for target {target!r}",
+        where = f" for partition {partition_key}" if partition_key else ""
+        raise NoSnapshot(f"no slow-query snapshot stored for target {target!r}{where}",
                          "materialize slow_query_snapshot first (or run `dbarch audit`)")
     return snap
 
 
 # -- 1. slow_query_snapshot -------------------------------------------------------------------------
 
-def take_snapshot(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
-                  database: str, thresholds: Thresholds, run_id: str | None = None) -> dict:
-    queries, skipped = capture.fetch_slow_queries(target_conn, thresholds)
-    reset = capture.stats_reset(target_conn)
+def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Connection, *, target: str,
+                  database: str, thresholds: Thresholds, window: tuple[datetime, datetime],
+                  partition_key: str | None = None, run_id: str | None = None,
+                  now: datetime | None = None) -> dict:
+    """The window's slow statements, from the stored captures. When the window is still open (the
+    current week) and the target is reachable, a capture is taken first, so a live audit sees up to
+    now; a past week (a backfill) uses the stored captures alone."""
+    now = now or utcnow()
+    live = None
+    if target_conn is not None and window[0] <= now < window[1]:
+        live = history.capture(target_conn, store_conn, target=target, now=now)
+    act = history.activity(store_conn, target=target, window_start=window[0], window_end=window[1])
+    queries, skipped = history.slow_queries(act, thresholds)
+    reset = next((r["at"] for r in act.resets if r["kind"] == "stats_reset"), None)
+    summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
+                       "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
+                       "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
+                       "live_capture": live}
     snapshot_id = store.create_snapshot(
-        store_conn, target=target, database=database, captured_at=datetime.now(timezone.utc),
-        stats_reset=reset, thresholds=thresholds, queries=queries, skipped=skipped, run_id=run_id,
-        table_writes=capture.table_writes(target_conn))
+        store_conn, target=target, database=database, captured_at=min(now, window[1]),
+        stats_reset=datetime.fromisoformat(reset) if reset else None, thresholds=thresholds, queries=queries,
+        skipped=skipped, run_id=run_id, table_writes=act.tables, partition_key=partition_key, window=window,
+        window_seconds=act.covered_seconds, history=summary_history)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
         "skipped_catalog_queries": skipped["catalog"],
         "total_exec_ms": round(sum(q.total_exec_ms for q in queries), 1),
-        "stats_reset": reset.isoformat() if reset else None,
+        "captures": act.captures, "resets": len(act.resets), "statement_resets":
+            sum(1 for r in act.resets if r["kind"] == "statement"),
+        "pgss_entries": act.entries, "pgss_max_entries": act.max_entries, "deallocations": act.deallocations,
+        "window_start": window[0].isoformat(), "window_end": window[1].isoformat(),
+        "notes": act.notes(),
     }
 
 
 # -- 2. query_embeddings ----------------------------------------------------------------------------
 
-def embed_queries(store_conn: psycopg.Connection, embedder: Embedder, *, target: str) -> dict:
+def embed_queries(store_conn: psycopg.Connection, embedder: Embedder, *, target: str,
+                  partition_key: str | None = None) -> dict:
     """Embed the snapshot's statements whose fingerprint has never been embedded."""
-    snap = _latest(store_conn, target)
+    snap = _latest(store_conn, target, partition_key)
     queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     by_fp = {q.fingerprint: q for q in queries}
     known = store.known_fingerprints(store_conn, by_fp)
@@ -100,9 +125,9 @@ def embed_queries(store_conn: psycopg.Connection, embedder: Embedder, *, target:
 # -- 3. index_recommendations --------------------------------------------------------------------
 
 def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
-                      settings: AuditSettings) -> dict:
+                      settings: AuditSettings, partition_key: str | None = None) -> dict:
     """Deterministic candidates per slow statement, with the similar past optimizations (RAG)."""
-    snap = _latest(store_conn, target)
+    snap = _latest(store_conn, target, partition_key)
     queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     vectors = store.embeddings_for(store_conn, [q.fingerprint for q in queries])
     catalog = Catalog(target_conn)
@@ -143,10 +168,11 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
 # -- 4. benchmarked_gains ---------------------------------------------------------------------------
 
 def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
-                         settings: AuditSettings, progress: Progress | None = None) -> dict:
+                         settings: AuditSettings, progress: Progress | None = None,
+                         partition_key: str | None = None) -> dict:
     """Measure every distinct candidate once on the sandbox, against every statement on its table;
     each experiment is rolled back."""
-    snap = _latest(store_conn, target)
+    snap = _latest(store_conn, target, partition_key)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
     by_ddl: dict[str, tuple[IndexCandidate, list[int]]] = {}
     cands_of: dict[int, list[IndexCandidate]] = {}
@@ -324,8 +350,9 @@ def adjusted_confidence(row: dict, choice: IndexChoice, observed_ms: float | Non
     return round(confidence, 3)
 
 
-def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings) -> dict:
-    snap = _latest(store_conn, target)
+def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings,
+              partition_key: str | None = None) -> dict:
+    snap = _latest(store_conn, target, partition_key)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
     selection = select_for_snapshot(store_conn, snap, settings)
     choices = {c.ddl: c for c in selection.chosen}

@@ -70,12 +70,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _print(f"2/4 loading the learning-platform demo ({args.rows:,} behaviour-log rows)")
             counts = demo.load(conn, demo.Scale(behavior_rows=args.rows), progress=_print)
             _print("    " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
-        _print("3/4 running the application's workload (parametrised reads, a few writes)")
-        demo.run_workload(conn, repeat=args.repeat, progress=_print)
+        _print("3/4 running the application's workload (parametrised reads, a few writes), between two "
+               "captures of pg_stat_statements")
+        instance = run.persistent_instance() if not args.ephemeral else None
+        resources = run.audit_resources(settings=_settings_from(args))
+        demo.reset_statistics(conn)
+        run.capture_now(resources, instance=instance)
+        demo.run_workload(conn, repeat=args.repeat, progress=_print, reset_stats=False)
 
-    _print("4/4 materializing the audit through the Dagster asset graph")
-    instance = run.persistent_instance() if not args.ephemeral else None
-    resources = run.audit_resources(settings=_settings_from(args))
+    _print("4/4 materializing this week's audit through the Dagster asset graph")
     result = run.materialize_audit(resources, instance=instance, pull_requests=not args.no_pull_requests)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),

@@ -8,9 +8,9 @@ import dagster as dg
 
 from .defs.ask_assets import ASK_ASSETS
 from .defs.assets import AUDIT_ASSETS
-from .defs.checks import AUDIT_CHECKS
 from .defs.pr_assets import PR_ASSETS
-from .defs.schedules import weekly_audit_job, weekly_audit_schedule
+from .defs.schedules import capture_job, capture_schedule, weekly_audit_job, weekly_audit_schedule
+from .defs.sensors import SENSORS
 from .resources.audit_settings import AuditSettingsResource
 from .resources.embedder import EmbedderResource
 from .llm.gemini import GeminiResource
@@ -33,9 +33,9 @@ def default_resources() -> dict:
 
 defs = dg.Definitions(
     assets=[*AUDIT_ASSETS, *PR_ASSETS, *ASK_ASSETS],
-    asset_checks=AUDIT_CHECKS,
-    jobs=[weekly_audit_job],
+    jobs=[weekly_audit_job, capture_job],
     # A schedule's timezone is part of its definition, so it is read when the code location loads.
-    schedules=[weekly_audit_schedule(os.environ.get("DBARCH_SCHEDULE_TIMEZONE", "UTC"))],
+    schedules=[weekly_audit_schedule(os.environ.get("DBARCH_SCHEDULE_TIMEZONE", "UTC")), capture_schedule],
+    sensors=SENSORS,
     resources=default_resources(),
 )

@@ -11,9 +11,11 @@ from . import audit
 from .memory import store
 
 
-def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit.AuditSettings) -> dict[str, Any]:
-    """Everything the latest audit of `target` found, in the CLI's JSON contract."""
-    snap = store.latest_snapshot(store_conn, target)
+def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit.AuditSettings,
+                 partition_key: str | None = None) -> dict[str, Any]:
+    """Everything an audit of `target` found (the partition's, else the latest), in the CLI's JSON
+    contract."""
+    snap = store.latest_snapshot(store_conn, target, partition_key)
     if snap is None:
         return {"target": target, "slow_queries": 0, "recommendations": [], "queries": [],
                 "indexes": [], "declined": [], "drop_recommendations": []}
@@ -47,6 +49,10 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     recommendations.sort(key=lambda r: -(r["measured_gain_pct"] or 0))
     return {
         "target": target, "snapshot_id": sid, "captured_at": snap["captured_at"].isoformat(),
+        "partition": snap.get("partition_key"),
+        "window": [snap["window_start"].isoformat(), snap["window_end"].isoformat()]
+        if snap.get("window_start") else None,
+        "notes": (snap.get("history") or {}).get("notes", []),
         "stats_reset": snap["stats_reset"].isoformat() if snap["stats_reset"] else None,
         "slow_queries": len(queries), "recommendations": recommendations, "queries": per_query,
         "indexes": [{"ddl": c.ddl, "table": c.table, "index_bytes": c.index_bytes,
@@ -82,8 +88,10 @@ def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, decline
 def format_report(result: dict[str, Any], width: int = 100) -> str:
     lines = [f"dbarch audit of {result['target']}: {result['slow_queries']} slow statement(s), "
              f"{len(result['recommendations'])} recommendation(s)"]
-    if result.get("stats_reset"):
-        lines.append(f"(pg_stat_statements counting since {result['stats_reset']})")
+    if result.get("window"):
+        lines.append(f"week {result['window'][0][:10]} to {result['window'][1][:10]}")
+    for note in result.get("notes") or []:
+        lines.append(f"({note})")
     lines.append("")
     recs = {r["queryid"]: r for r in result["recommendations"]}
     for i, q in enumerate(result["queries"], 1):

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 
 from . import embedded
 from .definitions import default_resources
-from .defs.assets import AUDIT_ASSETS
-from .defs.checks import AUDIT_CHECKS
+from .defs.assets import AUDIT_ASSETS, pgss_capture
+from .defs.partitions import TARGETS_NAME, audit_key, split, week_of
 from .defs.pr_assets import PR_ASSETS
 from .errors import DbarchError
 from .resources.audit_settings import AuditSettingsResource
@@ -69,12 +70,23 @@ def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = 
     return resources
 
 
+def register_target(instance: dg.DagsterInstance, name: str) -> None:
+    if not instance.has_dynamic_partition(TARGETS_NAME, name):
+        instance.add_dynamic_partitions(TARGETS_NAME, [name])
+
+
 def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = None,
-                      partition_key: str | None = None, *, pull_requests: bool = False
-                      ) -> dg.ExecuteInProcessResult:
-    """Materialize the whole audit group (with its checks, and the pull-request step when asked);
-    a DbarchError raised inside an asset comes out as itself, so callers can print its fix."""
-    assets = [*AUDIT_ASSETS, *AUDIT_CHECKS, *(PR_ASSETS if pull_requests else [])]
+                      partition_key: str | None = None, *, pull_requests: bool = False,
+                      now: datetime | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize the audit of one partition (default: the default target, the week in progress),
+    with its checks, and the pull-request step when asked. A DbarchError raised inside an asset
+    comes out as itself, so callers can print its fix."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    name = resources["target"].target_name()
+    if partition_key is None:
+        partition_key = audit_key(name, week_of(now or datetime.now(timezone.utc)))
+    register_target(instance, split(partition_key)[0])
+    assets = [a for a in AUDIT_ASSETS if a is not pgss_capture] + (PR_ASSETS if pull_requests else [])
     try:
         return dg.materialize(assets, resources=resources, instance=instance,
                               run_config=QUIET_LOGS, partition_key=partition_key)
@@ -82,6 +94,16 @@ def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = Non
         if isinstance(exc.user_exception, DbarchError):
             raise exc.user_exception from None
         raise
+
+
+def capture_now(resources: dict, instance: dg.DagsterInstance | None = None,
+                target: str | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize pgss_capture for a target: one stored capture of its counters."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    name = target or resources["target"].target_name()
+    register_target(instance, name)
+    return dg.materialize([pgss_capture], resources=resources, instance=instance, run_config=QUIET_LOGS,
+                          partition_key=name)
 
 
 def preflight(resources: dict) -> None:

@@ -36,7 +36,8 @@ from dbarch_pipeline.prs import publish
 from dbarch_pipeline.prs.migrations import MigrationLayout, UnsupportedDDL, concurrent_index, render
 from dbarch_pipeline.resources.github import GitHubResource
 from dbarch_pipeline.resources.postgres import StoreDatabase, TargetDatabase
-from dbarch_pipeline.run import audit_resources, materialize_audit
+from dbarch_pipeline.defs.partitions import audit_key, week_of
+from dbarch_pipeline.run import audit_resources, materialize_audit, register_target
 
 from .conftest import FAST_SETTINGS, fresh_database
 from .fakes.github_server import FakeGitHub
@@ -158,7 +159,11 @@ def test_first_run_from_the_real_audit_opens_exactly_the_expected_pull_requests(
                             min_gain_pct=min_gain, seconds_between_requests=0, seconds_between_writes=0)
     resources = {"store": StoreDatabase(dsn=store_dsn), "target": TargetDatabase(dsn=audit["target_dsn"]),
                  "github": github}
-    result = dg.materialize(PR_ASSETS, resources=resources)
+    instance = dg.DagsterInstance.ephemeral()
+    name = resources["target"].target_name()
+    register_target(instance, name)
+    result = dg.materialize(PR_ASSETS, resources=resources, instance=instance,
+                            partition_key=audit_key(name, week_of(datetime.now(timezone.utc))))
     assert result.success
 
     meta = result.get_asset_materialization_events()[0].materialization.metadata

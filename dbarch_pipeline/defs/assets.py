@@ -1,21 +1,24 @@
-"""The weekly audit as software-defined assets, one group:
-slow_query_snapshot -> query_embeddings -> index_recommendations -> benchmarked_gains -> optimization_log.
+"""The weekly audit as software-defined assets, one group, partitioned by target and week:
+pgss_capture (hourly, per target) -> slow_query_snapshot -> query_embeddings -> index_recommendations
+-> benchmarked_gains -> optimization_log. Checks that guard integrity block; alerts warn.
 """
-
 
 import dagster as dg
 
 from .. import audit, db
+from ..memory import store as store_mod
 from ..resources.audit_settings import AuditSettingsResource
 from ..resources.embedder import EmbedderResource
 from ..resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 from ..schema_guard import schema_digest
+from . import alerts
+from .partitions import AUDIT_PARTITIONS, TARGETS, by_target, split, window
 
 GROUP = "weekly_audit"
 
 
 def _numeric(summary: dict) -> dict:
-    """Numbers become plottable metadata; details go in as JSON."""
+    """Numbers become plottable metadata (stable keys); details go in as JSON."""
     meta: dict = {}
     for key, value in summary.items():
         if isinstance(value, bool):
@@ -30,86 +33,142 @@ def _numeric(summary: dict) -> dict:
     return meta
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres"})
+def _partition(context) -> tuple[str, str]:
+    """(target, partition key as stored) of an audit run."""
+    target, _week = split(context.partition_key)
+    return target, str(context.partition_key)
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres"}, partitions_def=TARGETS)
+def pgss_capture(context: dg.AssetExecutionContext, target: TargetDatabase, store: StoreDatabase
+                 ) -> dg.MaterializeResult:
+    """The target's cumulative pg_stat_statements counters (and table write counters), stored as one
+    capture. Taken hourly; weekly audits and backfills are computed from these captures alone."""
+    from .. import history
+
+    name = context.partition_key
+    with target.connect(name) as t, store.connect() as s:
+        summary = history.capture(t, s, target=name)
+    return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["statements"]})
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres"}, partitions_def=AUDIT_PARTITIONS,
+          deps=[dg.AssetDep(pgss_capture, partition_mapping=by_target())],
+          check_specs=[
+              dg.AssetCheckSpec("pg_stat_statements_healthy", asset="slow_query_snapshot", blocking=True,
+                                description="pg_stat_statements was readable, and no reset inside the week "
+                                            "lost activity that the captures could not account for."),
+              dg.AssetCheckSpec("week_over_week_regressions", asset="slow_query_snapshot",
+                                description="Statements whose mean time rose by 50% or more since last week."),
+              dg.AssetCheckSpec("pg_stat_statements_capacity", asset="slow_query_snapshot",
+                                description="pg_stat_statements near pg_stat_statements.max, or evicting."),
+          ])
 def slow_query_snapshot(context: dg.AssetExecutionContext, target: TargetDatabase, store: StoreDatabase,
                         audit_settings: AuditSettingsResource) -> dg.MaterializeResult:
-    """Top statements of the target from pg_stat_statements by total time, above the thresholds,
-    stored in the store with their counters."""
+    """The week's top statements by total time, above the thresholds: the difference between the
+    week's captures (resets handled), stored in the store with their counters. For the week in
+    progress a capture is taken first; a past week is computed from stored captures alone."""
+    name, key = _partition(context)
+    _, week = split(context.partition_key)
     settings = audit_settings.settings()
-    conninfo = target.conninfo()
-    with target.connect() as t, store.connect() as s:
-        summary = audit.take_snapshot(t, s, target=target.target_name(), database=db.database_name(conninfo),
-                                      thresholds=settings.thresholds, run_id=context.run.run_id)
-    if summary["slow_queries"] == 0:
-        context.log.info("no statement crossed the thresholds: nothing to optimize this time")
-    return dg.MaterializeResult(metadata={
-        **_numeric(summary), "dagster/row_count": summary["slow_queries"],
-        "target": db.redact(conninfo),
-    })
+    bounds = window(week)
+    with store.connect() as s:
+        try:
+            with target.connect(name) as t:
+                conninfo = target.conninfo_for(name)
+                summary = audit.take_snapshot(t, s, target=name, database=db.database_name(conninfo),
+                                              thresholds=settings.thresholds, window=bounds, partition_key=key,
+                                              run_id=context.run.run_id)
+        except db.UnreachableDatabase as exc:
+            # a backfill needs only the stored captures; a live week needs the target
+            if bounds[1] > audit.utcnow():
+                raise
+            context.log.warning(f"target unreachable ({exc.problem}); using stored captures only")
+            summary = audit.take_snapshot(None, s, target=name, database=name, thresholds=settings.thresholds,
+                                          window=bounds, partition_key=key, run_id=context.run.run_id)
+        snap = store_mod.latest_snapshot(s, name, key)
+        checks = alerts.snapshot_checks(s, snap)
+    for note in summary["notes"]:
+        context.log.info(note)
+    return dg.MaterializeResult(
+        metadata={**_numeric(summary), "dagster/row_count": summary["slow_queries"]},
+        check_results=checks)
 
 
-@dg.asset(group_name=GROUP, kinds={"pgvector"}, deps=[slow_query_snapshot])
-def query_embeddings(store: StoreDatabase, embedder: EmbedderResource, target: TargetDatabase
+@dg.asset(group_name=GROUP, kinds={"pgvector"}, deps=[slow_query_snapshot], partitions_def=AUDIT_PARTITIONS)
+def query_embeddings(context: dg.AssetExecutionContext, store: StoreDatabase, embedder: EmbedderResource
                      ) -> dg.MaterializeResult:
     """384-d all-MiniLM-L6-v2 embeddings of each slow statement's normalized text, cached by
     fingerprint: a known fingerprint is never embedded again."""
+    name, key = _partition(context)
     with store.connect() as s:
-        summary = audit.embed_queries(s, embedder.get(), target=target.target_name())
+        summary = audit.embed_queries(s, embedder.get(), target=name, partition_key=key)
     return dg.MaterializeResult(metadata=_numeric(summary))
 
 
-@dg.asset(group_name=GROUP, kinds={"sqlglot"}, deps=[query_embeddings])
-def index_recommendations(target: TargetDatabase, store: StoreDatabase,
+@dg.asset(group_name=GROUP, kinds={"sqlglot"}, deps=[query_embeddings], partitions_def=AUDIT_PARTITIONS)
+def index_recommendations(context: dg.AssetExecutionContext, target: TargetDatabase, store: StoreDatabase,
                           audit_settings: AuditSettingsResource) -> dg.MaterializeResult:
     """Candidate indexes per slow statement from the deterministic advisor (sqlglot analysis,
-    existing indexes, column statistics), with the similar past optimizations from the log."""
-    with target.connect() as t, store.connect() as s:
-        summary = audit.recommend_indexes(t, s, target=target.target_name(), settings=audit_settings.settings())
+    existing indexes, column statistics), with the similar past optimizations from the log, and the
+    existing indexes worth dropping."""
+    name, key = _partition(context)
+    with target.connect(name) as t, store.connect() as s:
+        summary = audit.recommend_indexes(t, s, target=name, settings=audit_settings.settings(), partition_key=key)
     return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["candidates"]})
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres"}, deps=[index_recommendations],
+@dg.asset(group_name=GROUP, kinds={"postgres"}, deps=[index_recommendations], partitions_def=AUDIT_PARTITIONS,
           check_specs=[dg.AssetCheckSpec("target_schema_unchanged", asset="benchmarked_gains", blocking=True,
                                          description="The sandbox's tables and indexes are identical "
                                                      "before and after the experiments.")])
 def benchmarked_gains(context: dg.AssetExecutionContext, sandbox: SandboxDatabase, store: StoreDatabase,
                       target: TargetDatabase, audit_settings: AuditSettingsResource) -> dg.MaterializeResult:
     """Every candidate measured on the sandbox inside a rolled-back transaction: planner cost
-    before/after (generic plan) and EXPLAIN ANALYZE time with sampled parameter values."""
+    before/after and EXPLAIN ANALYZE time with sampled parameter values, against every statement on
+    its table; HypoPG screens candidates first where the sandbox has it."""
+    name, key = _partition(context)
     settings = audit_settings.settings(statement_timeout_ms=sandbox.statement_timeout_ms,
                                        lock_timeout_ms=sandbox.lock_timeout_ms)
-    with sandbox.connect() as sb, store.connect() as s:
+    default = name == target.target_name()
+    with sandbox.connect(target.conninfo_for(name), default_target=default) as sb, store.connect() as s:
         digest_before = schema_digest(sb)
-        summary = audit.benchmark_candidates(sb, s, target=target.target_name(), settings=settings,
-                                             progress=context.log.info)
+        summary = audit.benchmark_candidates(sb, s, target=name, settings=settings, progress=context.log.info,
+                                             partition_key=key)
         digest_after = schema_digest(sb)
-    unchanged = digest_before == digest_after
     return dg.MaterializeResult(
         metadata={**_numeric(summary), "schema_digest": digest_after},
         check_results=[dg.AssetCheckResult(
-            check_name="target_schema_unchanged", passed=unchanged,
+            check_name="target_schema_unchanged", passed=digest_before == digest_after,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"digest_before": digest_before, "digest_after": digest_after})],
     )
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres", "pgvector"}, deps=[benchmarked_gains],
-          check_specs=[dg.AssetCheckSpec("recommendations_logged_with_embeddings", asset="optimization_log",
-                                         blocking=True)])
-def optimization_log(store: StoreDatabase, target: TargetDatabase,
+          partitions_def=AUDIT_PARTITIONS,
+          check_specs=[
+              dg.AssetCheckSpec("recommendations_logged_with_embeddings", asset="optimization_log", blocking=True),
+              dg.AssetCheckSpec("low_confidence_recommendations", asset="optimization_log",
+                                description=f"Recommendations with confidence below {alerts.LOW_CONFIDENCE} "
+                                            "(the seeds' alert threshold)."),
+          ])
+def optimization_log(context: dg.AssetExecutionContext, store: StoreDatabase,
                      audit_settings: AuditSettingsResource) -> dg.MaterializeResult:
-    """The OptimizationLog: the best measured index per statement (gain above the bar), upserted in
-    one transaction with its embedding, evidence and confidence."""
+    """The OptimizationLog: the indexes chosen for the whole workload (gain above the bar, upkeep
+    weighed), one row per statement they serve, upserted in one transaction with embedding, evidence
+    and confidence; with a markdown report of the week."""
+    name, key = _partition(context)
+    settings = audit_settings.settings()
     with store.connect() as s:
-        summary = audit.write_log(s, target=target.target_name(), settings=audit_settings.settings())
-    complete = summary["log_rows"] == summary["log_rows_with_embedding"]
+        summary = audit.write_log(s, target=name, settings=settings, partition_key=key)
+        checks = alerts.log_checks(s, name, key, summary)
+        report_md = alerts.week_report(s, name, key, settings)
     return dg.MaterializeResult(
-        metadata={**_numeric(summary), "dagster/row_count": summary["log_rows"]},
-        check_results=[dg.AssetCheckResult(
-            check_name="recommendations_logged_with_embeddings", passed=complete,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"log_rows": summary["log_rows"], "with_embedding": summary["log_rows_with_embedding"]})],
-    )
+        metadata={**_numeric(summary), "dagster/row_count": summary["log_rows"],
+                  "report": dg.MetadataValue.md(report_md)},
+        check_results=checks)
 
 
-AUDIT_ASSETS = [slow_query_snapshot, query_embeddings, index_recommendations, benchmarked_gains, optimization_log]
+AUDIT_ASSETS = [pgss_capture, slow_query_snapshot, query_embeddings, index_recommendations, benchmarked_gains,
+                optimization_log]

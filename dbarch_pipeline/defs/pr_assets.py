@@ -8,16 +8,17 @@ from ..errors import DbarchError
 from ..prs import publish
 from ..resources.github import GitHubResource
 from ..resources.postgres import StoreDatabase, TargetDatabase
+from .partitions import AUDIT_PARTITIONS, split
 
 GROUP = "weekly_audit"
 COUNTS = ("eligible", "pull_requests", "opened", "reopened", "updated", "unchanged", "skipped", "not_eligible")
 
 
-def _table_writes(target: TargetDatabase, log):
+def _table_writes(target: TargetDatabase, name: str, log):
     """Write statistics for the bodies' overhead estimate; an unreachable target only loses them."""
     def fetch(tables: list) -> dict:
         try:
-            with target.connect() as conn:
+            with target.connect(name) as conn:
                 return publish.table_writes_from(conn)(tables)
         except DbarchError as exc:
             log.warning(f"table write statistics unavailable, bodies will say so: {exc.problem}")
@@ -25,19 +26,21 @@ def _table_writes(target: TargetDatabase, log):
     return fetch
 
 
-@dg.asset(group_name=GROUP, kinds={"github"}, deps=[dg.AssetKey("optimization_log")])
+@dg.asset(group_name=GROUP, kinds={"github"}, deps=[dg.AssetKey("optimization_log")],
+          partitions_def=AUDIT_PARTITIONS)
 def optimization_pull_requests(context: dg.AssetExecutionContext, store: StoreDatabase, target: TargetDatabase,
                                github: GitHubResource) -> dg.MaterializeResult:
     """One pull request per proven recommendation (or per table): a migration that creates the index
     CONCURRENTLY with its down migration, and a body with the evidence. Idempotent: open pull requests
     are updated in place, closed ones stay closed unless the evidence changed materially. Without a
     GitHub token the branches are prepared in a local git repository, with the command to push them."""
+    name, _week = split(context.partition_key)
     publisher = github.publisher()
     settings = github.publish_settings()
     context.log.info(f"pull requests go to {publisher.describe()}")
     with store.connect() as s:
-        summary = publish.publish_pull_requests(s, publisher, target=target.target_name(), settings=settings,
-                                                table_writes=_table_writes(target, context.log),
+        summary = publish.publish_pull_requests(s, publisher, target=name, settings=settings,
+                                                table_writes=_table_writes(target, name, context.log),
                                                 progress=context.log.info)
     metadata: dict = {key: summary[key] for key in COUNTS}
     metadata["publisher"] = summary["publisher"]

@@ -171,6 +171,16 @@ def _args(q: WorkloadQuery, s: dict[str, list], rng: random.Random) -> tuple:
     return ()
 
 
+def reset_statistics(conn: psycopg.Connection) -> None:
+    """Start statement and table counters together, so calls and writes cover the same window (the
+    bulk load would otherwise count as write traffic). Only this database's counters are reset."""
+    conn.execute("SELECT pg_stat_force_next_flush()")  # the load's own counters first
+    conn.execute("SELECT 1")
+    conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                 "WHERE datname = current_database()), 0)")
+    conn.execute("SELECT pg_stat_reset()")
+
+
 def run_workload(conn: psycopg.Connection, *, repeat: float = 1.0, seed: int = 11,
                  progress: Progress = print, reset_stats: bool = True) -> dict[str, float]:
     """Run the demo workload once (calls x repeat), interleaved like real traffic; returns seconds
@@ -178,13 +188,7 @@ def run_workload(conn: psycopg.Connection, *, repeat: float = 1.0, seed: int = 1
     rng = random.Random(seed)
     samples = _samples(conn, rng)
     if reset_stats:
-        # statement and table counters start together, so calls and writes cover the same window
-        # (the bulk load would otherwise count as write traffic)
-        conn.execute("SELECT pg_stat_force_next_flush()")  # the load's own counters first
-        conn.execute("SELECT 1")
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
-                     "WHERE datname = current_database()), 0)")
-        conn.execute("SELECT pg_stat_reset()")
+        reset_statistics(conn)
     plan = [q for q in WORKLOAD for _ in range(max(1, round(q.calls * repeat)))]
     rng.shuffle(plan)
     spent: dict[str, float] = {q.name: 0.0 for q in WORKLOAD}

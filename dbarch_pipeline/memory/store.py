@@ -81,15 +81,23 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 def create_snapshot(conn: psycopg.Connection, *, target: str, database: str, captured_at: datetime,
                     stats_reset: datetime | None, thresholds: Thresholds, queries: Sequence[SlowQuery],
-                    skipped: dict[str, Any], run_id: str | None, table_writes: dict | None = None) -> int:
-    """Store one snapshot and its slow queries in one transaction; returns the snapshot id."""
+                    skipped: dict[str, Any], run_id: str | None, table_writes: dict | None = None,
+                    partition_key: str | None = None, window: tuple[datetime, datetime] | None = None,
+                    window_seconds: float | None = None, history: dict | None = None) -> int:
+    """Store one snapshot and its slow queries in one transaction; returns the snapshot id. A
+    partition's earlier snapshot (and everything derived from it) is replaced in the same transaction."""
+    if window_seconds is None and stats_reset is not None:
+        window_seconds = (captured_at - stats_reset).total_seconds()
     with conn.transaction():
+        if partition_key is not None:
+            conn.execute(named("delete_partition_snapshot"), {"target": target, "partition_key": partition_key})
         snapshot_id = conn.execute(named("insert_snapshot"), {
             "target": target, "database": database, "captured_at": captured_at,
             "stats_reset": stats_reset, "thresholds": Jsonb(asdict(thresholds)),
-            "skipped": Jsonb(skipped), "run_id": run_id,
-            "window_seconds": (captured_at - stats_reset).total_seconds() if stats_reset else None,
-            "table_writes": Jsonb(table_writes or {}),
+            "skipped": Jsonb(skipped), "run_id": run_id, "window_seconds": window_seconds,
+            "table_writes": Jsonb(table_writes or {}), "partition_key": partition_key,
+            "window_start": window[0] if window else None, "window_end": window[1] if window else None,
+            "history": Jsonb(history or {}, dumps=_dumps),
         }).fetchone()[0]
         with conn.cursor().copy(named("copy_slow_query")) as copy:
             for q in queries:
@@ -99,9 +107,19 @@ def create_snapshot(conn: psycopg.Connection, *, target: str, database: str, cap
     return snapshot_id
 
 
-def latest_snapshot(conn: psycopg.Connection, target: str) -> dict | None:
+def latest_snapshot(conn: psycopg.Connection, target: str, partition_key: str | None = None) -> dict | None:
+    """The partition's snapshot, or the target's latest when no partition is named."""
     with conn.cursor(row_factory=dict_row) as cur:
+        if partition_key is not None:
+            return cur.execute(named("select_partition_snapshot"),
+                               {"target": target, "partition_key": partition_key}).fetchone()
         return cur.execute(named("select_latest_snapshot"), {"target": target}).fetchone()
+
+
+def previous_snapshot(conn: psycopg.Connection, target: str, window_start: datetime) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_previous_snapshot"),
+                           {"target": target, "window_start": window_start}).fetchone()
 
 
 def snapshot_queries(conn: psycopg.Connection, snapshot_id: int) -> list[SlowQuery]:

@@ -6,6 +6,7 @@ unset the embedded server (started on demand) is the default.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -15,35 +16,71 @@ from pydantic import Field
 
 from .. import db, embedded
 from ..memory import store
-from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGET_NAME_ENV, env_dsn
+from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGET_NAME_ENV, TARGETS_ENV, env_dsn
 
 def _embedded(database: str) -> str:
     embedded.ensure_running()
     return embedded.url(database)
 
 
+def parse_targets(spec: str) -> dict[str, str]:
+    """`name=dsn;name2=dsn2` (as in DBARCH_TARGETS) -> {name: dsn}."""
+    out: dict[str, str] = {}
+    for item in spec.replace("\n", ";").split(";"):
+        if "=" in item.split("://", 1)[0]:
+            name, dsn = item.split("=", 1)
+            if name.strip() and dsn.strip():
+                out[name.strip()] = dsn.strip()
+    return out
+
+
 class TargetDatabase(dg.ConfigurableResource):
-    """The audited database: pg_stat_statements, catalogs and statistics are read here, nothing written."""
+    """The audited databases: pg_stat_statements, catalogs and statistics are read, nothing written.
+
+    One default target (`dsn`/`name`, or $DBARCH_TARGET_DSN, or the embedded demo), plus any number
+    listed in `targets` or $DBARCH_TARGETS as `name=dsn;name2=dsn2`; each is audited on its own."""
 
     dsn: str = Field(default="", description="Target DSN; empty means $DBARCH_TARGET_DSN, else the embedded demo.")
     name: str = Field(default="", description="Name the results are stored under; default the database name.")
+    targets: str = Field(default="", description="More targets, `name=dsn;...`; empty means $DBARCH_TARGETS.")
 
     def conninfo(self) -> str:
         return self.dsn or env_dsn(TARGET_DSN_ENV) or _embedded("demo")
 
     def target_name(self) -> str:
-        import os
-
         return self.name or os.environ.get(TARGET_NAME_ENV, "").strip() or db.database_name(self.conninfo())
 
+    def listed(self) -> dict[str, str]:
+        return parse_targets(self.targets or os.environ.get(TARGETS_ENV, ""))
+
+    def target_names(self) -> list[str]:
+        """Every target to audit: the listed ones, else the default one."""
+        listed = self.listed()
+        return list(listed) if listed else [self.target_name()]
+
+    def conninfo_for(self, target: str | None) -> str:
+        """The DSN of a target by name; an explicitly configured `dsn` wins for its own name."""
+        if target is None or (self.dsn and target == self.target_name()):
+            return self.conninfo()
+        listed = self.listed()
+        if target in listed:
+            return listed[target]
+        if target == self.target_name():
+            return self.conninfo()
+        from ..errors import DbarchError
+
+        raise DbarchError(f"unknown target {target!r}: it is neither the default target nor in DBARCH_TARGETS",
+                          f"add it to DBARCH_TARGETS as {target}=postgresql://user@host:5432/db")
+
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        with db.connect(self.conninfo(), "target", quiet_stats=True) as conn:
+    def connect(self, target: str | None = None) -> Iterator[psycopg.Connection]:
+        with db.connect(self.conninfo_for(target), "target", quiet_stats=True) as conn:
             yield conn
 
 
 class SandboxDatabase(dg.ConfigurableResource):
-    """Where experiments run: every one inside a rolled-back transaction with timeouts."""
+    """Where experiments run: every one inside a rolled-back transaction with timeouts. A configured
+    sandbox serves the default target; any other target is its own sandbox."""
 
     dsn: str = Field(default="", description="Sandbox DSN; empty means $DBARCH_SANDBOX_DSN, else the target.")
     statement_timeout_ms: int = 30_000
@@ -52,9 +89,15 @@ class SandboxDatabase(dg.ConfigurableResource):
     def conninfo(self) -> str:
         return self.dsn or env_dsn(SANDBOX_DSN_ENV) or env_dsn(TARGET_DSN_ENV) or _embedded("demo")
 
+    def conninfo_for(self, target_conninfo: str | None, default_target: bool) -> str:
+        if target_conninfo is None or (default_target and (self.dsn or env_dsn(SANDBOX_DSN_ENV))):
+            return self.conninfo()
+        return target_conninfo
+
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        with db.connect(self.conninfo(), "sandbox", quiet_stats=True) as conn:
+    def connect(self, target_conninfo: str | None = None, *, default_target: bool = True
+                ) -> Iterator[psycopg.Connection]:
+        with db.connect(self.conninfo_for(target_conninfo, default_target), "sandbox", quiet_stats=True) as conn:
             yield conn
 
 

@@ -1,0 +1,4 @@
+SELECT snapshot_id, target, database, captured_at, stats_reset, thresholds, skipped, window_seconds, table_writes,
+       partition_key, window_start, window_end, history
+FROM dbarch.snapshot
+WHERE target = %(target)s AND partition_key = %(partition_key)s

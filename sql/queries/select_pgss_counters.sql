@@ -1,0 +1,16 @@
+-- Cumulative counters of every plannable statement of the current database (dbarch's own aside).
+SELECT s.queryid,
+       min(s.query)                    AS query,
+       sum(s.calls)::bigint            AS calls,
+       sum(s.total_exec_time)          AS total_exec_ms,
+       sum(s.rows)::bigint             AS rows,
+       sum(s.shared_blks_hit)::bigint  AS shared_blks_hit,
+       sum(s.shared_blks_read)::bigint AS shared_blks_read,
+       min(s.stats_since)              AS stats_since
+FROM pg_stat_statements s
+JOIN pg_database d ON d.oid = s.dbid
+WHERE d.datname = current_database()
+  AND s.toplevel
+  AND s.query ~* '^\s*(/\*.*?\*/\s*)*\(?\s*(select|with|insert|update|delete|merge|values|table)\M'
+  AND position('/* dbarch */' IN s.query) = 0
+GROUP BY s.queryid

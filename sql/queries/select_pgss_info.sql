@@ -1,0 +1,3 @@
+SELECT i.stats_reset, i.dealloc, current_setting('pg_stat_statements.max')::int AS max_entries,
+       (SELECT count(*) FROM pg_stat_statements)::int AS entries
+FROM pg_stat_statements_info i
