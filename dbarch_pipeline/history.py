@@ -149,12 +149,18 @@ def compute_activity(caps: list[dict], rows: dict[int, dict[int, dict]], tables:
                 or (cur["stats_since"] is not None and prev["stats_since"] is not None
                     and cur["stats_since"] != prev["stats_since"]))
             if restarted and not full_reset:
-                act.resets.append({"kind": "statement", "queryid": qid, "at": cap["captured_at"].isoformat()})
+                since = cur["stats_since"]   # PostgreSQL 17+: when this statement's counters restarted
+                act.resets.append({
+                    "kind": "statement", "queryid": qid,
+                    "at": (since or cap["captured_at"]).isoformat(),
+                    "previous_capture_at": prev_cap["captured_at"].isoformat() if prev_cap else None,
+                    "uncaptured_seconds": (since - prev_cap["captured_at"]).total_seconds()
+                    if since is not None and prev_cap is not None else None})
             acc = act.statements.setdefault(qid, {c: 0.0 for c in COUNTERS})
             for c in COUNTERS:
                 acc[c] += cur[c] if prev is None or restarted else cur[c] - prev[c]
             acc["query_text"] = cur["query_text"]
-            acc["stats_since"] = cur["stats_since"]
+            acc.setdefault("first_since", cur["stats_since"] or cap["captured_at"])
             seen[qid] = cur
         for name, cur in tables.get(cap["capture_id"], {}).items():
             prev = seen_tables.get(name)
@@ -164,8 +170,12 @@ def compute_activity(caps: list[dict], rows: dict[int, dict[int, dict]], tables:
                 acc[c] += cur[c] if prev is None or restarted else cur[c] - prev[c]
             seen_tables[name] = cur
         prev_cap = cap
-    first = start_time or min((s.get("stats_since") or in_window[0]["captured_at"])
-                              for s in act.statements.values()) if act.statements else in_window[0]["captured_at"]
+    if start_time is None:
+        # no baseline: counting started at the earliest statement's stats_since (PostgreSQL 17+) that
+        # precedes the last capture, else at the window's first capture; never before the window
+        since = [st["first_since"] for st in act.statements.values() if st["first_since"] <= last["captured_at"]]
+        start_time = max(min(since) if since else in_window[0]["captured_at"], window_start)
+    first = start_time
     act.covered_seconds = max(1.0, (last["captured_at"] - first).total_seconds())
     for acc in act.tables.values():
         acc["rows"] = int(acc["n_tup_ins"] + acc["n_tup_del"] + acc["n_tup_upd"] - acc["n_tup_hot_upd"])

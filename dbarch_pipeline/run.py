@@ -77,7 +77,7 @@ def register_target(instance: dg.DagsterInstance, name: str) -> None:
 
 def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = None,
                       partition_key: str | None = None, *, pull_requests: bool = False,
-                      now: datetime | None = None) -> dg.ExecuteInProcessResult:
+                      now: datetime | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     """Materialize the audit of one partition (default: the default target, the week in progress),
     with its checks, and the pull-request step when asked. A DbarchError raised inside an asset
     comes out as itself, so callers can print its fix."""
@@ -88,12 +88,18 @@ def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = Non
     register_target(instance, split(partition_key)[0])
     assets = [a for a in AUDIT_ASSETS if a is not pgss_capture] + (PR_ASSETS if pull_requests else [])
     try:
-        return dg.materialize(assets, resources=resources, instance=instance,
-                              run_config=QUIET_LOGS, partition_key=partition_key)
+        return dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET_LOGS,
+                              partition_key=partition_key, raise_on_error=raise_on_error)
     except dg.DagsterExecutionStepExecutionError as exc:
         if isinstance(exc.user_exception, DbarchError):
             raise exc.user_exception from None
         raise
+    except dg.DagsterError as exc:
+        if "blocking asset check failed" not in str(exc):
+            raise
+        raise DbarchError(f"the audit stopped at a blocking check: {' '.join(str(exc).split())}",
+                          "open the run in the Dagster UI (`dbarch ui`) for the check's metadata; nothing "
+                          "after the failed check was written") from None
 
 
 def capture_now(resources: dict, instance: dg.DagsterInstance | None = None,
