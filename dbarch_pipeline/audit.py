@@ -21,12 +21,17 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.selection import IndexChoice, Selection, select_indexes
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
-from .bench.runner import BenchSettings, Prepared, benchmark_statement, evaluate_candidate, partial_values, prepare
+from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate, evaluate_rewrite,
+                           partial_values, prepare)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
 from .memory.fingerprint import normalize
-from .models import IndexCandidate, Thresholds
+from .models import IndexCandidate, SlowQuery, Thresholds
+from .bench.measure import compact_plan, generic_cost
+from .db import rolled_back
+from .llm.gemini import usage_metadata
+from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
 
 Progress = Callable[[str], None]
 
@@ -125,8 +130,9 @@ def embed_queries(store_conn: psycopg.Connection, embedder: Embedder, *, target:
 # -- 3. index_recommendations --------------------------------------------------------------------
 
 def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
-                      settings: AuditSettings, partition_key: str | None = None) -> dict:
-    """Deterministic candidates per slow statement, with the similar past optimizations (RAG)."""
+                      settings: AuditSettings, partition_key: str | None = None, gemini_client=None) -> dict:
+    """Deterministic candidates per slow statement, with the similar past optimizations (RAG); with a
+    Gemini client, its validated ideas join the candidates (indexes) or wait for proof (rewrites)."""
     snap = _latest(store_conn, target, partition_key)
     queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     vectors = store.embeddings_for(store_conn, [q.fingerprint for q in queries])
@@ -134,6 +140,7 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     rows: list[dict] = []
     unparseable: list[dict] = []
     no_candidates = 0
+    usage: dict[str, int] = {}
     for q in queries:
         try:
             shape = analyze_with_catalog(q.query_text, catalog)
@@ -148,21 +155,68 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
         cands, _skips = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows,
                                        mean_rows=q.rows / q.calls if q.calls else None)
         cands = cands[: settings.max_candidates_per_query]
-        if not cands:
+        opinion: dict = {}
+        sources = {ddl_text(c): "advisor" for c in cands}
+        rewrites: list[str] = []
+        if gemini_client is not None:
+            ideas = second_opinion(gemini_client, target_conn, q, shape, cands, similar, settings)
+            opinion = {k: ideas[k] for k in ("agrees_with_advisor", "rejected", "rationales", "error", "ideas")}
+            for key, value in ideas["usage"].items():
+                usage[key] = usage.get(key, 0) + value
+            for idea in ideas["accepted_indexes"]:
+                ddl = ddl_text(idea)
+                if ddl in sources:
+                    sources[ddl] = "advisor+gemini"
+                elif idea.label() in ideas["agrees_with_advisor"]:
+                    sources[ddl] = "advisor+gemini"
+                    cands.append(idea)
+                else:
+                    sources[ddl] = "gemini"
+                    cands.append(idea)
+            rewrites = ideas["accepted_rewrites"]
+        if not cands and not rewrites:
             no_candidates += 1
         for cand in cands:
-            rows.append({"queryid": q.queryid, "ddl": ddl_text(cand), "table_name": cand.qualified_table,
+            ddl = ddl_text(cand)
+            rows.append({"queryid": q.queryid, "ddl": ddl, "table_name": cand.qualified_table,
                          "columns": list(cand.columns), "reason": cand.reason, "similar": similar,
-                         "spec": cand.to_spec()})
+                         "spec": {**cand.to_spec(), "source": sources.get(ddl, "advisor")},
+                         "second_opinion": opinion})
+        for rewrite in rewrites:
+            rows.append({"queryid": q.queryid, "ddl": rewrite, "table_name": ",".join(shape.tables), "columns": [],
+                         "reason": "rewrite suggested by Gemini", "similar": similar,
+                         "spec": {"kind": "rewrite", "sql": rewrite, "source": "gemini",
+                                  "rationale": opinion.get("rationales", {}).get(rewrite, "")},
+                         "second_opinion": opinion})
     store.replace_candidates(store_conn, snap["snapshot_id"], rows)
     drops = [{"ddl": d.ddl, "kind": d.kind, "table_name": f"{d.schema}.{d.table}", "index_name": d.index,
               "size_bytes": d.size_bytes, "reason": d.reason, "evidence": d.evidence}
              for d in drop_recommendations(target_conn)]
     store.replace_drop_recommendations(store_conn, snap["snapshot_id"], drops)
     return {"snapshot_id": snap["snapshot_id"], "queries": len(queries), "candidates": len(rows),
-            "drop_recommendations": len(drops),
+            "drop_recommendations": len(drops), "gemini": "on" if gemini_client is not None else "off",
+            "gemini_ideas_accepted": sum(1 for r in rows if r["spec"].get("source") != "advisor"),
+            **usage_metadata(usage),
             "queries_without_candidates": no_candidates, "unparseable": len(unparseable),
             "unparseable_detail": unparseable}
+
+
+def second_opinion(client, target_conn: psycopg.Connection, q: SlowQuery, shape: QueryShape,
+                   cands: list[IndexCandidate], similar: list[dict], settings: AuditSettings) -> dict:
+    """Gemini's validated ideas for one statement (its plan, tables, the advisor's candidates and the
+    similar past optimizations in the prompt)."""
+    plan = None
+    try:
+        with rolled_back(target_conn, statement_timeout_ms=settings.bench.statement_timeout_ms,
+                         lock_timeout_ms=settings.bench.lock_timeout_ms):
+            _, doc = generic_cost(target_conn, q.query_text, shape.param_count > 0, shape.param_count)
+            plan = compact_plan(doc)
+    except psycopg.Error:
+        pass   # the prompt says the plan is unknown
+    schemas = sorted({s for s in shape.schemas.values() if s} | {"public"})
+    return gemini_ideas(client, query=q.query_text, plan=plan, tables=table_context(target_conn, shape.tables, schemas),
+                        candidates=[c.label() for c in cands], similar=similar, conn=target_conn,
+                        advisor_candidates=cands)
 
 
 # -- 4. benchmarked_gains ---------------------------------------------------------------------------
@@ -176,11 +230,18 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
     by_ddl: dict[str, tuple[IndexCandidate, list[int]]] = {}
     cands_of: dict[int, list[IndexCandidate]] = {}
+    rewrites: list[tuple[int, dict]] = []
+    sources: dict[str, str] = {}
     for row in store.candidates(store_conn, snap["snapshot_id"]):
+        sources[row["ddl"]] = row["spec"].get("source", "advisor")
+        if row["spec"].get("kind") == "rewrite":
+            rewrites.append((row["queryid"], row["spec"]))
+            continue
         cand = IndexCandidate.from_spec(row["spec"])
         by_ddl.setdefault(row["ddl"], (cand, []))[1].append(row["queryid"])
         cands_of.setdefault(row["queryid"], []).append(cand)
     tables = {cand.table for cand, _ in by_ddl.values()}
+    rewritten = {qid for qid, _ in rewrites}
 
     catalog = Catalog(sandbox_conn)
     items: dict[int, Prepared] = {}
@@ -190,7 +251,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             shape = analyze_with_catalog(q.query_text, catalog)
         except UnparseableQuery:
             continue
-        if not tables.intersection(shape.tables):
+        if not tables.intersection(shape.tables) and q.queryid not in rewritten:
             continue
         reason = unsafe_reason(q.query_text, shape)
         if reason:
@@ -224,9 +285,15 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                      f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
         results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench)
         for row in results:
+            row["evidence"]["source"] = sources.get(ddl, "advisor")
             if whatif_costs is not None:
                 row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
         rows.extend(results)
+    for qid, spec in rewrites:
+        if qid in items:
+            if progress:
+                progress(f"rewrite of statement {qid}: proving same rows, then timing")
+            rows.append(evaluate_rewrite(sandbox_conn, items[qid], spec["sql"], settings.bench, spec))
     store.replace_benchmarks(store_conn, snap["snapshot_id"], rows)
     measured = [r for r in rows if r["status"] == "measured"]
     return {"snapshot_id": snap["snapshot_id"], "candidates_measured": len({r["ddl"] for r in measured}),
@@ -338,12 +405,38 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
 UNREPRESENTATIVE = 3.0   # sampled values this much slower than the application's own calls
 
 
-def adjusted_confidence(row: dict, choice: IndexChoice, observed_ms: float | None = None) -> float:
+def rewrite_choices(selection: Selection, benchmarks: list[dict], min_gain_pct: float) -> dict[int, dict]:
+    """Proven rewrites worth recommending: the best per statement, when no chosen index serves the
+    statement or the rewrite gains clearly more than the index does."""
+    best: dict[int, dict] = {}
+    for b in benchmarks:
+        if (b["evidence"].get("spec") or {}).get("kind") != "rewrite" or b["status"] != "measured":
+            continue
+        gain = b["measured_gain_pct"]
+        if gain is None or gain < min_gain_pct:
+            continue
+        if b["queryid"] not in best or gain > best[b["queryid"]]["measured_gain_pct"]:
+            best[b["queryid"]] = b
+    out = {}
+    for qid, b in best.items():
+        index = selection.assignment.get(qid)
+        if index is None or b["measured_gain_pct"] > (_gain(index) or 0) + GAIN_NOISE_PCT:
+            out[qid] = b
+    return out
+
+
+def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
+                        min_gain_pct: float = 10.0) -> float:
     """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal,
     and by a quarter when the sampled values ran far slower than the application's calls do (the
     sample then tested a heavier case than the workload sends)."""
     confidence = row["confidence"] or 0.0
-    if choice.marginal and choice.read_benefit_ms_per_s > 0:
+    if row["evidence"].get("source") == "advisor+gemini":
+        # the advisor and Gemini proposed the same index, and the clock agreed: a little more sure;
+        # Gemini alone never raises a confidence
+        confidence = combined_confidence(confidence, gemini_agrees=True,
+                                         clock_confirms=(_gain(row) or 0) >= min_gain_pct)
+    if choice is not None and choice.marginal and choice.read_benefit_ms_per_s > 0:
         confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
     if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms:
         confidence *= 0.75
@@ -379,9 +472,23 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             "recommendation": f"Create index {evidence['index']} ({evidence['reason']}){shared}",
             "kind": "index", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
             "estimated_gain": b["estimated_gain_pct"],
-            "confidence": adjusted_confidence(b, choice, q.mean_exec_ms),
+            "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
             "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
         })
+    benches = store.benchmarks(store_conn, snap["snapshot_id"])
+    for queryid, b in rewrite_choices(selection, benches, settings.min_gain_pct).items():
+        q = queries[queryid]
+        evidence = {**b["evidence"], "calls": q.calls, "total_exec_ms": q.total_exec_ms,
+                    "mean_exec_ms": q.mean_exec_ms, "ms_before": b["ms_before"], "ms_after": b["ms_after"],
+                    "similar_optimizations": similar.get(queryid, [])}
+        rows.append({
+            "target": target, "fingerprint": q.fingerprint, "queryid": queryid, "query_text": q.query_text,
+            "recommendation": f"Rewrite the statement (proven to return the same rows): {evidence['reason']}",
+            "kind": "rewrite", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
+            "estimated_gain": b["estimated_gain_pct"],
+            "confidence": adjusted_confidence(b, None, q.mean_exec_ms, settings.min_gain_pct),
+            "embedding": store.embeddings_for(store_conn, [q.fingerprint]).get(q.fingerprint),
+            "evidence": evidence, "snapshot_id": snap["snapshot_id"]})
     written = store.write_optimization_log(store_conn, rows)
     counts = store.log_counts(store_conn, target)
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]

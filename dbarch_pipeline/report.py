@@ -25,6 +25,7 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     cands = store.candidates(store_conn, sid)
     selection = audit.select_for_snapshot(store_conn, snap, settings)
     choices = {c.ddl: c for c in selection.chosen}
+    rewrites = audit.rewrite_choices(selection, benches, settings.min_gain_pct)
     recommendations = []
     per_query = []
     for q in queries:
@@ -37,12 +38,21 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
             choice = choices[b["ddl"]]
             rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
                    "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
-                   "confidence": audit.adjusted_confidence(b, choice, q.mean_exec_ms), "ms_before": b["ms_before"],
+                   "confidence": audit.adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
+                   "ms_before": b["ms_before"],
                    "ms_after": b["ms_after"], "shared": bool(b["evidence"].get("cross_statement")),
                    "evidence": b["evidence"]}
             recommendations.append(rec)
             entry["recommendation"] = b["ddl"]
-        else:
+        if q.queryid in rewrites:
+            r = rewrites[q.queryid]
+            recommendations.append({
+                "query": q.query_text, "queryid": q.queryid, "kind": "rewrite", "ddl": r["ddl"],
+                "estimated_gain_pct": r["estimated_gain_pct"], "measured_gain_pct": r["measured_gain_pct"],
+                "confidence": audit.adjusted_confidence(r, None, q.mean_exec_ms, settings.min_gain_pct),
+                "ms_before": r["ms_before"], "ms_after": r["ms_after"], "shared": False, "evidence": r["evidence"]})
+            entry["rewrite"] = r["ddl"]
+        if b is None and q.queryid not in rewrites:
             tried = [x for x in benches if x["queryid"] == q.queryid]
             entry["why_none"] = _why_none(len(own), tried, settings.min_gain_pct, selection.declined)
         per_query.append(entry)
@@ -93,24 +103,26 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
     for note in result.get("notes") or []:
         lines.append(f"({note})")
     lines.append("")
-    recs = {r["queryid"]: r for r in result["recommendations"]}
+    recs: dict[int, list[dict]] = {}
+    for r in result["recommendations"]:
+        recs.setdefault(r["queryid"], []).append(r)
     for i, q in enumerate(result["queries"], 1):
         query = " ".join(q["query"].split())
         lines.append(f"{i}. {textwrap.shorten(query, width - 4, placeholder=' …')}")
         lines.append(f"   calls {q['calls']:,}  mean {q['mean_exec_ms']:.2f} ms  total {q['total_exec_ms']:,.0f} ms")
-        rec = recs.get(q["queryid"])
-        if rec:
-            lines.append(f"   -> {rec['ddl']}")
+        for rec in recs.get(q["queryid"], []):
+            lines.append(f"   -> {rec['ddl']}" if rec["kind"] == "index" else
+                         f"   -> rewrite (same rows, proven): {' '.join(rec['ddl'].split())[:width]}")
             if rec.get("shared"):
                 lines.append("      (chosen for another statement; it serves this one too)")
             before, after = rec["ms_before"], rec["ms_after"]
             timing = (f"{before:.3f} ms -> {after:.3f} ms" if before is not None and after is not None
                       else "not timed (planner cost only)")
-            ev = rec["evidence"]
+            size = rec["evidence"].get("index_bytes")
             lines.append(f"      measured {timing}  gain {rec['measured_gain_pct'] or 0:.1f}%  "
-                         f"(planner {rec['estimated_gain_pct'] or 0:.1f}%)  confidence {rec['confidence']:.2f}  "
-                         f"index {(ev.get('index_bytes') or 0) / 1_048_576:.1f} MB")
-        else:
+                         f"(planner {rec['estimated_gain_pct'] or 0:.1f}%)  confidence {rec['confidence']:.2f}"
+                         + (f"  index {size / 1_048_576:.1f} MB" if size else ""))
+        if not recs.get(q["queryid"]):
             lines.append(f"   -> no recommendation: {q.get('why_none', '')}")
         lines.append("")
     if result.get("indexes"):

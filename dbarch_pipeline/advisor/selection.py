@@ -66,12 +66,16 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
     declined: dict[str, str] = {}
     baseline_rate: dict[int, float] = {}
     for row in benchmarks:
+        if (row["evidence"].get("spec") or {}).get("kind") == "rewrite":
+            continue
         if row["status"] != "measured":
             why = row["evidence"].get("why") or f"benchmark failed: {row['evidence'].get('error')}"
             declined.setdefault(row["ddl"], why)
             continue
         ev = row["evidence"]
         spec = ev.get("spec") or {}
+        if spec.get("kind") == "rewrite":
+            continue   # a rewrite serves one statement and costs no upkeep: chosen per statement
         table = f"{spec.get('schema', '')}.{spec.get('table', '')}"
         choice = options.get(row["ddl"])
         if choice is None:

@@ -183,6 +183,33 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
     return rows
 
 
+def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, settings: BenchSettings,
+                     spec: dict) -> dict:
+    """A rewrite (Gemini's) is first proven to return the original's rows for every sampled parameter
+    set, then timed exactly like an index: same values, same runs, in a rolled-back transaction."""
+    from ..llm.second_opinion import verify_rewrites
+
+    proof = verify_rewrites(conn, item.query, [rewrite], param_sets=item.param_sets or None,
+                            statement_timeout_ms=settings.statement_timeout_ms)
+    base = {"queryid": item.queryid, "ddl": rewrite, "cost_before": None, "cost_after": None, "ms_before": None,
+            "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None, "confidence": None}
+    if not proof["accepted"]:
+        reason = proof["rejected"][0]["reason"] if proof["rejected"] else "could not be verified"
+        return {**base, "status": "rejected", "evidence": {"kind": "rewrite", "spec": spec, "why": reason}}
+    try:
+        with rolled_back(conn, **_guard(settings)):
+            after = measure(conn, rewrite, item.param_sets, has_params=item.has_params, runs=settings.runs,
+                            warmup=settings.warmup, param_count=item.shape.param_count)
+    except psycopg.Error as exc:
+        return {**base, "status": "failed", "evidence": {"kind": "rewrite", "spec": spec,
+                                                         "error": str(exc).strip().splitlines()[0]}}
+    row = _result(item, after, "", cross=False)
+    row["ddl"] = rewrite
+    row["evidence"].update(kind="rewrite", index_used=True, spec=spec, same_rows_for=proof["param_sets"],
+                           reason=spec.get("rationale") or "rewrite suggested by Gemini")
+    return row
+
+
 def write_cost_per_row(conn: psycopg.Connection, cand: IndexCandidate) -> float | None:
     """Milliseconds each inserted row spends maintaining the index, measured on a temporary sample
     copy of the table (so the real table takes no writes); called inside a rolled-back transaction."""

@@ -9,6 +9,7 @@ from .. import audit, db
 from ..memory import store as store_mod
 from ..resources.audit_settings import AuditSettingsResource
 from ..resources.embedder import EmbedderResource
+from ..llm.gemini import GeminiResource
 from ..resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 from ..schema_guard import schema_digest
 from . import alerts
@@ -108,13 +109,15 @@ def query_embeddings(context: dg.AssetExecutionContext, store: StoreDatabase, em
 
 @dg.asset(group_name=GROUP, kinds={"sqlglot"}, deps=[query_embeddings], partitions_def=AUDIT_PARTITIONS)
 def index_recommendations(context: dg.AssetExecutionContext, target: TargetDatabase, store: StoreDatabase,
-                          audit_settings: AuditSettingsResource) -> dg.MaterializeResult:
+                          audit_settings: AuditSettingsResource, gemini: GeminiResource) -> dg.MaterializeResult:
     """Candidate indexes per slow statement from the deterministic advisor (sqlglot analysis,
     existing indexes, column statistics), with the similar past optimizations from the log, and the
-    existing indexes worth dropping."""
+    existing indexes worth dropping. With GEMINI_API_KEY, Gemini's ideas join them once validated."""
     name, key = _partition(context)
+    client = gemini.client(say=context.log.warning)
     with target.connect(name) as t, store.connect() as s:
-        summary = audit.recommend_indexes(t, s, target=name, settings=audit_settings.settings(), partition_key=key)
+        summary = audit.recommend_indexes(t, s, target=name, settings=audit_settings.settings(), partition_key=key,
+                                          gemini_client=client)
     return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["candidates"]})
 
 

@@ -171,7 +171,7 @@ def replace_candidates(conn: psycopg.Connection, snapshot_id: int, rows: Sequenc
         with conn.cursor() as cur:
             cur.executemany(named("insert_index_candidate"), [
                 {**row, "snapshot_id": snapshot_id, "similar": Jsonb(row["similar"], dumps=_dumps),
-                 "spec": Jsonb(row["spec"])}
+                 "spec": Jsonb(row["spec"]), "second_opinion": Jsonb(row.get("second_opinion") or {}, dumps=_dumps)}
                 for row in rows
             ])
 
@@ -269,3 +269,39 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     return str(value)
+
+
+# -- what became of the recommendations (the watch sensors) ---------------------------------------
+
+def proposed_optimizations(conn: psycopg.Connection) -> list[dict]:
+    """Every proposed row of the log, with its DDL and pull-request state."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("watch_select_proposed_optimizations")).fetchall()
+    for row in rows:
+        row["id"] = str(row["id"])
+    return rows
+
+
+def mark_applied(conn: psycopg.Connection, ids: Sequence[str], applied_at: datetime) -> list[str]:
+    """Move proposed rows to applied; returns the ids that moved."""
+    if not ids:
+        return []
+    with conn.transaction():
+        rows = conn.execute(named("watch_mark_applied"), {"ids": list(ids), "applied_at": applied_at}).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def unrealized_optimizations(conn: psycopg.Connection) -> list[dict]:
+    """Applied rows without a realized gain whose target was captured after they were applied."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(named("watch_select_unrealized_optimizations")).fetchall()
+    for row in rows:
+        row["id"] = str(row["id"])
+    return rows
+
+
+def record_realized_gain(conn: psycopg.Connection, optimization_id: str, gain_pct: float,
+                         realized_at: datetime) -> None:
+    with conn.transaction():
+        conn.execute(named("watch_update_realized_gain"), {
+            "id": optimization_id, "realized_gain": gain_pct, "realized_at": realized_at})
