@@ -138,8 +138,10 @@ def _print_pull_requests(result) -> None:
         _print(f"  {url}")
     if meta.get("push_commands"):
         _print("  to publish the local branches:")
+        shown: set[str] = set()
         for line in str(meta["push_commands"]).splitlines():
-            if line.strip() and not line.startswith("```"):
+            if line.strip() and not line.startswith("```") and line not in shown:
+                shown.add(line)
                 _print(f"    {line}")
 
 

@@ -5,6 +5,7 @@ UI shows it and it can be re-run alone (after a rate limit, or a fixed token) wi
 import dagster as dg
 
 from ..errors import DbarchError
+from ..memory import store as store_mod
 from ..prs import publish
 from ..resources.github import GitHubResource
 from ..resources.postgres import StoreDatabase, TargetDatabase
@@ -39,7 +40,9 @@ def optimization_pull_requests(context: dg.AssetExecutionContext, store: StoreDa
     settings = github.publish_settings()
     context.log.info(f"pull requests go to {publisher.describe()}")
     with store.connect() as s:
+        snap = store_mod.latest_snapshot(s, name, str(context.partition_key))
         summary = publish.publish_pull_requests(s, publisher, target=name, settings=settings,
+                                                snapshot_id=snap["snapshot_id"] if snap else None,
                                                 table_writes=_table_writes(target, name, context.log),
                                                 progress=context.log.info)
     metadata: dict = {key: summary[key] for key in COUNTS}

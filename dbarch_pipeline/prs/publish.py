@@ -120,9 +120,10 @@ class Publisher(ABC):
 
 # -- 1. select -------------------------------------------------------------------------------------
 
-def select(conn: psycopg.Connection, *, target: str, settings: PublishSettings) -> Selection:
+def select(conn: psycopg.Connection, *, target: str, settings: PublishSettings,
+           snapshot_id: int | None = None) -> Selection:
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(named("pr_select_log_rows"), {"target": target}).fetchall()
+        rows = cur.execute(named("pr_select_log_rows"), {"target": target, "snapshot_id": snapshot_id}).fetchall()
     eligible, skipped = [], []
     for row in rows:
         reason = _ineligible(row, settings)
@@ -253,10 +254,11 @@ def record(conn: psycopg.Connection, p: PullRequestPlan, outcome: Outcome) -> No
 def publish_pull_requests(conn: psycopg.Connection, publisher: Publisher, *, target: str,
                           settings: PublishSettings,
                           table_writes: Callable[[list[tuple[str, str]]], dict[str, dict]] | None = None,
-                          progress: Callable[[str], None] | None = None) -> dict:
-    """The whole step for one target; returns a summary for metadata."""
+                          progress: Callable[[str], None] | None = None, snapshot_id: int | None = None) -> dict:
+    """The whole step for one target (one audit's recommendations when snapshot_id is given); returns
+    a summary for metadata."""
     settings.validate()
-    selection = select(conn, target=target, settings=settings)
+    selection = select(conn, target=target, settings=settings, snapshot_id=snapshot_id)
     writes: dict[str, dict] = {}
     if table_writes and selection.eligible:
         tables = sorted({(ix.schema, ix.table) for ix in _indexes(selection.eligible)})
