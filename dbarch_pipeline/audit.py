@@ -260,8 +260,13 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             continue
         if progress:
             progress(f"baseline {n}/{len(queries)}: {_one_line(q.query_text, 70)}")
-        items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
-                                   partial_values(shape, cands_of.get(q.queryid, [])))
+        try:
+            items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
+                                       partial_values(shape, cands_of.get(q.queryid, [])))
+        except psycopg.Error as exc:
+            # e.g. pg_stat_statements turned a constant into $n where PostgreSQL cannot infer its type
+            skipped.append({"queryid": q.queryid, "reason": f"cannot be measured: "
+                                                            f"{str(exc).strip().splitlines()[0]}"})
 
     hypo = hypopg_status(sandbox_conn) if settings.bench.use_hypopg else "missing"
     guard = {"statement_timeout_ms": settings.bench.statement_timeout_ms,

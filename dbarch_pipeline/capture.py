@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg.rows import dict_row
 
-from .db import named
+from .db import named, tag
 from .errors import MissingExtension
 from .memory.fingerprint import fingerprint
 from .models import SlowQuery, Thresholds
@@ -28,7 +28,7 @@ def check_pg_stat_statements(conn: psycopg.Connection) -> None:
     if row is None:
         raise MissingExtension("pg_stat_statements is not installed in the target database", ENABLE_PGSS)
     try:
-        conn.execute("/* dbarch */ SELECT 1 FROM pg_stat_statements LIMIT 1")
+        conn.execute(tag("SELECT 1 FROM pg_stat_statements LIMIT 1"))
     except psycopg.errors.ObjectNotInPrerequisiteState:
         raise MissingExtension(
             "pg_stat_statements is installed but not loaded (it must be in shared_preload_libraries)",

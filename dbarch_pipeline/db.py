@@ -30,9 +30,23 @@ def load_sql(name: str) -> str:
     return path.read_text()
 
 
+_FIRST_WORD = re.compile(r"(\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*)(\w+)", re.S)
+
+
+def tag(text: str) -> str:
+    r"""The statement with DBARCH_TAG after its first word. pg_stat_statements keeps a statement's
+    text from its first token on, so a leading comment would be lost; one inside is kept.
+
+    >>> tag("-- why\nSELECT 1")
+    '-- why\nSELECT /* dbarch */ 1'
+    """
+    m = _FIRST_WORD.match(text)
+    return f"{text[:m.end()]} {DBARCH_TAG}{text[m.end():]}" if m else text
+
+
 def named(name: str) -> sql.SQL:
     """A named query as a psycopg SQL object, tagged so audits skip it."""
-    return sql.SQL(DBARCH_TAG + "\n" + load_sql(name))
+    return sql.SQL(tag(load_sql(name)))
 
 
 def redact(conninfo: str) -> str:
@@ -119,8 +133,6 @@ def rolled_back(conn: psycopg.Connection, *, statement_timeout_ms: int, lock_tim
 
 
 def require_extension(conn: psycopg.Connection, extension: str, role: str, fix: str) -> None:
-    row = conn.execute(
-        DBARCH_TAG + " SELECT 1 FROM pg_extension WHERE extname = %s", (extension,)
-    ).fetchone()
+    row = conn.execute(tag("SELECT 1 FROM pg_extension WHERE extname = %s"), (extension,)).fetchone()
     if row is None:
         raise MissingExtension(f"the {role} database has no {extension} extension", fix)

@@ -30,7 +30,7 @@ DATABASES = ("demo", "dbarch", "dagster")
 SERVER_SETTINGS = {
     "shared_preload_libraries": "'pg_stat_statements'",
     "pg_stat_statements.track": "top",
-    "pg_stat_statements.max": "5000",
+    "pg_stat_statements.max": "20000",   # tests and demos share one server: room for all
     "track_io_timing": "on",
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",

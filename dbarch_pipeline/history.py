@@ -187,7 +187,18 @@ def slow_queries(act: Activity, thresholds: Thresholds) -> tuple[list[SlowQuery]
     """The window's top statements by total time above the thresholds."""
     out: list[SlowQuery] = []
     skipped = {"catalog": 0}
-    ranked = sorted(act.statements.items(), key=lambda kv: -kv[1]["total_exec_ms"])
+    # one statement can hold several queryids (psycopg binds an int as int2, int4 or int8 by its
+    # value, and pg_stat_statements keeps one entry per parameter type): merge them by fingerprint
+    merged: dict[str, tuple[int, dict]] = {}
+    for qid, s in sorted(act.statements.items(), key=lambda kv: -kv[1]["total_exec_ms"]):
+        fp = fingerprint(s["query_text"])
+        if fp in merged:
+            acc = merged[fp][1]
+            for c in COUNTERS:
+                acc[c] += s[c]
+        else:
+            merged[fp] = (qid, {**s})
+    ranked = sorted(merged.values(), key=lambda kv: -kv[1]["total_exec_ms"])
     for qid, s in ranked:
         calls = int(s["calls"])
         if calls < thresholds.min_calls or calls <= 0:

@@ -194,3 +194,32 @@ def test_unparseable_statement_raises_a_named_error():
 
 def test_data_modifying_cte_is_not_read_only():
     assert analyze("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d").kind == "other"
+
+
+def test_constants_turned_into_parameters_get_neutral_values_and_are_timed(advisor_db):
+    # pg_stat_statements writes `SELECT 2 * count(*)` as `SELECT $1 * count(*)`: $1 is no column's
+    best = assert_recommends(advisor_db, "SELECT $1 * count(*) FROM posts WHERE user_id = $2",
+                             "public.posts (user_id)")
+    assert best["ms_before"] is not None and best["evidence"]["unmapped_parameters"] == [1]
+
+
+def test_one_index_is_proposed_once_whatever_the_reasons(advisor_db):
+    with psycopg.connect(advisor_db) as conn:
+        shape = analyze("SELECT status, count(*) FROM posts WHERE status IN ($1, $2) GROUP BY status")
+        cands, _ = candidates_for(shape, Catalog(conn))
+    ddls = [c.label() for c in cands]
+    assert len(ddls) == len(set(ddls))
+
+
+def test_a_statement_measured_many_times_stays_measurable(advisor_db):
+    """psycopg prepares a statement after five runs; EXPLAIN must never be prepared."""
+    with psycopg.connect(advisor_db, autocommit=True) as conn:
+        for _ in range(7):
+            assert recommend_statement(conn, "SELECT * FROM posts WHERE user_id = $1", SETTINGS) is not None
+
+
+def test_unique_join_keys_are_not_candidates(advisor_db):
+    with psycopg.connect(advisor_db) as conn:
+        shape = analyze("SELECT i.sku FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.customer_id = $1")
+        labels = [c.label() for c in candidates_for(shape, Catalog(conn))[0]]
+    assert not [label for label in labels if "orders (customer_id, id)" in label or label == "public.orders (id)"]

@@ -59,7 +59,7 @@ def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int =
             if covering is not None:
                 skips.append(Skip(table, f"{cand.label()} already covered by {covering.name}"))
                 continue
-            if cand not in out:
+            if not any(_same_index(cand, c) for c in out):
                 out.append(cand)
     return out, skips
 
@@ -100,7 +100,7 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
         ops = tuple((opclasses or {}).get(c, "") for c in cols)
         cand = IndexCandidate(info.schema, info.table, tuple(cols), reason,
                               opclasses=ops if any(ops) else (), where=where)
-        if cand not in out:
+        if not any(_same_index(cand, c) for c in out):
             out.append(cand)
 
     if eq:
@@ -124,7 +124,10 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
     elif order_all_here and shape.has_limit:
         add(order, "ORDER BY columns for ... LIMIT")
 
+    unique = {ix.keys[0] for ix in info.indexes if ix.is_unique and len(ix.keys) == 1 and not ix.is_partial}
     for col in joins:
+        if col in unique:
+            continue   # this side is found by its own unique key: an index led by it adds nothing
         # the inner side of a nested loop needs its join key indexed; with an equality filter on the
         # same table the filter leads
         if eq and col not in eq:
@@ -174,7 +177,7 @@ def _partial_candidates(shape: QueryShape, table: str, info: TableInfo, eq: list
         if not matches or info.distinct(column) > 50:
             continue
         value, freq = min(matches, key=lambda vf: abs(vf[1] - asked))
-        keys = [c for c in eq if c != column] + ranges[:1]
+        keys = [c for c in eq if c != column] + (ranges[:1] or [c for t, c in shape.order_by if t == table])
         out.append(IndexCandidate(
             info.schema, info.table, tuple(_unique(keys or [column])[:MAX_KEY_COLUMNS]),
             f"partial index: the statement returns {mean_rows:.0f} rows per call, matching the rare "
@@ -203,6 +206,12 @@ def _include_variants(cands: list[IndexCandidate], shape: QueryShape, table: str
                                       cand.reason + ", INCLUDE for an index-only scan",
                                       opclasses=cand.opclasses, include=tuple(extra)))
     return out
+
+
+def _same_index(a: IndexCandidate, b: IndexCandidate) -> bool:
+    """Two candidates that would build the same index (whatever the reason given for each)."""
+    return (a.schema, a.table, a.columns, a.method, a.opclasses, a.include, a.where) == \
+        (b.schema, b.table, b.columns, b.method, b.opclasses, b.include, b.where)
 
 
 def covered_by(cand: IndexCandidate, indexes: list[ExistingIndex], *, eq_prefix: int) -> ExistingIndex | None:

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ..db import DBARCH_TAG, named
+from ..db import named, tag
 from ..errors import DbarchError
 from ..llm.validate import Rejection, read_only, validate_read_only_select
 from ..memory.embeddings import Embedder
@@ -81,10 +81,10 @@ def table_documents(conn: psycopg.Connection, schemas: Sequence[str] = ("public"
 
 def _sample_json_keys(conn: psycopg.Connection, schema: str, table: str, column: str) -> list[str]:
     col = sql.Identifier(column)
-    query = sql.SQL(
-        DBARCH_TAG + " SELECT k FROM (SELECT jsonb_object_keys({col}) AS k FROM (SELECT {col} FROM {tbl} "
+    query = sql.SQL(tag(
+        "SELECT k FROM (SELECT jsonb_object_keys({col}) AS k FROM (SELECT {col} FROM {tbl} "
         "WHERE jsonb_typeof({col}) = 'object' LIMIT {rows}) s) keys GROUP BY k ORDER BY count(*) DESC, k "
-        "LIMIT {keys}").format(col=col, tbl=sql.Identifier(schema, table),
+        "LIMIT {keys}")).format(col=col, tbl=sql.Identifier(schema, table),
                                rows=sql.Literal(JSON_SAMPLE_ROWS), keys=sql.Literal(MAX_JSON_KEYS))
     try:
         with conn.transaction():   # a savepoint: a table we may not read costs only its keys

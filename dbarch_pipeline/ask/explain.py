@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ..bench.measure import compact_plan
-from ..db import DBARCH_TAG
+from ..db import tag
 from ..errors import DbarchError
 from ..llm.gemini import GeminiClient
 from ..llm.prompts import EXPLAIN_PROMPT, EXPLAIN_SCHEMA, EXPLAIN_SYSTEM, NONE
@@ -54,7 +54,7 @@ def explain_sql(text: str, *, conn: psycopg.Connection, client: GeminiClient | N
 def plan_of(conn: psycopg.Connection, text: str, *, has_params: bool, settings: AskSettings) -> dict:
     options = "FORMAT JSON, GENERIC_PLAN" if has_params else "FORMAT JSON"
     # options are fixed strings; `text` passed validate_read_only_select, so it is composed as SQL
-    query = sql.SQL(DBARCH_TAG + " EXPLAIN ({}) ").format(sql.SQL(options)) + sql.SQL(text)
+    query = sql.SQL(tag("EXPLAIN ({}) ")).format(sql.SQL(options)) + sql.SQL(text)
     try:
         with read_only(conn, statement_timeout_ms=settings.statement_timeout_ms, role=settings.read_only_role,
                        search_path=settings.schemas):

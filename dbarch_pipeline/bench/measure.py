@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import psycopg
 from psycopg import sql
 
-from ..db import DBARCH_TAG
+from ..db import tag
 from ..models import Measurement
 
 
@@ -37,9 +37,12 @@ def _raw_cursor(conn: psycopg.Connection) -> psycopg.RawCursor:
 
 def _explain(conn: psycopg.Connection, query: str, options: str, params: Sequence[str] | None) -> dict:
     # options are fixed strings chosen below, never user input
-    text = sql.SQL(DBARCH_TAG + " EXPLAIN ({}) ").format(sql.SQL(options)) + sql.SQL(query)
+    text = sql.SQL(tag("EXPLAIN ({}) ")).format(sql.SQL(options)) + sql.SQL(query)
     with _raw_cursor(conn) as cur:
-        cur.execute(text, [_Unknown(p) if p is not None else None for p in params] if params else None)
+        # prepare=False: psycopg would prepare a statement run five times, and a prepared EXPLAIN
+        # without parameters (GENERIC_PLAN) then fails on the bind of the next one
+        cur.execute(text, [_Unknown(p) if p is not None else None for p in params] if params else None,
+                    prepare=False)
         row = cur.fetchone()
     doc = row[0]
     return doc[0] if isinstance(doc, list) else doc
@@ -64,10 +67,10 @@ def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int)
     # (SET LOCAL), which every measurement does
     name = sql.Identifier(GENERIC_STATEMENT)
     conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    conn.execute(sql.SQL(DBARCH_TAG + " PREPARE {} AS ").format(name) + sql.SQL(query))
+    conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
     try:
         args = sql.SQL(", ").join([sql.NULL] * param_count)
-        row = conn.execute(sql.SQL(DBARCH_TAG + " EXPLAIN (FORMAT JSON) EXECUTE {}({})").format(name, args)).fetchone()
+        row = conn.execute(sql.SQL(tag("EXPLAIN (FORMAT JSON) EXECUTE {}({})")).format(name, args)).fetchone()
     finally:
         conn.execute(sql.SQL("DEALLOCATE {}").format(name))
     doc = row[0][0] if isinstance(row[0], list) else row[0]

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from ..advisor.analyze import Predicate, QueryShape
 from ..advisor.catalog import Catalog
-from ..db import DBARCH_TAG
+from ..db import tag
 
 DEFAULT_LIMIT_VALUE = "50"
 EXPRESSION_PREFIXES = ("lower(", "upper(")
@@ -50,6 +50,29 @@ def _base_column(column: str) -> str:
     return column
 
 
+# A harmless value per type for parameters that stand for constants (multipliers, literals in CASE).
+NEUTRAL = {"integer": "1", "bigint": "1", "smallint": "1", "numeric": "1", "double precision": "1",
+           "real": "1", "text": "x", "character varying": "x", "boolean": "true", "date": "2000-01-01",
+           "timestamp without time zone": "2000-01-01", "timestamp with time zone": "2000-01-01",
+           "interval": "1 day"}
+
+
+def parameter_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
+    """The types PostgreSQL infers for the statement's `$n` (from a prepared statement, deallocated)."""
+    name = sql.Identifier("dbarch_param_types")
+    try:
+        conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
+    except psycopg.Error:
+        return {}
+    try:
+        row = conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements "
+                           "WHERE name = 'dbarch_param_types'").fetchone()
+    finally:
+        conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+    types = [t for t in (row[0] if row else [])]
+    return {i + 1: t.strip('"') for i, t in enumerate(types)}
+
+
 def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
                  n: int, seed: int) -> list[tuple[str | None, ...]]:
     """About n rows with all `columns` non-null, as text, via TABLESAMPLE (cheap on big tables)."""
@@ -57,14 +80,14 @@ def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: lis
     not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     pct = min(100.0, max(0.01, 100.0 * (n * 40) / max(reltuples, 1)))
-    query = sql.SQL(DBARCH_TAG + " SELECT {cols} FROM {target} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) "
-                    "WHERE {not_null} LIMIT {limit}").format(
+    query = sql.SQL(tag("SELECT {cols} FROM {target} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) "
+                        "WHERE {not_null} LIMIT {limit}")).format(
         cols=cols, target=target, pct=sql.Literal(pct), seed=sql.Literal(seed), not_null=not_null,
         limit=sql.Literal(n * 40))
     rows = conn.execute(query).fetchall()
     if len(rows) < n:
         # small or freshly loaded tables: TABLESAMPLE may return too few pages
-        query = sql.SQL(DBARCH_TAG + " SELECT {cols} FROM {target} WHERE {not_null} LIMIT {limit}").format(
+        query = sql.SQL(tag("SELECT {cols} FROM {target} WHERE {not_null} LIMIT {limit}")).format(
             cols=cols, target=target, not_null=not_null, limit=sql.Literal(n * 40))
         rows = conn.execute(query).fetchall()
     rng = random.Random(seed)
@@ -75,8 +98,8 @@ def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: lis
 def _stats(conn: psycopg.Connection, schema: str, table: str, column: str) -> tuple[list[str], list[str]]:
     """(most common values, histogram bounds) as text, from pg_stats."""
     row = conn.execute(
-        DBARCH_TAG + " SELECT most_common_vals::text::text[], histogram_bounds::text::text[] FROM pg_stats "
-        "WHERE schemaname = %s AND tablename = %s AND attname = %s",
+        tag("SELECT most_common_vals::text::text[], histogram_bounds::text::text[] FROM pg_stats "
+            "WHERE schemaname = %s AND tablename = %s AND attname = %s"),
         (schema, table, column),
     ).fetchone()
     if row is None:
@@ -85,15 +108,22 @@ def _stats(conn: psycopg.Connection, schema: str, table: str, column: str) -> tu
 
 
 def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: Catalog, *,
-                          n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None
-                          ) -> tuple[list[tuple[str, ...]], ParameterPlan]:
+                          n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None,
+                          query: str | None = None) -> tuple[list[tuple[str, ...]], ParameterPlan]:
     """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be filled.
-    `fixed` pins parameters to one value (the rare value a partial index is built for)."""
+    `fixed` pins parameters to one value (the rare value a partial index is built for). A `$n` no
+    column tells us about (a constant pg_stat_statements replaced, `SELECT $1 * avg(x)`) gets a
+    neutral value of the type PostgreSQL infers for it, when `query` is given."""
     plan = plan_parameters(shape)
     if shape.param_count == 0:
         return [()], plan
+    neutral: dict[int, str] = {}
     if plan.unmapped:
-        return [], plan
+        types = parameter_types(conn, query) if query else {}
+        neutral = {n: NEUTRAL[types[n]] for n in plan.unmapped if types.get(n) in NEUTRAL}
+        if len(neutral) < len(plan.unmapped):
+            return [], plan
+        fixed = {**neutral, **(fixed or {})}
 
     by_table: dict[str, list[Predicate]] = defaultdict(list)
     for pred in plan.sources.values():

@@ -22,7 +22,7 @@ from psycopg import sql
 from ..advisor.analyze import QueryShape
 from ..advisor.candidates import ddl_text, index_ddl, index_name
 from ..advisor.catalog import Catalog
-from ..db import DBARCH_TAG, named, rolled_back
+from ..db import tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from . import evaluate
 from .measure import compact_plan, indexes_in, measure, median_ms
@@ -72,7 +72,7 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
             settings: BenchSettings, fixed: dict[int, str] | None = None) -> Prepared:
     """Sample values for the statement's `$n` and measure it as it is today."""
     param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
-                                             seed=settings.seed, fixed=fixed)
+                                             seed=settings.seed, fixed=fixed, query=query)
     item = Prepared(queryid, query, shape, param_sets, plan)
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
@@ -216,8 +216,8 @@ def write_cost_per_row(conn: psycopg.Connection, cand: IndexCandidate) -> float 
     probe = sql.Identifier("dbarch_write_probe")
     source = sql.SQL("{}.{}").format(sql.Identifier(cand.schema), sql.Identifier(cand.table))
     try:
-        conn.execute(sql.SQL(DBARCH_TAG + " CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(probe, source))
-        conn.execute(sql.SQL(DBARCH_TAG + " INSERT INTO {} SELECT * FROM {} LIMIT {}").format(
+        conn.execute(sql.SQL(tag("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP")).format(probe, source))
+        conn.execute(sql.SQL(tag("INSERT INTO {} SELECT * FROM {} LIMIT {}")).format(
             probe, source, sql.Literal(WRITE_PROBE_ROWS)))
         if conn.execute(sql.SQL("SELECT count(*) FROM {}").format(probe)).fetchone()[0] == 0:
             return None
@@ -235,7 +235,7 @@ def _time_inserts(conn: psycopg.Connection, probe: sql.Identifier, repeats: int 
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        conn.execute(sql.SQL(DBARCH_TAG + " INSERT INTO {} SELECT * FROM {} LIMIT {}").format(
+        conn.execute(sql.SQL(tag("INSERT INTO {} SELECT * FROM {} LIMIT {}")).format(
             probe, probe, sql.Literal(WRITE_PROBE_ROWS)))
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)

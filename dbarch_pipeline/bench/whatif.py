@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import psycopg
 
 from ..advisor.candidates import ddl_text
-from ..db import DBARCH_TAG, rolled_back
+from ..db import tag, rolled_back
 from ..models import IndexCandidate
 from .measure import _explain, generic_cost, indexes_in
 
@@ -27,7 +27,7 @@ SCREEN_MIN_SAVING = 0.10   # a candidate must cut some statement's planner cost 
 
 def hypopg_status(conn: psycopg.Connection) -> str:
     """'installed', 'available' (can be created inside an experiment's transaction) or 'missing'."""
-    row = conn.execute(DBARCH_TAG + " SELECT installed_version FROM pg_available_extensions WHERE name = 'hypopg'"
+    row = conn.execute(tag("SELECT installed_version FROM pg_available_extensions WHERE name = 'hypopg'")
                        ).fetchone()
     if row is None:
         return "missing"
@@ -40,11 +40,11 @@ def hypothetical_index(conn: psycopg.Connection, cand: IndexCandidate, status: s
     if status == "available":
         # created inside the rolled-back transaction: the extension disappears with it
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
-    row = conn.execute(DBARCH_TAG + " SELECT indexname FROM hypopg_create_index(%s)", (ddl_text(cand),)).fetchone()
+    row = conn.execute(tag("SELECT indexname FROM hypopg_create_index(%s)"), (ddl_text(cand),)).fetchone()
     try:
         yield row[0]
     finally:
-        conn.execute(DBARCH_TAG + " SELECT hypopg_reset()")
+        conn.execute(tag("SELECT hypopg_reset()"))
 
 
 def _cost(conn: psycopg.Connection, item) -> tuple[float, set[str]]:

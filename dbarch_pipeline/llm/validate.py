@@ -45,7 +45,7 @@ from sqlglot.tokens import TokenType
 
 from ..advisor.candidates import EXPRESSION, OPCLASSES
 from ..advisor.catalog import Catalog
-from ..db import DBARCH_TAG, named
+from ..db import tag, named
 from ..errors import DbarchError
 from ..models import IndexCandidate
 
@@ -421,7 +421,7 @@ def fetch_read_only(conn: psycopg.Connection, text: str, params: Sequence[Any] |
     """
     # `text` has passed validate_read_only_select: it is the statement itself, so it is composed as
     # SQL; its $n stay raw and values are bound by the server.
-    query = sql.SQL(DBARCH_TAG + "\n") + sql.SQL(text)
+    query = sql.SQL(tag(text))
     name = f"dbarch_{uuid.uuid4().hex[:12]}"
     with psycopg.RawServerCursor(conn, name) as cur:
         cur.adapters.register_dumper(_Unknown, _UnknownDumper)

@@ -15,14 +15,14 @@ import re
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 
 def normalize(sql_text: str) -> str:
     """Canonical text of the statement: constants and parameters as placeholders, sqlglot layout."""
     try:
         tree = sqlglot.parse_one(sql_text, read="postgres")
-    except (ParseError, ValueError, TypeError):
+    except (SqlglotError, ValueError, TypeError):
         tree = None
     if tree is None:
         return _normalize_text(sql_text)
