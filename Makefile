@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: demo test ui bench env clean hypopg
+.PHONY: demo test ui bench quality env clean hypopg
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ ui: env
 
 bench: env
 	$(BIN)/python benchmarks/run_all.py
+
+# advisor quality: the demo, a shop schema and TPC-H, against two baselines and hand-designed indexes
+quality: env
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/quality/run_quality.py --workload all
 
 clean:
 	-$(BIN)/dbarch db stop
