@@ -269,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ui)
 
     from .ask.commands import register as register_ask
+    from .metrics_cli import register as register_metrics
 
     register_ask(sub)
+    register_metrics(sub)
     return parser
 
 

@@ -45,6 +45,7 @@ def capture(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, 
         capture_id = store_conn.execute(named("insert_pgss_capture"), {
             "target": target, "captured_at": captured_at, "stats_reset": info["stats_reset"],
             "dealloc": info["dealloc"], "max_entries": info["max_entries"], "entries": info["entries"],
+            "db_stats_reset": info["db_stats_reset"],
         }).fetchone()[0]
         with store_conn.cursor().copy(named("copy_pgss_capture_row")) as copy:
             for s in statements:
@@ -177,9 +178,13 @@ def compute_activity(caps: list[dict], rows: dict[int, dict[int, dict]], tables:
         start_time = max(min(since) if since else in_window[0]["captured_at"], window_start)
     first = start_time
     act.covered_seconds = max(1.0, (last["captured_at"] - first).total_seconds())
+    # table counters without a baseline run from the database's statistics reset (a bulk load
+    # before the window is then spread over all that time, not counted as this window's traffic)
+    table_start = baseline["captured_at"] if baseline else (in_window[0].get("db_stats_reset") or first)
+    table_seconds = max(1.0, (last["captured_at"] - min(table_start, first)).total_seconds())
     for acc in act.tables.values():
         acc["rows"] = int(acc["n_tup_ins"] + acc["n_tup_del"] + acc["n_tup_upd"] - acc["n_tup_hot_upd"])
-        acc["seconds"] = act.covered_seconds
+        acc["seconds"] = table_seconds
     return act
 
 

@@ -89,9 +89,13 @@ def test_target_without_pgvector_uses_embedded_store(demo_target, capsys, tmp_pa
     code = main(["audit", "--target-dsn", demo_target, "--json", str(out), *FAST])
     assert code == 0, capsys.readouterr().err
     assert json.loads(out.read_text())["target"] == db_name("dbarch_test_target")
-    with psycopg.connect(embedded.url("dbarch")) as conn:
+    with psycopg.connect(embedded.url("dbarch"), autocommit=True) as conn:
         n = conn.execute("SELECT count(*) FROM dbarch.optimization_log WHERE target = %s",
                          (db_name("dbarch_test_target"),)).fetchone()[0]
+        # leave the developer's own store as it was
+        conn.execute("DELETE FROM dbarch.optimization_log WHERE target = %s", (db_name("dbarch_test_target"),))
+        conn.execute("DELETE FROM dbarch.snapshot WHERE target = %s", (db_name("dbarch_test_target"),))
+        conn.execute("DELETE FROM dbarch.pgss_capture WHERE target = %s", (db_name("dbarch_test_target"),))
     assert n >= 1
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 
 from .. import audit, db
 from ..memory import store as store_mod
+from ..metrics import write_textfile_if_configured
 from ..resources.audit_settings import AuditSettingsResource
 from ..resources.embedder import EmbedderResource
 from ..llm.gemini import GeminiResource
@@ -167,9 +168,11 @@ def optimization_log(context: dg.AssetExecutionContext, store: StoreDatabase,
         summary = audit.write_log(s, target=name, settings=settings, partition_key=key)
         checks = alerts.log_checks(s, name, key, summary)
         report_md = alerts.week_report(s, name, key, settings)
+        textfile = write_textfile_if_configured(s)   # Prometheus textfile collector, when asked for
+    extra = {"metrics_textfile": str(textfile)} if textfile else {}
     return dg.MaterializeResult(
         metadata={**_numeric(summary), "dagster/row_count": summary["log_rows"],
-                  "report": dg.MetadataValue.md(report_md)},
+                  "report": dg.MetadataValue.md(report_md), **extra},
         check_results=checks)
 
 

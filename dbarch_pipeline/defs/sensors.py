@@ -1,12 +1,25 @@
 """Sensors. The target registry turns the configured targets (DBARCH_TARGETS, or the default
-target) into partitions of the `target` dimension, so schedules and the UI know every database."""
+target) into partitions of the `target` dimension, so schedules and the UI know every database.
+Between audits: `slow_query_spike` audits a target's current week when a new statement crosses the
+thresholds, `applied_optimizations` notices applied recommendations and records what they really
+gained, `run_failure_alert` logs failed runs and posts them to $DBARCH_ALERT_WEBHOOK_URL. The logic
+is in dbarch_pipeline/watch.py."""
 
 from __future__ import annotations
 
-import dagster as dg
+import json
+import os
+from datetime import datetime, timezone
 
-from ..resources.postgres import TargetDatabase
-from .partitions import TARGETS_NAME
+import dagster as dg
+import psycopg
+
+from .. import watch
+from ..errors import DbarchError
+from ..resources.audit_settings import AuditSettingsResource
+from ..resources.postgres import StoreDatabase, TargetDatabase
+from .partitions import TARGETS_NAME, audit_key, week_of
+from .schedules import weekly_audit_job
 
 
 @dg.sensor(name="target_registry", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -18,4 +31,89 @@ def target_registry(context: dg.SensorEvaluationContext, target: TargetDatabase)
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
-SENSORS = [target_registry]
+@dg.sensor(name="slow_query_spike", job=weekly_audit_job, minimum_interval_seconds=300,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Audits a target's current week as soon as a statement never seen before crosses "
+                       "the audit thresholds in pg_stat_statements.")
+def slow_query_spike(context: dg.SensorEvaluationContext, target: TargetDatabase,
+                     audit_settings: AuditSettingsResource) -> dg.SensorResult:
+    seen = watch.parse_cursor(context.cursor)
+    thresholds = audit_settings.settings().thresholds
+    week = week_of(datetime.now(timezone.utc))
+    targets = context.instance.get_dynamic_partitions(TARGETS_NAME)
+    requests = []
+    for name in targets:
+        try:
+            with target.connect(name) as conn:
+                current = watch.slow_fingerprints(conn, thresholds)
+        except (DbarchError, psycopg.Error) as exc:
+            problem = exc.problem if isinstance(exc, DbarchError) else str(exc).strip()
+            context.log.warning(f"slow_query_spike: skipping target {name}: {problem}")
+            continue
+        spike = watch.find_spike(seen, name, week, current)
+        if spike is not None:
+            context.log.info(f"slow_query_spike: {len(spike.fingerprints)} new slow statement(s) on {name}")
+            requests.append(dg.RunRequest(
+                run_key=spike.run_key, partition_key=audit_key(name, week),
+                tags={"dbarch/trigger": "slow_query_spike", "dbarch/new_statements": str(len(spike.fingerprints))}))
+        seen = watch.remember(seen, name, current)
+    cursor = watch.dump_cursor(seen, targets)
+    if not requests:
+        return dg.SensorResult(skip_reason=f"no new slow statement on {len(targets)} target(s)", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(name="applied_optimizations", minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Marks recommendations applied when their index exists on the target or their pull "
+                       "request is merged, then records the realized gain from the captures.")
+def applied_optimizations(context: dg.SensorEvaluationContext, target: TargetDatabase,
+                          store: StoreDatabase) -> dg.SkipReason:
+    # no run to launch: the sensor updates the store, and its tick says what it did
+    now = datetime.now(timezone.utc)
+    try:
+        configured = set(target.target_names())
+    except DbarchError as exc:
+        context.log.warning(f"applied_optimizations: no configured target: {exc.problem}")
+        configured = set()
+    with store.connect() as s:
+        # the log may hold rows of targets no longer configured: those are not connected to
+        found = watch.detect_applied(s, target.connect, now=now, targets=configured)
+        gains = watch.realize_gains(s, now=now)
+    for name, problem in found["unreachable"].items():
+        context.log.warning(f"applied_optimizations: skipping target {name}: {problem}")
+    if found["unconfigured"]:
+        context.log.info(f"applied_optimizations: not configured, not checked: {', '.join(found['unconfigured'])}")
+    for row in found["applied"]:
+        context.log.info(f"applied_optimizations: [{row['target']}] applied ({row['how']}): {row['ddl']}")
+    for row in gains:
+        context.log.info(f"applied_optimizations: [{row['target']}] realized gain {row['realized_gain']:.1f}% "
+                         f"({row['mean_ms_before']} ms -> {row['mean_ms_after']} ms, {row['calls_after']} calls "
+                         f"after): {row['ddl']}")
+    return dg.SkipReason(f"{found['proposed']} proposed checked, {len(found['applied'])} newly applied, "
+                         f"{len(gains)} realized gain(s) recorded")
+
+
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Logs every failed run as one JSON line and posts it to "
+                                   "$DBARCH_ALERT_WEBHOOK_URL when set.")
+def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    steps = context.get_step_failure_events()
+    step_error = steps[0].event_specific_data.error if steps and steps[0].event_specific_data else None
+    # the step's error wraps the user's exception: its innermost cause says what went wrong
+    while step_error is not None and step_error.cause is not None:
+        step_error = step_error.cause
+    alert = watch.failure_alert(
+        run_id=run.run_id, job=run.job_name, partition=run.tags.get("dagster/partition"),
+        step=steps[0].step_key if steps else None,
+        error=step_error.message.strip() if step_error else context.failure_event.message)
+    context.log.error(json.dumps(alert))
+    # read at evaluation time, so the webhook can be set or changed without reloading the code
+    url = os.environ.get(watch.ALERT_WEBHOOK_ENV, "").strip()
+    if url:
+        problem = watch.post_json(url, alert)
+        if problem:
+            context.log.warning(f"run_failure_alert: {problem}")
+
+
+SENSORS = [target_registry, slow_query_spike, applied_optimizations, run_failure_alert]

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from ..db import named
 from ..errors import MissingExtension
 from ..models import SlowQuery, Thresholds
+from .embeddings import MODEL_NAME
 from ..settings import SQL_DIR
 
 # An arbitrary constant: serialises concurrent schema application across processes.
@@ -151,8 +152,11 @@ def embeddings_for(conn: psycopg.Connection, fingerprints: Iterable[str]) -> dic
 
 def similar_optimizations(conn: psycopg.Connection, embedding: np.ndarray, *, limit: int = 5,
                           exclude_fingerprint: str | None = None) -> list[dict]:
-    """Nearest past optimizations by cosine distance (HNSW index on the log's embeddings)."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    """Nearest past optimizations by cosine distance (HNSW index on the embedding cache, which the
+    log joins by fingerprint), those with a realized gain first."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # keep scanning the graph until enough neighbours have a log row (pgvector 0.8+)
+        cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
         rows = cur.execute(named("select_similar_optimizations"), {
             "embedding": np.asarray(embedding, dtype=np.float32), "limit": limit,
             "exclude_fingerprint": exclude_fingerprint,
@@ -221,22 +225,46 @@ LOG_TYPES = ["text", "text", "int8", "text", "text", "text", "text", "float8", "
 
 
 def write_optimization_log(conn: psycopg.Connection, rows: Sequence[dict]) -> dict[str, int]:
-    """Upsert a run's recommendations in one transaction: binary COPY into a staging table, then
-    one INSERT .. ON CONFLICT. Returns how many rows were inserted and updated."""
+    """Write a run's recommendations in one transaction with one binary COPY: straight into the log
+    when none of them is there yet (the usual case), else into a staging table followed by one
+    INSERT .. ON CONFLICT, so a re-run updates rows instead of duplicating them. Returns how many
+    rows were inserted and updated."""
     if not rows:
         return {"inserted": 0, "updated": 0}
+    keys = {"targets": [r["target"] for r in rows], "fingerprints": [r["fingerprint"] for r in rows],
+            "ddls": [r["ddl"] for r in rows]}
     with conn.transaction():
-        conn.execute(named("create_optimization_staging"))
-        with conn.cursor().copy(named("copy_optimization_staging")) as copy:
-            copy.set_types(LOG_TYPES)
-            for row in rows:
-                values = [row.get(c) for c in LOG_COLUMNS]
-                values[LOG_COLUMNS.index("evidence")] = Jsonb(row.get("evidence") or {}, dumps=_dumps)
-                values[LOG_COLUMNS.index("status")] = row.get("status") or "proposed"
-                copy.write_row(values)
-        flags = [r[0] for r in conn.execute(named("upsert_optimization_log")).fetchall()]
-    inserted = sum(1 for f in flags if f)
-    return {"inserted": inserted, "updated": len(flags) - inserted}
+        existing = conn.execute(named("select_log_conflicts"), keys).fetchone()[0]
+        if existing == 0 and len({(r["target"], r["fingerprint"], r["ddl"]) for r in rows}) == len(rows):
+            _copy_log_rows(conn, "copy_optimization_log", rows)
+            inserted, updated = len(rows), 0
+        else:
+            conn.execute(named("create_optimization_staging"))
+            _copy_log_rows(conn, "copy_optimization_staging", _last_per_key(rows))
+            flags = [r[0] for r in conn.execute(named("upsert_optimization_log")).fetchall()]
+            inserted = sum(1 for f in flags if f)
+            updated = len(flags) - inserted
+        conn.execute(named("insert_missing_embeddings"),
+                     {"fingerprints": sorted(set(keys["fingerprints"])), "model": MODEL_NAME})
+    return {"inserted": inserted, "updated": updated}
+
+
+def _copy_log_rows(conn: psycopg.Connection, statement: str, rows: Sequence[dict]) -> None:
+    with conn.cursor().copy(named(statement)) as copy:
+        copy.set_types(LOG_TYPES)
+        for row in rows:
+            values = [row.get(c) for c in LOG_COLUMNS]
+            values[LOG_COLUMNS.index("evidence")] = Jsonb(row.get("evidence") or {}, dumps=_dumps)
+            values[LOG_COLUMNS.index("status")] = row.get("status") or "proposed"
+            copy.write_row(values)
+
+
+def _last_per_key(rows: Sequence[dict]) -> list[dict]:
+    """One row per (target, fingerprint, ddl): ON CONFLICT cannot touch a row twice in one statement."""
+    last: dict[tuple, dict] = {}
+    for row in rows:
+        last[(row["target"], row["fingerprint"], row["ddl"])] = row
+    return list(last.values())
 
 
 def list_optimizations(conn: psycopg.Connection, *, target: str | None = None, limit: int = 50) -> list[dict]:

@@ -1,3 +1,3 @@
-INSERT INTO dbarch.pgss_capture (target, captured_at, stats_reset, dealloc, max_entries, entries)
-VALUES (%(target)s, %(captured_at)s, %(stats_reset)s, %(dealloc)s, %(max_entries)s, %(entries)s)
+INSERT INTO dbarch.pgss_capture (target, captured_at, stats_reset, dealloc, max_entries, entries, db_stats_reset)
+VALUES (%(target)s, %(captured_at)s, %(stats_reset)s, %(dealloc)s, %(max_entries)s, %(entries)s, %(db_stats_reset)s)
 RETURNING capture_id

@@ -1,5 +1,5 @@
 -- The captures of a window, and the last one before it (the baseline), oldest first.
-SELECT capture_id, captured_at, stats_reset, dealloc, max_entries, entries
+SELECT capture_id, captured_at, stats_reset, dealloc, max_entries, entries, db_stats_reset
 FROM dbarch.pgss_capture
 WHERE target = %(target)s
   AND captured_at < %(window_end)s

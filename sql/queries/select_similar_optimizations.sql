@@ -1,7 +1,18 @@
-SELECT id, query_text, recommendation, ddl, performance_gain, confidence, status, applied_at,
-       1 - (embedding <=> %(embedding)s) AS similarity
-FROM dbarch.optimization_log
-WHERE embedding IS NOT NULL
-  AND (%(exclude_fingerprint)s::text IS NULL OR fingerprint <> %(exclude_fingerprint)s)
-ORDER BY embedding <=> %(embedding)s
+-- The nearest past optimizations, those with a realized gain (proven on a real target) first. The
+-- HNSW index on the embedding cache finds the nearest statements (an iterative scan goes on until
+-- enough of them have a log row); only those few rows are re-ordered.
+SELECT id, query_text, recommendation, ddl, performance_gain, realized_gain, confidence, status, applied_at,
+       similarity
+FROM (
+    SELECT o.id, o.query_text, o.recommendation, o.ddl, o.performance_gain, o.realized_gain, o.confidence,
+           o.status, o.applied_at,
+           1 - (e.embedding <=> %(embedding)s) AS similarity,
+           e.embedding <=> %(embedding)s AS distance
+    FROM dbarch.query_embedding e
+    JOIN dbarch.optimization_log o ON o.fingerprint = e.fingerprint
+    WHERE (%(exclude_fingerprint)s::text IS NULL OR e.fingerprint <> %(exclude_fingerprint)s)
+    ORDER BY e.embedding <=> %(embedding)s
+    LIMIT %(limit)s * 4
+) AS nearest
+ORDER BY (realized_gain IS NOT NULL) DESC, distance
 LIMIT %(limit)s
