@@ -498,10 +498,17 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
     counts = store.log_counts(store_conn, target)
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
     gains = [r["performance_gain"] for r in rows if r["performance_gain"] is not None]
+    realized = store.realized_gain(store_conn, target)
     return {"snapshot_id": snap["snapshot_id"], "recommendations": len(rows),
             "indexes_recommended": len(selection.chosen), "declined": len(selection.declined), **written,
             "mean_confidence": round(statistics.fmean(confidences), 3) if confidences else 0.0,
             "mean_gain_pct": round(statistics.fmean(gains), 1) if gains else 0.0,
+            # stable keys the UI plots week over week: predicted (measured on the sandbox) and realized
+            # (seen on the target after the index was applied) gains
+            "predicted_gain_pct": round(statistics.fmean(gains), 1) if gains else 0.0,
+            "realized_gain_pct": round(float(realized["realized_gain_pct"]), 1)
+            if realized["realized_gain_pct"] is not None else 0.0,
+            "realized_optimizations": realized["realized"],
             "index_bytes": sum(c.index_bytes for c in selection.chosen),
             "log_rows": counts["rows"], "log_rows_with_embedding": counts["with_embedding"]}
 

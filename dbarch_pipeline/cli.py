@@ -109,10 +109,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                     store_dsn=args.store_dsn, settings=_settings_from(args))
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
-    result = run.materialize_audit(resources, instance=instance, pull_requests=not args.no_pull_requests)
+    key = None
+    if args.week:
+        from .defs.partitions import audit_key, week_of
+
+        key = audit_key(resources["target"].target_name(), week_of(_parse_day(args.week)))
+    result = run.materialize_audit(resources, instance=instance, partition_key=key,
+                                   pull_requests=not args.no_pull_requests)
     with resources["store"].connect() as s:
         data = report.audit_result(s, target=resources["target"].target_name(),
-                                   settings=resources["audit_settings"].settings())
+                                   settings=resources["audit_settings"].settings(),
+                                   partition_key=str(key) if key else None)
     if data["slow_queries"] == 0:
         _print("no slow queries above the thresholds: nothing to optimize (lower --min-calls / "
                "--min-mean-ms to look further)")
@@ -143,6 +150,15 @@ def _print_pull_requests(result) -> None:
             if line.strip() and not line.startswith("```") and line not in shown:
                 shown.add(line)
                 _print(f"    {line}")
+
+
+def _parse_day(text: str):
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise DbarchError(f"--week {text!r} is not a date", "give any day of the week as YYYY-MM-DD") from None
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -247,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store-dsn", help="dbarch's memory (default: the embedded server)")
     p.add_argument("--sandbox-dsn", help="where experiments run (default: the target, rolled back)")
     p.add_argument("--json", help="write the results as JSON to this path")
+    p.add_argument("--week", help="audit the week holding this day (YYYY-MM-DD) from stored captures; "
+                                  "default: the week in progress, with a fresh capture")
     _thresholds(p)
     p.set_defaults(func=cmd_audit)
 

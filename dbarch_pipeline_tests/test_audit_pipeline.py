@@ -78,6 +78,10 @@ def test_rerun_neither_duplicates_log_rows_nor_re_embeds(first_audit, store_dsn)
     assert embed_meta["embedded"].value == 0
     assert embed_meta["cached"].value == embed_meta["queries"].value > 0
     log_meta = second.asset_materializations_for_node("optimization_log")[0].metadata
+    # stable numeric keys the UI plots week over week, and the week's markdown report
+    for key in ("recommendations", "mean_confidence", "predicted_gain_pct", "realized_gain_pct", "log_rows"):
+        assert isinstance(log_meta[key].value, (int, float)), key
+    assert "dbarch audit of" in log_meta["report"].value
     assert log_meta["inserted"].value == len(after) - len(before)
     assert log_meta["updated"].value >= len(before) - 1
 

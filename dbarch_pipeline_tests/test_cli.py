@@ -129,3 +129,13 @@ def test_optimizations_and_similar_list_the_memory(demo_target, store_dsn, capsy
                  "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and "behavior_log" in rows[0]["ddl"]
+
+
+def test_audit_of_a_past_week_uses_stored_captures_only(demo_target, store_dsn, capsys):
+    """No capture was stored for that week: nothing to audit, said plainly, exit 0."""
+    code = main(["audit", "--target-dsn", demo_target, "--store-dsn", store_dsn, "--week", "2025-03-12",
+                 "--no-pull-requests", *FAST])
+    assert code == 0
+    assert "no slow queries" in capsys.readouterr().out
+    assert main(["audit", "--target-dsn", demo_target, "--week", "last tuesday"]) == EXIT_PROBLEM
+    assert "not a date" in capsys.readouterr().err

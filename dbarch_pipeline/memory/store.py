@@ -280,6 +280,11 @@ def log_counts(conn: psycopg.Connection, target: str) -> dict[str, int]:
         return cur.execute(named("count_optimization_log"), {"target": target}).fetchone()
 
 
+def realized_gain(conn: psycopg.Connection, target: str) -> dict:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_realized_gain"), {"target": target}).fetchone()
+
+
 def _array(vec: Any) -> np.ndarray:
     # pgvector's loader returns a Vector (newer releases) or a numpy array (older ones)
     return np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32)
