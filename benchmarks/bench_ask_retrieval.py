@@ -28,6 +28,7 @@ import psycopg  # noqa: E402
 import yaml  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from dbarch_pipeline.embedded import drop_database, recreate_database as fresh_database  # noqa: E402
 from dbarch_pipeline import demo, embedded  # noqa: E402
 from dbarch_pipeline.ask.answer import build_prompt  # noqa: E402
 from dbarch_pipeline.ask.corpus import refresh_corpus  # noqa: E402
@@ -42,16 +43,8 @@ STORE_DB = "dbarch_bench_ask_store"
 TARGET_NAME = "bench_ask"
 
 
-def fresh_database(name: str) -> str:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return embedded.url(name)
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def tables_in_prompt(prompt: str, tables: list[str], schema: str = "public") -> list[str]:

@@ -25,6 +25,7 @@ import dagster as dg  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from dbarch_pipeline.embedded import drop_database, recreate_database as fresh_database  # noqa: E402
 from dbarch_pipeline import demo, embedded  # noqa: E402
 from dbarch_pipeline.defs.assets import AUDIT_ASSETS  # noqa: E402
 from dbarch_pipeline.memory import embeddings  # noqa: E402
@@ -34,20 +35,8 @@ TARGET_DB = "dbarch_bench_target"
 STORE_DB = "dbarch_bench_store2"
 
 
-def fresh_database(name: str, *, pg_stat_statements: bool) -> str:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = embedded.url(name)
-    if pg_stat_statements:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    return url
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict:

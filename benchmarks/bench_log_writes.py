@@ -36,6 +36,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
+from dbarch_pipeline.embedded import drop_database, recreate_database as fresh_database  # noqa: E402
 from dbarch_pipeline import embedded  # noqa: E402
 from dbarch_pipeline.memory import store  # noqa: E402
 
@@ -54,16 +55,8 @@ INSERT_ROW = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({params})").format
 TRUNCATE_LOG = sql.SQL("TRUNCATE {}").format(sql.Identifier("dbarch", "optimization_log"))
 
 
-def fresh_database(name: str) -> str:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return embedded.url(name)
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def make_rows(n: int, seed: int = 42) -> list[dict]:

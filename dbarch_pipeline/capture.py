@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from .db import named, tag
 from .errors import MissingExtension
-from .memory.fingerprint import fingerprint
 from .models import SlowQuery, Thresholds
 
 ENABLE_PGSS = (
@@ -52,38 +52,25 @@ def is_catalog_query(text: str) -> bool:
     return any(marker in lowered for marker in CATALOG_MARKERS)
 
 
+def read_counters(conn: psycopg.Connection) -> list[dict]:
+    """Cumulative counters of the database's plannable statements (dbarch's own aside)."""
+    since = sql.SQL("min(s.stats_since)" if conn.info.server_version >= 170000 else "NULL")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_pgss_counters").format(stats_since=since)).fetchall()
+
+
 def fetch_slow_queries(conn: psycopg.Connection, thresholds: Thresholds) -> tuple[list[SlowQuery], dict]:
-    """Top statements by total time above the thresholds; returns them and what was skipped."""
+    """The statements above the thresholds right now, counted since their statistics started (the
+    spike sensor's view; weekly audits use capture differences instead)."""
+    from .history import Activity, slow_queries
+
     check_pg_stat_statements(conn)
-    captured_at = datetime.now(timezone.utc)
-    with conn.cursor(row_factory=dict_row) as cur:
-        name = "select_slow_queries" if conn.info.server_version >= 170000 else "select_slow_queries_pre17"
-        rows = cur.execute(named(name), {
-            "min_calls": thresholds.min_calls, "min_mean_ms": thresholds.min_mean_ms,
-            # catalog queries are filtered below, so fetch a few more than asked for
-            "top_n": thresholds.top_n * 2 + 10,
-        }).fetchall()
-    queries: list[SlowQuery] = []
-    skipped = {"catalog": 0}
-    for row in rows:
-        if is_catalog_query(row["query"]):
-            skipped["catalog"] += 1
-            continue
-        if len(queries) >= thresholds.top_n:
-            break
-        queries.append(SlowQuery(
-            queryid=row["queryid"], query_text=row["query"], fingerprint=fingerprint(row["query"]),
-            calls=row["calls"], total_exec_ms=float(row["total_exec_ms"]),
-            mean_exec_ms=float(row["mean_exec_ms"] or 0.0), rows=row["rows"],
-            shared_blks_hit=row["shared_blks_hit"], shared_blks_read=row["shared_blks_read"],
-            captured_at=captured_at, window_seconds=row["window_seconds"],
-        ))
-    return queries, skipped
-
-
-def table_writes(conn: psycopg.Connection) -> dict[str, dict]:
-    """Rows inserted, deleted and updated without HOT per table, with the seconds they span."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(named("select_table_writes")).fetchall()
-    return {r["table"]: {"rows": int(r["n_tup_ins"] + r["n_tup_del"] + r["n_tup_upd"] - r["n_tup_hot_upd"]),
-                         "seconds": float(r["seconds"] or 0.0)} for r in rows}
+    now = datetime.now(timezone.utc)
+    statements = {r["queryid"]: {"query_text": r["query"], "calls": r["calls"], "total_exec_ms": r["total_exec_ms"],
+                                 "rows": r["rows"], "shared_blks_hit": r["shared_blks_hit"],
+                                 "shared_blks_read": r["shared_blks_read"], "first_since": r["stats_since"] or now}
+                  for r in read_counters(conn)}
+    since = [s["first_since"] for s in statements.values()]
+    act = Activity(window_start=min(since, default=now), window_end=now, statements=statements,
+                   covered_seconds=max(1.0, (now - min(since, default=now)).total_seconds()))
+    return slow_queries(act, thresholds)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg.rows import dict_row
 
-from .capture import check_pg_stat_statements, is_catalog_query
+from .capture import check_pg_stat_statements, is_catalog_query, read_counters
 from .db import named
 from .memory.fingerprint import fingerprint
 from .models import SlowQuery, Thresholds
@@ -38,9 +38,8 @@ def capture(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, 
     captured_at = now or datetime.now(timezone.utc)
     with target_conn.cursor(row_factory=dict_row) as cur:
         info = cur.execute(named("select_pgss_info")).fetchone()
-        name = "select_pgss_counters" if target_conn.info.server_version >= 170000 else "select_pgss_counters_pre17"
-        statements = cur.execute(named(name)).fetchall()
         tables = cur.execute(named("select_table_counters")).fetchall()
+    statements = read_counters(target_conn)
     with store_conn.transaction():
         capture_id = store_conn.execute(named("insert_pgss_capture"), {
             "target": target, "captured_at": captured_at, "stats_reset": info["stats_reset"],

@@ -11,7 +11,6 @@ import tempfile
 
 import psycopg
 import pytest
-from psycopg import sql
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -37,23 +36,15 @@ def db_name(name: str) -> str:
 def fresh_database(name: str, *, pg_stat_statements: bool = True) -> str:
     name = db_name(name)
     _created.add(name)
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = embedded.url(name)
-    if pg_stat_statements:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    return url
+    return embedded.recreate_database(name, pg_stat_statements=pg_stat_statements)
 
 
 @pytest.fixture(scope="session")
 def server():
     status = embedded.start()
     yield status
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        for name in sorted(_created):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    for name in sorted(_created):
+        embedded.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from dbarch_pipeline.embedded import drop_database, recreate_database as fresh_database  # noqa: E402
 from dbarch_pipeline import embedded, report  # noqa: E402
 from dbarch_pipeline.advisor.analyze import UnparseableQuery, analyze  # noqa: E402
 from dbarch_pipeline.run import audit_resources, materialize_audit  # noqa: E402
@@ -73,20 +74,8 @@ class ConfigResult:
 
 # -- databases ----------------------------------------------------------------------------------------
 
-def fresh_database(name: str, *, pg_stat_statements: bool) -> str:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = embedded.url(name)
-    if pg_stat_statements:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    return url
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def reset_statistics(conn: psycopg.Connection) -> None:
