@@ -26,7 +26,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import psycopg  # noqa: E402
 import yaml  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from dbarch_pipeline.embedded import drop_database, recreate_database as fresh_database  # noqa: E402
 from dbarch_pipeline import demo, embedded  # noqa: E402

@@ -53,7 +53,6 @@ def cmd_db(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import psycopg
 
     from . import demo, embedded, report, run
     from .db import connect

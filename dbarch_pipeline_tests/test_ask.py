@@ -223,7 +223,7 @@ def test_hostile_sql_is_refused_never_runs_and_says_why(conns, gemini, embedder)
         assert attempt["sql"] == sql_text and words in attempt["reason"], attempt
     # each refusal went back to Gemini, named
     for request, (_sql, words) in zip(gemini.requests[1:], HOSTILE_SQL):
-        assert f"Problem: refused: " in request.prompt and words in request.prompt
+        assert "Problem: refused: " in request.prompt and words in request.prompt
 
 
 def test_functions_the_database_defines_are_refused(conns, gemini, embedder, demo_target):
