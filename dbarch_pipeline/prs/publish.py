@@ -168,9 +168,15 @@ def plan(rows: Sequence[dict], settings: PublishSettings, *,
         except UnsupportedDDL as exc:
             skipped.append({"fingerprint": row["fingerprint"], "ddl": row["ddl"], "reason": exc.problem})
 
+    # an index chosen for one statement often serves others too (workload-wide selection): one pull
+    # request per index, on the branch of the statement it was chosen for, lists them all
+    owner: dict[str, str] = {}
+    for row, ix in sorted(indexed, key=lambda m: (bool((m[0].get("evidence") or {}).get("cross_statement")),
+                                                  m[0]["created_at"], m[0]["fingerprint"])):
+        owner.setdefault(ix.create, row["fingerprint"])
     groups: dict[str, list[tuple[dict, IndexMigration]]] = {}
     for row, ix in indexed:
-        key = row["fingerprint"] if settings.per == "recommendation" else f"table:{ix.qualified_table}"
+        key = owner[ix.create] if settings.per == "recommendation" else f"table:{ix.qualified_table}"
         groups.setdefault(key, []).append((row, ix))
 
     plans = []
