@@ -275,4 +275,13 @@ def drop_database(name: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if row is not None:
+            # a dropped database's statements would stay in pg_stat_statements, filling it up; the
+            # view is server-wide, so the demo database (which always has the extension) clears them
+            try:
+                with psycopg.connect(url("demo"), autocommit=True) as db:
+                    db.execute("SELECT pg_stat_statements_reset(0, %s, 0)", (row[0],))
+            except psycopg.Error:
+                pass
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
