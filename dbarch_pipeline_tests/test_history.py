@@ -11,7 +11,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dbarch_pipeline import history
+from dbarch_pipeline import demo, history
 from dbarch_pipeline.defs import alerts
 from dbarch_pipeline.defs.partitions import audit_key, window
 from dbarch_pipeline.memory import store
@@ -99,10 +99,7 @@ def items_db(server) -> str:
         conn.execute("CREATE TABLE items (id int PRIMARY KEY, owner int NOT NULL, label text NOT NULL)")
         conn.execute("INSERT INTO items SELECT g, g % 3000, 'label ' || (g % 7000) FROM generate_series(1, 60000) g")
         conn.execute("VACUUM ANALYZE items")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
-                     "WHERE datname = current_database()), 0)")
-        conn.execute("SELECT pg_stat_reset()")
+        demo.reset_statistics(conn)
     return url
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
+from dbarch_pipeline import demo
 from dbarch_pipeline.advisor.selection import select_indexes
 from dbarch_pipeline.run import audit_resources, materialize_audit
 
@@ -68,11 +69,7 @@ def _events_db(name: str) -> str:
         conn.execute("INSERT INTO events (device, payload) SELECT g % 5000, repeat('x', 40) "
                      "FROM generate_series(1, 40000) g")
         conn.execute("VACUUM ANALYZE events")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT 1")
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
-                     "WHERE datname = current_database()), 0)")
-        conn.execute("SELECT pg_stat_reset()")
+        demo.reset_statistics(conn)
     return url
 
 
