@@ -32,16 +32,9 @@ from .bench.measure import compact_plan, generic_cost
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
+from .llm.validate import denied_function
 
 Progress = Callable[[str], None]
-
-# Functions whose effects a rolled-back transaction cannot undo, or that wait on purpose:
-# statements calling them are never executed by the benchmark.
-UNSAFE_FUNCTIONS = {"pg_sleep", "pg_sleep_for", "pg_sleep_until", "nextval", "setval", "set_config",
-                    "dblink", "dblink_exec", "pg_terminate_backend", "pg_cancel_backend",
-                    "pg_reload_conf", "pg_notify", "lo_import", "lo_export", "pg_read_file",
-                    "pg_read_binary_file", "pg_write_file", "pg_advisory_lock", "txid_current"}
-
 
 @dataclass(frozen=True)
 class AuditSettings:
@@ -253,7 +246,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             continue
         if not tables.intersection(shape.tables) and q.queryid not in rewritten:
             continue
-        reason = unsafe_reason(q.query_text, shape)
+        reason = unsafe_reason(shape)
         if reason:
             if q.queryid in cands_of:
                 skipped.append({"queryid": q.queryid, "reason": reason})
@@ -335,7 +328,7 @@ def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSet
     index if it clears the bar (None otherwise). Used by tests and the quality benchmarks."""
     catalog = Catalog(conn)
     shape = analyze_with_catalog(query, catalog)
-    if unsafe_reason(query, shape):
+    if unsafe_reason(shape):
         return None
     cands, _ = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows, mean_rows=mean_rows)
     results = benchmark_statement(conn, query, shape, cands[: settings.max_candidates_per_query], catalog,
@@ -343,17 +336,13 @@ def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSet
     return best_per_query([{**r, "queryid": 0} for r in results], settings.min_gain_pct).get(0)
 
 
-def unsafe_reason(query: str, shape: QueryShape) -> str | None:
+def unsafe_reason(shape: QueryShape) -> str | None:
     """Why a statement must not be executed on the sandbox, or None."""
     if not shape.is_read_only:
         return f"{shape.kind} statements are costed for write overhead, never executed"
-    from sqlglot import exp
-
-    from .advisor.analyze import parse
-
-    for func in parse(query).find_all(exp.Func):
-        name = (func.sql_name() if not isinstance(func, exp.Anonymous) else func.name).lower()
-        if name in UNSAFE_FUNCTIONS:
+    # the same deny-list that guards Gemini's SQL: effects a rollback cannot undo, or waits
+    for name in sorted(shape.functions):
+        if denied_function(name):
             return f"calls {name}(), which a rollback cannot undo"
     return None
 
@@ -394,13 +383,18 @@ def _rank(b: dict) -> tuple[float, float, float]:
     return (-round(math.log2(cost_after + 1) * 2), -round(math.log2(size + 1)), b["confidence"] or 0.0)
 
 
-def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: AuditSettings) -> Selection:
+def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: AuditSettings, *,
+                        queries: list[SlowQuery] | None = None, benchmarks: list[dict] | None = None
+                        ) -> Selection:
     """The workload-wide choice for one snapshot (pure given the store's rows, so the log and the
-    report always agree)."""
-    queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
+    report always agree); callers that already hold the rows pass them."""
+    if queries is None:
+        queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
+    if benchmarks is None:
+        benchmarks = store.benchmarks(store_conn, snap["snapshot_id"])
     budget = int(settings.storage_budget_mb * 1_048_576) if settings.storage_budget_mb > 0 else None
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
-    return select_indexes(store.benchmarks(store_conn, snap["snapshot_id"]), rates,
+    return select_indexes(benchmarks, rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
                           max_indexes=settings.max_indexes or None,
@@ -452,9 +446,12 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
               partition_key: str | None = None) -> dict:
     snap = _latest(store_conn, target, partition_key)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
-    selection = select_for_snapshot(store_conn, snap, settings)
+    benches = store.benchmarks(store_conn, snap["snapshot_id"])
+    selection = select_for_snapshot(store_conn, snap, settings, queries=list(queries.values()), benchmarks=benches)
+    rewrites = rewrite_choices(selection, benches, settings.min_gain_pct)
     choices = {c.ddl: c for c in selection.chosen}
-    vectors = store.embeddings_for(store_conn, [queries[qid].fingerprint for qid in selection.assignment])
+    served = {*selection.assignment, *rewrites}
+    vectors = store.embeddings_for(store_conn, [queries[qid].fingerprint for qid in served])
     similar = {c["queryid"]: c["similar"] for c in store.candidates(store_conn, snap["snapshot_id"])}
     rows = []
     for queryid, b in selection.assignment.items():
@@ -480,8 +477,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
             "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
         })
-    benches = store.benchmarks(store_conn, snap["snapshot_id"])
-    for queryid, b in rewrite_choices(selection, benches, settings.min_gain_pct).items():
+    for queryid, b in rewrites.items():
         q = queries[queryid]
         evidence = {**b["evidence"], "calls": q.calls, "total_exec_ms": q.total_exec_ms,
                     "mean_exec_ms": q.mean_exec_ms, "ms_before": b["ms_before"], "ms_after": b["ms_after"],
@@ -492,7 +488,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             "kind": "rewrite", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
             "estimated_gain": b["estimated_gain_pct"],
             "confidence": adjusted_confidence(b, None, q.mean_exec_ms, settings.min_gain_pct),
-            "embedding": store.embeddings_for(store_conn, [q.fingerprint]).get(q.fingerprint),
+            "embedding": vectors.get(q.fingerprint),
             "evidence": evidence, "snapshot_id": snap["snapshot_id"]})
     written = store.write_optimization_log(store_conn, rows)
     counts = store.log_counts(store_conn, target)

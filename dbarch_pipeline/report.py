@@ -23,7 +23,7 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     queries = store.snapshot_queries(store_conn, sid)
     benches = store.benchmarks(store_conn, sid)
     cands = store.candidates(store_conn, sid)
-    selection = audit.select_for_snapshot(store_conn, snap, settings)
+    selection = audit.select_for_snapshot(store_conn, snap, settings, queries=queries, benchmarks=benches)
     choices = {c.ddl: c for c in selection.chosen}
     rewrites = audit.rewrite_choices(selection, benches, settings.min_gain_pct)
     recommendations = []

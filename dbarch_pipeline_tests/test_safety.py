@@ -71,9 +71,9 @@ def test_lock_timeout_gives_way_to_the_application(db):
 def test_statements_with_irreversible_effects_are_refused():
     for query, word in [("SELECT pg_sleep($1)", "pg_sleep"), ("SELECT nextval($1)", "nextval"),
                         ("SELECT set_config($1, $2, false)", "set_config")]:
-        assert word in unsafe_reason(query, analyze(query))
-    assert "update" in unsafe_reason("UPDATE t SET a = $1", analyze("UPDATE t SET a = $1"))
-    assert unsafe_reason("SELECT * FROM t WHERE a = $1", analyze("SELECT * FROM t WHERE a = $1")) is None
+        assert word in unsafe_reason(analyze(query))
+    assert "update" in unsafe_reason(analyze("UPDATE t SET a = $1"))
+    assert unsafe_reason(analyze("SELECT * FROM t WHERE a = $1")) is None
 
 
 def test_a_failed_log_write_keeps_what_was_stored(server):

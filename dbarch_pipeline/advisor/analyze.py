@@ -62,6 +62,7 @@ class QueryShape:
     has_limit: bool = False
     limit_params: list[int] = field(default_factory=list)
     param_count: int = 0
+    functions: set[str] = field(default_factory=set)   # every function the statement calls, lower case
 
     @property
     def is_read_only(self) -> bool:
@@ -92,6 +93,8 @@ def analyze(sql_text: str, columns: Mapping[str, set[str]] | None = None) -> Que
     kind = _kind(tree)
     shape = QueryShape(kind=kind)
     shape.param_count = max((_param_index(p) or 0 for p in tree.find_all(exp.Parameter)), default=0)
+    shape.functions = {(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
+                       for f in tree.find_all(exp.Func)}
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
 
     for table in tree.find_all(exp.Table):
