@@ -77,6 +77,15 @@ def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int)
     return float(doc["Plan"]["Total Cost"]), doc
 
 
+def plan_once(conn: psycopg.Connection, query: str, param_sets: Sequence[Sequence[str]], *, has_params: bool,
+              param_count: int) -> dict:
+    """The plan the statement would get: a custom plan for its first parameter set, else the generic
+    one (no execution)."""
+    if param_sets and param_sets[0]:
+        return _explain(conn, query, "FORMAT JSON", param_sets[0])
+    return generic_cost(conn, query, has_params, param_count)[1]
+
+
 def analyze_once(conn: psycopg.Connection, query: str, params: Sequence[str]) -> dict:
     return _explain(conn, query, "ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON", params)
 

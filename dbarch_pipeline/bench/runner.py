@@ -25,7 +25,7 @@ from ..advisor.catalog import Catalog
 from ..db import tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from . import evaluate
-from .measure import compact_plan, indexes_in, measure, median_ms
+from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
 from .params import ParameterPlan, sample_parameter_sets
 
 REGRESSION_FACTOR = 1.10   # another statement 10% slower with the index is a regression
@@ -127,21 +127,15 @@ def _result(item: Prepared, after: Measurement, name: str, *, cross: bool) -> di
     }
 
 
+def plan_of(conn: psycopg.Connection, item: Prepared) -> dict:
+    """The plan the prepared statement would get now (no execution)."""
+    return plan_once(conn, item.query, item.param_sets, has_params=item.has_params,
+                     param_count=item.shape.param_count)
+
+
 def _uses_index(conn: psycopg.Connection, item: Prepared, name: str) -> bool:
-    """Would the planner use the new index for this statement? (one custom plan, or the generic one)"""
-    from .measure import generic_cost
-
-    if item.param_sets and item.param_sets[0]:
-        doc = _explain_plan(conn, item)
-    else:
-        _, doc = generic_cost(conn, item.query, item.has_params, item.shape.param_count)
-    return name in indexes_in(doc)
-
-
-def _explain_plan(conn: psycopg.Connection, item: Prepared) -> dict:
-    from .measure import _explain
-
-    return _explain(conn, item.query, "FORMAT JSON", item.param_sets[0])
+    """Would the planner use the new index for this statement?"""
+    return name in indexes_in(plan_of(conn, item))
 
 
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],

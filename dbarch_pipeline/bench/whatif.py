@@ -20,7 +20,8 @@ import psycopg
 from ..advisor.candidates import ddl_text
 from ..db import tag, rolled_back
 from ..models import IndexCandidate
-from .measure import _explain, generic_cost, indexes_in
+from .measure import indexes_in
+from .runner import plan_of
 
 SCREEN_MIN_SAVING = 0.10   # a candidate must cut some statement's planner cost by 10% to be built
 
@@ -48,10 +49,7 @@ def hypothetical_index(conn: psycopg.Connection, cand: IndexCandidate, status: s
 
 
 def _cost(conn: psycopg.Connection, item) -> tuple[float, set[str]]:
-    if item.param_sets and item.param_sets[0]:
-        doc = _explain(conn, item.query, "FORMAT JSON", item.param_sets[0])
-    else:
-        _, doc = generic_cost(conn, item.query, item.has_params, item.shape.param_count)
+    doc = plan_of(conn, item)
     return float(doc["Plan"]["Total Cost"]), indexes_in(doc)
 
 
