@@ -231,6 +231,14 @@ def _ensure_databases(p: int) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with psycopg.connect(dsn(p, "demo"), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        _least_privilege(conn)
+
+
+def _least_privilege(conn) -> None:
+    """The role generated SQL runs as (safety.roles): SELECT on the database's public schema only."""
+    from .safety.roles import ensure_reader
+
+    ensure_reader(conn, ("public",))
 
 
 def stop() -> ServerStatus:
@@ -264,9 +272,10 @@ def recreate_database(name: str, *, pg_stat_statements: bool = True) -> str:
     drop_database(name)
     with psycopg.connect(url("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    if pg_stat_statements:
-        with psycopg.connect(url(name), autocommit=True) as conn:
+    with psycopg.connect(url(name), autocommit=True) as conn:
+        if pg_stat_statements:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        _least_privilege(conn)
     return url(name)
 
 

@@ -238,8 +238,8 @@ def test_functions_the_database_defines_are_refused(conns, gemini, embedder, dem
         gemini.push_json({"sql": "SELECT public.dbarch_test_touch()", "explanation": ""})
         refused = ask("Touch the courses", conns, embedder, client_for(gemini), max_attempts=2)
         assert [a["reason"] for a in refused.attempts] == [
-            "calls dbarch_test_touch(), which is not a PostgreSQL built-in (functions a database defines may "
-            "have side effects)",
+            "calls dbarch_test_touch() (from schema public), which is not a PostgreSQL built-in or a trusted "
+            "extension's: functions a database defines may do anything",
             "calls public.dbarch_test_touch(), a function outside pg_catalog"]
         gemini.push_json({"sql": "SELECT dbarch_test_touch()", "explanation": ""})
         allowed = ask("Touch the courses", conns, embedder, client_for(gemini), max_attempts=1,
@@ -282,12 +282,16 @@ def test_row_limit_and_statement_timeout(conns, gemini, embedder):
 
 
 def test_read_only_role(conns, gemini, embedder, demo_target):
-    reader, nobody = db_name("dbarch_test_reader"), db_name("dbarch_test_nobody")   # per test session
+    """A role named with --read-only-role runs the SQL: its grants decide; one that can read every
+    table (pg_read_all_data) is refused with the REVOKE that fixes it; a missing one names the fix."""
+    reader, nobody, broad = (db_name("dbarch_test_reader"), db_name("dbarch_test_nobody"),
+                             db_name("dbarch_test_broad"))   # per test session
     with connect(demo_target, "target") as admin:
-        for role in (reader, nobody):
+        for role in (reader, nobody, broad):
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(reader)))
+        admin.execute(sql.SQL("GRANT SELECT ON courses TO {}").format(sql.Identifier(reader)))
+        admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(broad)))
     try:
         query = {"sql": "SELECT count(*) FROM courses", "explanation": "Courses."}
         gemini.push_json(query)
@@ -297,11 +301,16 @@ def test_read_only_role(conns, gemini, embedder, demo_target):
         assert denied.status == "failed" and "permission denied for table courses" in denied.label
         gemini.push_json(query)
         with pytest.raises(DbarchError) as err:
+            ask("How many courses?", conns, embedder, client_for(gemini), read_only_role=broad)
+        assert "member of pg_read_all_data" in err.value.problem and "REVOKE pg_read_all_data" in err.value.fix
+        gemini.push_json(query)
+        with pytest.raises(DbarchError) as err:
             ask("How many courses?", conns, embedder, client_for(gemini), read_only_role=db_name("dbarch_test_missing"))
-        assert "read-only role" in err.value.problem and "GRANT pg_read_all_data" in err.value.fix
+        assert "read-only role" in err.value.problem and "GRANT SELECT ON ALL TABLES" in err.value.fix
     finally:
         with connect(demo_target, "target") as admin:
-            for role in (reader, nobody):
+            for role in (reader, nobody, broad):
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 

@@ -20,8 +20,9 @@ import psycopg
 from ..errors import DbarchError
 from ..llm.gemini import API_KEY_ENV, GeminiClient
 from ..llm.prompts import ASK_PROMPT, ASK_RETRY, ASK_SCHEMA, ASK_SYSTEM, NONE
-from ..llm.validate import (Rejection, SafeSelect, check_functions, fetch_read_only, read_only,
-                            validate_read_only_select)
+from ..llm.validate import Rejection, SafeSelect, fetch_capped_select, read_only, validate_read_only_select
+from ..safety import allowlist
+from ..safety.walls import Caps
 from ..memory.embeddings import Embedder
 from .retrieve import RetrievalSettings, Retrieved, retrieve
 
@@ -34,8 +35,11 @@ class AskSettings:
     max_rows: int = 100
     statement_timeout_ms: int = 10_000
     max_attempts: int = 3               # Gemini replies per question, the first included
-    read_only_role: str | None = None
+    read_only_role: str | None = None   # None: dbarch_reader when the session is a superuser (safety.roles)
+    accept_superuser_risk: bool = False  # run as a superuser when no least-privilege role exists
     allowed_functions: tuple[str, ...] = ()   # non-built-in functions the SQL may call (e.g. similarity)
+    max_value_bytes: int = Caps.max_value_bytes   # a longer value is cut
+    max_total_bytes: int = Caps.max_total_bytes   # fetching stops beyond this
     known_pair_min_similarity: float = 0.35
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
@@ -51,6 +55,7 @@ class Answer:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple] = field(default_factory=list)
     truncated: bool = False
+    notes: list[str] = field(default_factory=list)   # what the caps cut
     attempts: list[dict] = field(default_factory=list)   # sql, outcome (ok | refused | error), reason
     tables_in_prompt: list[str] = field(default_factory=list)
     matched_question: str | None = None
@@ -104,24 +109,26 @@ def gemini_answer(question: str, retrieved: Retrieved, conn: psycopg.Connection,
             usage[k] = usage.get(k, 0) + v
         sql_text = str(reply.get("sql") or "").strip()
         explanation = str(reply.get("explanation") or "").strip()
-        checked = validate(conn, sql_text, settings)
-        if isinstance(checked, Rejection):
-            result.attempts.append({"sql": sql_text, "outcome": "refused", "reason": checked.reason})
-            prompt = base + ASK_RETRY.format(sql=sql_text or "(empty)", error=f"refused: {checked.reason}")
-            continue
         try:
-            columns, rows, truncated = run_select(conn, checked.sql, settings)
+            checked = validate(conn, sql_text, settings)
+            if isinstance(checked, Rejection):
+                result.attempts.append({"sql": sql_text, "outcome": "refused", "reason": checked.reason})
+                prompt = base + ASK_RETRY.format(sql=sql_text or "(empty)", error=f"refused: {checked.reason}")
+                continue
+            columns, rows, truncated, notes = run_select_capped(conn, checked.sql, settings)
         except psycopg.Error as exc:
             error = error_text(exc, settings)
-            result.attempts.append({"sql": checked.sql, "outcome": "error", "reason": error})
-            prompt = base + ASK_RETRY.format(sql=checked.sql, error=error)
+            result.attempts.append({"sql": sql_text, "outcome": "error", "reason": error})
+            prompt = base + ASK_RETRY.format(sql=sql_text, error=error)
             continue
         result.attempts.append({"sql": checked.sql, "outcome": "ok", "reason": ""})
         result.status, result.sql, result.explanation = ANSWERED, checked.sql, explanation
-        result.columns, result.rows, result.truncated = columns, rows, truncated
+        result.columns, result.rows, result.truncated, result.notes = columns, rows, truncated, notes
         result.label = f"answer written by Gemini ({client.model}), checked read-only and run"
         if truncated:
-            result.label += f"; only the first {settings.max_rows} rows are shown"
+            result.label += f"; only the first {len(rows)} rows are shown"
+        for note in notes:
+            result.label += f"; {note}"
         break
     else:
         refused = all(a["outcome"] == "refused" for a in result.attempts)
@@ -149,7 +156,10 @@ def known_pair_answer(question: str, retrieved: Retrieved, conn: psycopg.Connect
         result.label = (f"{off} and no known question is close to yours (closest: {matched!r}, "
                         f"similarity {similarity:.2f})")
         return result
-    checked = validate(conn, best["metadata"]["sql"], settings)
+    try:
+        checked = validate(conn, best["metadata"]["sql"], settings)
+    except psycopg.Error as exc:
+        checked = Rejection(best["metadata"]["sql"], error_text(exc, settings))
     if isinstance(checked, Rejection):
         result.status, result.label = REFUSED, f"the closest known pair's SQL is refused: {checked.reason}"
         return result
@@ -157,7 +167,7 @@ def known_pair_answer(question: str, retrieved: Retrieved, conn: psycopg.Connect
     result.label = (f"{off}: this is NOT an answer written for your question. It is the stored SQL of the "
                     f"closest known question, {matched!r} (similarity {similarity:.2f}), run read-only")
     try:
-        result.columns, result.rows, result.truncated = run_select(conn, checked.sql, settings)
+        result.columns, result.rows, result.truncated, result.notes = run_select_capped(conn, checked.sql, settings)
     except psycopg.Error as exc:
         result.status = FAILED
         result.attempts.append({"sql": checked.sql, "outcome": "error", "reason": error_text(exc, settings)})
@@ -169,19 +179,35 @@ def known_pair_answer(question: str, retrieved: Retrieved, conn: psycopg.Connect
 
 
 def validate(conn: psycopg.Connection, text: str, settings: AskSettings) -> SafeSelect | Rejection:
-    """One read-only SELECT over the allowed schemas, calling only built-in (or allowed) functions."""
+    """One read-only SELECT over the allowed schemas (sqlglot, for clear early refusals), then the
+    allow-list resolved by PostgreSQL: every function, operator, cast, domain and view it would run
+    must be known to be safe (safety.allowlist)."""
     checked = validate_read_only_select(text, settings.schemas, allow_params=False)
     if isinstance(checked, Rejection):
         return checked
-    return check_functions(conn, checked, settings.allowed_functions) or checked
+    verdict = allowlist.check_statement(conn, checked.sql, allowed_schemas=settings.schemas,
+                                        search_path=settings.schemas, allowed_functions=settings.allowed_functions)
+    if verdict.error is not None:
+        raise verdict.error   # an ordinary SQL error (unknown column, ...): it goes back to Gemini as such
+    return checked if verdict.ok else Rejection(checked.sql, verdict.reason)
 
 
 def run_select(conn: psycopg.Connection, text: str, settings: AskSettings,
                params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple], bool]:
     """A validated SELECT, read-only, bounded in time and rows, over the allowed schemas only."""
+    columns, rows, truncated, _notes = run_select_capped(conn, text, settings, params)
+    return columns, rows, truncated
+
+
+def run_select_capped(conn: psycopg.Connection, text: str, settings: AskSettings,
+                      params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple], bool, list[str]]:
+    """run_select with the notes of what the caps cut: as the least-privilege role, in a READ ONLY
+    transaction with timeouts, through a server-side cursor fetched under caps on rows and bytes."""
+    caps = Caps(max_rows=settings.max_rows, max_value_bytes=settings.max_value_bytes,
+                max_total_bytes=settings.max_total_bytes)
     with read_only(conn, statement_timeout_ms=settings.statement_timeout_ms, role=settings.read_only_role,
-                   search_path=settings.schemas):
-        return fetch_read_only(conn, text, params, max_rows=settings.max_rows)
+                   search_path=settings.schemas, generated=True, accept_superuser_risk=settings.accept_superuser_risk):
+        return fetch_capped_select(conn, text, params, caps=caps)
 
 
 def error_text(exc: psycopg.Error, settings: AskSettings) -> str:

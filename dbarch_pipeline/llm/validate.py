@@ -48,6 +48,8 @@ from ..advisor.catalog import Catalog
 from ..db import tag, named
 from ..errors import DbarchError
 from ..models import IndexCandidate
+from ..safety import allowlist, roles, walls
+from ..safety.allowlist import precheck
 
 # Functions a read-only statement must never call: they sleep, change settings, reach outside the
 # database, touch files or large objects, consume sequences, signal other sessions, take advisory
@@ -108,12 +110,15 @@ def denied_function(name: str) -> bool:
 
 def _parse_one(text: str) -> tuple[exp.Expression, list] | str:
     """(tree, tokens) of exactly one statement, or the reason it is refused."""
-    if not text or not text.strip():
-        return "empty statement"
+    problem = precheck(text)
+    if problem:
+        return problem
     try:
         tokens = sqlglot.Dialect.get_or_raise("postgres").tokenize(text)
     except (TokenError, ParseError) as exc:
         return f"sqlglot cannot read it: {_first_line(exc)}"
+    except RecursionError:
+        return "too deeply nested to parse safely"
     for token in tokens:
         for comment in token.comments or []:
             if ";" in comment:
@@ -125,6 +130,8 @@ def _parse_one(text: str) -> tuple[exp.Expression, list] | str:
             statements = sqlglot.parse(text, read="postgres")
     except (ParseError, TokenError) as exc:
         return f"sqlglot cannot parse it: {_first_line(exc)}"
+    except RecursionError:
+        return "too deeply nested to parse safely"
     statements = [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
         return "empty statement"
@@ -179,6 +186,14 @@ def _params(tree: exp.Expression) -> tuple[int, ...]:
 def validate_read_only_select(text: str, allowed_schemas: Sequence[str] | None = ("public",), *,
                               allow_params: bool = True) -> SafeSelect | Rejection:
     """One read-only SELECT over the allowed schemas (None: any non-system schema), or why not."""
+    try:
+        return _validate_read_only_select(text, allowed_schemas, allow_params=allow_params)
+    except RecursionError:
+        return Rejection(text, "too deeply nested to parse safely")
+
+
+def _validate_read_only_select(text: str, allowed_schemas: Sequence[str] | None, *,
+                               allow_params: bool) -> SafeSelect | Rejection:
     parsed = _parse_one(text)
     if isinstance(parsed, str):
         reason = parsed.replace("only one may run", "only one SELECT may run")
@@ -264,6 +279,14 @@ def check_functions(conn: psycopg.Connection, checked: SafeSelect, allowed: Sequ
 def validate_index(text: str, conn: psycopg.Connection, *, catalog: Catalog | None = None,
                    reason: str = "suggested by Gemini") -> IndexCandidate | Rejection:
     """A CREATE INDEX on existing tables and columns as an IndexCandidate, or why not."""
+    try:
+        return _validate_index(text, conn, catalog=catalog, reason=reason)
+    except RecursionError:
+        return Rejection(text, "too deeply nested to parse safely")
+
+
+def _validate_index(text: str, conn: psycopg.Connection, *, catalog: Catalog | None,
+                    reason: str) -> IndexCandidate | Rejection:
     parsed = _parse_one(text)
     if isinstance(parsed, str):
         return Rejection(text, parsed.replace("only one may run", "only one CREATE INDEX may run"))
@@ -373,32 +396,34 @@ def _index_key(node: exp.Expression) -> str | None:
 @contextmanager
 def read_only(conn: psycopg.Connection, *, statement_timeout_ms: int, lock_timeout_ms: int = 1_000,
               role: str | None = None, search_path: Sequence[str] | None = None,
-              same_snapshot: bool = False) -> Iterator[psycopg.Connection]:
+              same_snapshot: bool = False, generated: bool = False,
+              accept_superuser_risk: bool | None = None) -> Iterator[psycopg.Connection]:
     """A READ ONLY transaction, always rolled back, with timeouts; optionally as `role` and with
     `search_path` (so unqualified names resolve only in the allowed schemas). same_snapshot: every
-    statement sees the same data (REPEATABLE READ), for comparing two queries fairly."""
+    statement sees the same data (REPEATABLE READ), for comparing two queries fairly.
+
+    generated: the SQL was not written by dbarch (an ask answer, a rewrite): it runs as the
+    least-privilege role (safety.roles.effective_role: never a superuser unless the risk was
+    accepted), with temp_file_limit, idle and client-connection checks on top of the timeouts."""
     if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         # a BEGIN inside someone else's transaction would be ignored, and our ROLLBACK would end theirs
         raise RuntimeError("read_only() needs an idle autocommit connection to own its transaction")
+    if generated:
+        role = roles.effective_role(conn, role, accept_superuser_risk)
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if same_snapshot else "BEGIN READ ONLY")
     try:
         conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(statement_timeout_ms))))
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
+        if generated:
+            walls.transaction_limits(conn)
         if search_path:
             conn.execute(sql.SQL("SET LOCAL search_path = {}").format(
                 sql.SQL(", ").join(sql.Identifier(s) for s in search_path)))
-        if role:
-            try:
-                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-            except psycopg.Error as exc:
-                raise DbarchError(
-                    f"cannot run as the read-only role {role!r}: {_first_line(exc)}",
-                    f"create it and let the connecting user use it: CREATE ROLE {role} NOLOGIN; "
-                    f"GRANT pg_read_all_data TO {role}; GRANT {role} TO <user>; or leave --read-only-role unset",
-                ) from None
+        roles.set_role(conn, role)
         yield conn
     finally:
-        conn.execute("ROLLBACK")
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+            conn.execute("ROLLBACK")
 
 
 class _Unknown(str):
@@ -421,15 +446,24 @@ def fetch_read_only(conn: psycopg.Connection, text: str, params: Sequence[Any] |
     """
     # `text` has passed validate_read_only_select: it is the statement itself, so it is composed as
     # SQL; its $n stay raw and values are bound by the server.
+    columns, rows, truncated, _notes = fetch_capped_select(conn, text, params, caps=walls.Caps(max_rows=max_rows))
+    return columns, rows, truncated
+
+
+def fetch_capped_select(conn: psycopg.Connection, text: str, params: Sequence[Any] | None = None, *,
+                        caps: walls.Caps) -> tuple[list[str], list[tuple], bool, list[str]]:
+    """fetch_read_only with every cap (rows, bytes per value, total bytes) enforced while fetching,
+    and notes saying what was cut."""
     query = sql.SQL(tag(text))
     name = f"dbarch_{uuid.uuid4().hex[:12]}"
     with psycopg.RawServerCursor(conn, name) as cur:
         cur.adapters.register_dumper(_Unknown, _UnknownDumper)
         values = [(_Unknown(v) if isinstance(v, str) else v) for v in params] if params else None
         cur.execute(query, values)
-        rows = cur.fetchmany(max_rows + 1)
+        rows, notes = walls.fetch_capped(cur, caps)
         columns = [d.name for d in cur.description or []]
-    return columns, rows[:max_rows], len(rows) > max_rows
+    truncated = len(rows) > caps.max_rows or bool(notes and notes[0].startswith("stopped"))
+    return columns, rows[:caps.max_rows], truncated, notes
 
 
 # -- rewrites ------------------------------------------------------------------------------------
@@ -445,9 +479,15 @@ def validate_rewrite(original: str, rewrite: str, conn: psycopg.Connection,
     new = validate_read_only_select(rewrite, allowed_schemas)
     if isinstance(new, Rejection):
         return new
-    refusal = check_functions(conn, new)
-    if refusal is not None:
-        return Rejection(rewrite, refusal.reason)
+    # the allow-list, resolved by PostgreSQL: the original runs here too, so it must pass as well
+    original_verdict = allowlist.check_statement(conn, orig.sql, allowed_schemas=allowed_schemas)
+    if not original_verdict.ok:
+        return Rejection(rewrite, f"the original may not run on the sandbox ({original_verdict.reason}), "
+                                  "so nothing can be compared")
+    verdict = allowlist.check_statement(conn, new.sql, allowed_schemas=allowed_schemas,
+                                        param_types=original_verdict.param_types)
+    if not verdict.ok:
+        return Rejection(rewrite, verdict.reason)
     if new.params != orig.params:
         have = ", ".join(f"${p}" for p in new.params) or "none"
         want = ", ".join(f"${p}" for p in orig.params) or "none"
@@ -455,10 +495,20 @@ def validate_rewrite(original: str, rewrite: str, conn: psycopg.Connection,
     sets = [tuple(p) for p in param_sets] if orig.params else [()]
     if not sets:
         return Rejection(rewrite, "no parameter values to compare the results with")
+    policy = roles.policy_of(conn)
+    if not policy.proofs_allowed:
+        return Rejection(rewrite, policy.proofs_refusal)
+    try:
+        return _compare(orig, new, rewrite, conn, sets, statement_timeout_ms=statement_timeout_ms, max_rows=max_rows)
+    except DbarchError as exc:
+        return Rejection(rewrite, f"{exc.problem} (fix: {exc.fix})" if exc.fix else exc.problem)
 
+
+def _compare(orig: SafeSelect, new: SafeSelect, rewrite: str, conn: psycopg.Connection,
+             sets: Sequence[tuple], *, statement_timeout_ms: int, max_rows: int) -> SafeSelect | Rejection:
     for values in sets:
         try:
-            with read_only(conn, statement_timeout_ms=statement_timeout_ms, same_snapshot=True):
+            with read_only(conn, statement_timeout_ms=statement_timeout_ms, same_snapshot=True, generated=True):
                 cols_a, rows_a, cut_a = fetch_read_only(conn, orig.sql, values or None, max_rows=max_rows)
                 try:
                     cols_b, rows_b, cut_b = fetch_read_only(conn, new.sql, values or None, max_rows=max_rows)

@@ -1,0 +1,129 @@
+"""The second wall: what PostgreSQL enforces whatever the allow-list decided.
+
+- `read_only_section(conn)`: inside the caller's transaction (the benchmark's, which built an
+  index), `SAVEPOINT; SET LOCAL transaction_read_only = on; ...; ROLLBACK TO SAVEPOINT`: writes,
+  `nextval`, `lo_export` and the like fail, and the transaction is writable again afterwards.
+- `session_limits(conn)`: the timeouts a session may set for itself (statement, lock, idle in
+  transaction, client connection check), so that a dead client's query stops on the server too.
+  `temp_file_limit` needs a superuser to SET: the least-privilege role gets it from
+  `ALTER ROLE ... SET` (see roles.py), and a superuser session sets it here.
+- `fetch_capped(cur, ...)`: rows fetched in batches from a server-side cursor, stopping as soon as
+  a cap on rows, bytes per value or total bytes is reached.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import psycopg
+from psycopg import sql
+
+CONNECTION_CHECK_MS = 1_000
+IDLE_IN_TRANSACTION_MS = 60_000
+TEMP_FILE_LIMIT = "256MB"
+
+
+@contextmanager
+def read_only_section(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Run a measurement read-only inside the caller's (writable) transaction."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise RuntimeError("read_only_section() runs inside an open, healthy transaction")
+    conn.execute("SAVEPOINT dbarch_read_only")
+    conn.execute("SET LOCAL transaction_read_only = on")
+    try:
+        yield conn
+    finally:
+        if conn.info.transaction_status in (psycopg.pq.TransactionStatus.INTRANS,
+                                            psycopg.pq.TransactionStatus.INERROR):
+            conn.execute("ROLLBACK TO SAVEPOINT dbarch_read_only")
+            conn.execute("RELEASE SAVEPOINT dbarch_read_only")
+
+
+def session_limits(conn: psycopg.Connection, *, idle_in_transaction_ms: int = IDLE_IN_TRANSACTION_MS,
+                   connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str = TEMP_FILE_LIMIT) -> dict:
+    """Set the session's limits where the role may; returns what was set (and what was not, why)."""
+    done: dict[str, str] = {}
+    for name, value in (("idle_in_transaction_session_timeout", str(int(idle_in_transaction_ms))),
+                        ("client_connection_check_interval", str(int(connection_check_ms))),
+                        ("temp_file_limit", temp_file_limit)):
+        try:
+            conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
+            done[name] = value
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedObject,
+                psycopg.errors.InvalidParameterValue, psycopg.errors.CantChangeRuntimeParam) as exc:
+            done[name] = f"not set: {str(exc).strip().splitlines()[0]}"
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.rollback()
+    return done
+
+
+def transaction_limits(conn: psycopg.Connection, *, idle_in_transaction_ms: int = IDLE_IN_TRANSACTION_MS,
+                       connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str = TEMP_FILE_LIMIT) -> None:
+    """SET LOCAL the limits inside the caller's transaction, before any SET ROLE: the idle and
+    connection-check timeouts any role may set; temp_file_limit only a superuser may (the
+    least-privilege role carries its own, from ALTER ROLE ... SET, when it logs in)."""
+    conn.execute(sql.SQL("SET LOCAL idle_in_transaction_session_timeout = {}").format(
+        sql.Literal(int(idle_in_transaction_ms))))
+    if conn.info.server_version >= 140000:
+        conn.execute(sql.SQL("SET LOCAL client_connection_check_interval = {}").format(
+            sql.Literal(int(connection_check_ms))))
+    if conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone()[0]:
+        conn.execute(sql.SQL("SET LOCAL temp_file_limit = {}").format(sql.Literal(temp_file_limit)))
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_rows: int = 100
+    max_value_bytes: int = 64 * 1024        # a longer value is cut, and the answer says so
+    max_total_bytes: int = 4 * 1024 * 1024  # fetching stops beyond this
+    batch_rows: int = 50
+
+
+def _size(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    return len(str(value))
+
+
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore") + "…"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value[:limit])
+    return str(value)[:limit] + "…"
+
+
+def fetch_capped(cur: psycopg.Cursor, caps: Caps) -> tuple[list[tuple], list[str]]:
+    """(rows, notes) from an executed cursor (server-side, so nothing beyond a batch is transferred):
+    at most caps.max_rows + 1 rows (the extra one only says there were more), values longer than
+    caps.max_value_bytes cut, fetching stopped once caps.max_total_bytes were received."""
+    rows: list[tuple] = []
+    notes: list[str] = []
+    total = 0
+    cut_values = 0
+    while len(rows) <= caps.max_rows:
+        batch = cur.fetchmany(min(caps.batch_rows, caps.max_rows + 1 - len(rows)))
+        if not batch:
+            break
+        for row in batch:
+            kept = []
+            for value in row:
+                size = _size(value)
+                total += min(size, caps.max_value_bytes)
+                if size > caps.max_value_bytes:
+                    cut_values += 1
+                    value = _cut(value, caps.max_value_bytes)
+                kept.append(value)
+            rows.append(tuple(kept))
+            if total > caps.max_total_bytes:
+                notes.append(f"stopped after {len(rows)} rows: more than {caps.max_total_bytes:,} bytes")
+                return rows, notes
+    if cut_values:
+        notes.append(f"{cut_values} value(s) longer than {caps.max_value_bytes:,} bytes were cut")
+    return rows, notes
