@@ -16,6 +16,7 @@ from psycopg import sql
 
 from ..db import tag
 from ..models import Measurement
+from ..safety.walls import read_only_section
 
 
 class _Unknown(str):
@@ -38,7 +39,8 @@ def _raw_cursor(conn: psycopg.Connection) -> psycopg.RawCursor:
 def _explain(conn: psycopg.Connection, query: str, options: str, params: Sequence[str] | None) -> dict:
     # options are fixed strings chosen below, never user input
     text = sql.SQL(tag("EXPLAIN ({}) ")).format(sql.SQL(options)) + sql.SQL(query)
-    with _raw_cursor(conn) as cur:
+    # safety's second wall: the statement runs (or is planned, which may fold functions) read-only
+    with read_only_section(conn), _raw_cursor(conn) as cur:
         # prepare=False: psycopg would prepare a statement run five times, and a prepared EXPLAIN
         # without parameters (GENERIC_PLAN) then fails on the bind of the next one
         cur.execute(text, [_Unknown(p) if p is not None else None for p in params] if params else None,

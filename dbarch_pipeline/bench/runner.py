@@ -24,6 +24,7 @@ from ..advisor.candidates import ddl_text, index_ddl, index_name
 from ..advisor.catalog import Catalog
 from ..db import tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
+from ..safety import check_statement
 from . import evaluate
 from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
 from .params import ParameterPlan, sample_parameter_sets
@@ -54,6 +55,7 @@ class Prepared:
     param_sets: list[tuple[str, ...]]
     plan: ParameterPlan
     baseline: Measurement = field(default_factory=lambda: Measurement(generic_cost=None))
+    not_executed: str | None = None   # why the allow-list (safety) refused to execute it: costed only
 
     @property
     def timed(self) -> bool:
@@ -73,7 +75,9 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
     """Sample values for the statement's `$n` and measure it as it is today."""
     param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
                                              seed=settings.seed, fixed=fixed, query=query)
-    item = Prepared(queryid, query, shape, param_sets, plan)
+    verdict = check_statement(conn, query)   # safety: code not known to be safe is never executed
+    item = Prepared(queryid, query, shape, param_sets if verdict.ok else [], plan,
+                    not_executed=None if verdict.ok else verdict.reason)
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
                                 runs=settings.runs, warmup=settings.warmup, param_count=shape.param_count)
@@ -120,7 +124,7 @@ def _result(item: Prepared, after: Measurement, name: str, *, cross: bool) -> di
             "index_used": used, "cross_statement": cross,
             "regression": bool(measured is not None and ms_after > ms_before * REGRESSION_FACTOR),
             "parameter_sets": [list(p) for p in item.param_sets] if item.has_params else [],
-            "unmapped_parameters": item.plan.unmapped,
+            "unmapped_parameters": item.plan.unmapped, "not_executed": item.not_executed,
             "runs_per_set": len(after.timings_ms[0]) if after.timings_ms else 0,
             "confidence_parts": parts, "before": _summary(before), "after": _summary(after),
         },

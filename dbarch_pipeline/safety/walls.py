@@ -27,8 +27,18 @@ TEMP_FILE_LIMIT = "256MB"
 
 @contextmanager
 def read_only_section(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """Run a measurement read-only inside the caller's (writable) transaction."""
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+    """Run a measurement read-only inside the caller's (writable) transaction; on an idle
+    autocommit connection, in a READ ONLY transaction of its own that is rolled back."""
+    status = conn.info.transaction_status
+    if status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit:
+        conn.execute("BEGIN READ ONLY")
+        try:
+            yield conn
+        finally:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+                conn.execute("ROLLBACK")
+        return
+    if status != psycopg.pq.TransactionStatus.INTRANS:
         raise RuntimeError("read_only_section() runs inside an open, healthy transaction")
     conn.execute("SAVEPOINT dbarch_read_only")
     conn.execute("SET LOCAL transaction_read_only = on")
