@@ -29,6 +29,7 @@ from .memory.embeddings import Embedder
 from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
+from .bench.params import ValueTarget
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -255,7 +256,8 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             progress(f"baseline {n}/{len(queries)}: {_one_line(q.query_text, 70)}")
         try:
             items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
-                                       partial_values(shape, cands_of.get(q.queryid, [])))
+                                       partial_values(shape, cands_of.get(q.queryid, [])),
+                                       target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms))
         except psycopg.Error as exc:
             # e.g. pg_stat_statements turned a constant into $n where PostgreSQL cannot infer its type
             skipped.append({"queryid": q.queryid, "reason": f"cannot be measured: "
@@ -332,7 +334,7 @@ def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSet
         return None
     cands, _ = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows, mean_rows=mean_rows)
     results = benchmark_statement(conn, query, shape, cands[: settings.max_candidates_per_query], catalog,
-                                  settings.bench)
+                                  settings.bench, target=ValueTarget(mean_rows) if mean_rows is not None else None)
     return best_per_query([{**r, "queryid": 0} for r in results], settings.min_gain_pct).get(0)
 
 

@@ -38,8 +38,28 @@ SERVER_SETTINGS = {
     "shared_buffers": "'256MB'",
     "work_mem": "'16MB'",
     "maintenance_work_mem": "'256MB'",
-    "logging_collector": "off",
 }
+
+# The server logs what the application binds, so audits can time statements with the values the
+# application really sends (bench/observed.py reads these files back through pg_read_file): every
+# statement over 250 ms, and one in five over 1 ms, with its parameters (each cut at 1 kB), as JSON
+# lines carrying pg_stat_statements' query_id. One file per weekday and hour, overwritten a week
+# later, keeps the disk use bounded.
+LOG_SETTINGS = {
+    "logging_collector": "on",
+    "log_destination": "'jsonlog'",
+    "log_directory": "'log'",
+    "log_filename": "'postgresql-%a-%H.log'",
+    "log_rotation_age": "'1h'",
+    "log_rotation_size": "'100MB'",
+    "log_truncate_on_rotation": "on",
+    "compute_query_id": "on",
+    "log_min_duration_statement": "'250ms'",
+    "log_min_duration_sample": "'1ms'",
+    "log_statement_sample_rate": "0.2",
+    "log_parameter_max_length": "1024",
+}
+SERVER_SETTINGS.update(LOG_SETTINGS)
 
 
 class EmbeddedServerError(RuntimeError):
@@ -170,6 +190,21 @@ class LocalServer:
             fh.write("# written by dbarch\n")
             fh.writelines(f"{k} = {v}\n" for k, v in self.settings)
 
+    def _add_missing_settings(self) -> None:
+        """A data folder made by an older dbarch gets the settings added since (the logging of bound
+        parameters); a setting already present, or changed by ALTER SYSTEM, is left alone."""
+        conf = self.data_dir / "postgresql.auto.conf"
+        try:
+            text = conf.read_text()
+        except OSError:
+            return
+        present = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+        missing = [(k, v) for k, v in self.settings if k not in present]
+        if missing:
+            with conf.open("a") as fh:
+                fh.write("# added by dbarch\n")
+                fh.writelines(f"{k} = {v}\n" for k, v in missing)
+
     def start(self, wait_seconds: float = 60) -> ServerStatus:
         """Start the server (initialising the data folder the first time); idempotent."""
         d, user = self.data_dir, _run_as()
@@ -184,6 +219,7 @@ class LocalServer:
                 raise EmbeddedServerError(f"{d} exists but is not a PostgreSQL data folder; move it away")
             self._initdb(user)
         else:
+            self._add_missing_settings()
             _prepare_permissions(d, user)
         _run([str(self.bin_dir / "pg_ctl"), "-D", str(d), "-l", str(d / "server.log"), "-w",
               "-t", str(int(wait_seconds)), "-o", f"-p {self.port}", "start"], user, timeout=wait_seconds + 10)

@@ -1,37 +1,117 @@
-"""Real values for the `$n` of a normalized statement, sampled from the table data.
+"""Values for the `$n` of a normalized statement that behave like the application's.
 
-pg_stat_statements keeps `WHERE user_id = $1`, not the values the application sent. To time the
-statement we need values that exist and that cover skew: rows sampled from the table (frequent
-values appear as often as they occur), plus the most common value from pg_stats (the worst case for
-an equality lookup). Two range parameters on one column get adjacent histogram bounds (a narrow
-window, like a dashboard's "last hour"), or two sampled values in order when no histogram exists.
+pg_stat_statements keeps `WHERE user_id = $1`, not the values the application sent. In order of
+preference the benchmark binds:
+
+1. **observed** values: what the application really bound, read from the server log
+   (bench/observed.py) and kept in the store;
+2. **calibrated** values: derived from the expression each `$n` sits in and tuned until a call
+   returns about as many rows as pg_stat_statements says calls return (rows/calls), or, where the
+   row count cannot tell (an aggregate), until the statement takes about its observed mean time;
+3. **guessed** values: derived the same way at a default level when there is nothing to calibrate
+   against.
+
+Every `$n` is typed by what PostgreSQL infers for the statement (a prepared statement on the
+sandbox), and its value is derived from the comparison it sits in: the other side's values are
+sampled from real rows (PostgreSQL evaluates `md5(val)` or `lower(email)` there), and when `$n` is
+inside an expression (`now() - $2::interval`, `$1 * 2`) that expression is solved for `$n` by
+PostgreSQL's own arithmetic. A value that cannot be bound is a named problem ("cannot bind $2
+(interval): ..."), stored in the evidence.
+
+Calibration moves one level t in [0, 1] (0: the most selective values, 1: the least) for the
+parameters that have one: a LIKE prefix shortens as t grows, a range window widens, a jsonb
+document loses keys, an array gains (overlap) or loses (containment) items. PostgreSQL's own row
+estimate for the statement with the values bound (EXPLAIN, no execution) is compared with the target.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
 
 import psycopg
 from psycopg import sql
+from sqlglot import exp
 
-from ..advisor.analyze import Predicate, QueryShape
+from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, parse
 from ..advisor.catalog import Catalog
-from ..db import tag
+from ..db import rolled_back, tag
 
 DEFAULT_LIMIT_VALUE = "50"
-EXPRESSION_PREFIXES = ("lower(", "upper(")
+DEFAULT_LEVEL = 0.01            # uncalibrated: a narrow window, a long prefix, a full document
+CALIBRATION_STEPS = 8           # bisection steps on the row estimate (planning only, cheap)
+LEVEL_DECADES = 6.0             # levels from 1e-6 to 1
+TIME_STEPS = 5                  # bisection steps on the clock (executions), first parameter set only
+OBSERVED, CALIBRATED, GUESSED = "observed", "calibrated", "guessed"
+REDACTED = "(observed)"
+
+NUMERIC_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+INTEGER_TYPES = {"smallint", "integer", "bigint"}
+EPOCH_TYPES = {"date", "timestamp without time zone", "timestamp with time zone", "interval"}
+
+# A harmless value per type for parameters that stand for constants (multipliers, literals in CASE).
+NEUTRAL = {"integer": "1", "bigint": "1", "smallint": "1", "numeric": "1", "double precision": "1",
+           "real": "1", "text": "x", "character varying": "x", "boolean": "true", "date": "2000-01-01",
+           "timestamp without time zone": "2000-01-01", "timestamp with time zone": "2000-01-01",
+           "interval": "1 day"}
+
+COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "<>": "<>"}
+GIN = {exp.ArrayContainsAll: "contains", exp.JSONBContainsTopKey: "key", exp.JSONBContainsAnyTopKeys: "key",
+       exp.JSONBContainsAllTopKeys: "key", exp.ArrayOverlaps: "overlap"}
+TRANSPARENT = (exp.Cast, exp.Paren)
+
+
+@dataclass(frozen=True)
+class ValueTarget:
+    """What the application's calls look like, from pg_stat_statements."""
+
+    rows_per_call: float | None = None
+    mean_ms: float | None = None
 
 
 @dataclass
 class ParameterPlan:
-    """How each `$n` gets its value; `unmapped` lists the ones nothing tells us how to fill."""
+    """How each `$n` gets its value. `unmapped` lists the ones no comparison or LIMIT tells about;
+    `problems` the named reasons some could not be bound; `provenance` the source of every value of
+    every set (observed, calibrated, guessed)."""
 
     sources: dict[int, Predicate]
     limits: set[int]
     unmapped: list[int]
+    types: dict[int, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    provenance: list[list[str]] = field(default_factory=list)
+    how: dict[int, str] = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+
+    def evidence(self) -> dict:
+        """What the evidence records about the values (never the observed values themselves)."""
+        counts: dict[str, int] = defaultdict(int)
+        for row in self.provenance:
+            for source in row:
+                counts[source] += 1
+        return {"sources": self.provenance, "source_counts": dict(counts), "types": {str(k): v for k, v in
+                                                                                      sorted(self.types.items())},
+                "how": {f"${k}": v for k, v in sorted(self.how.items())}, "problems": self.problems,
+                "calibration": self.calibration}
+
+    def shown(self, sets: Sequence[Sequence[str]], show_observed: bool = False) -> list[list[str]]:
+        """The parameter sets as evidence may show them: observed values replaced by a marker unless
+        the user opted in (they can be personal data)."""
+        out = []
+        for k, values in enumerate(sets):
+            sources = self.provenance[k] if k < len(self.provenance) else []
+            out.append([REDACTED if (not show_observed and k < len(self.provenance)
+                                     and i < len(sources) and sources[i] == OBSERVED) else v
+                        for i, v in enumerate(values)])
+        return out
 
 
 def plan_parameters(shape: QueryShape) -> ParameterPlan:
@@ -44,161 +124,771 @@ def plan_parameters(shape: QueryShape) -> ParameterPlan:
     return ParameterPlan(sources, limits, unmapped)
 
 
-def _base_column(column: str) -> str:
-    if column.startswith(EXPRESSION_PREFIXES) and column.endswith(")"):
-        return column[column.index("(") + 1:-1]
-    return column
-
-
-# A harmless value per type for parameters that stand for constants (multipliers, literals in CASE).
-NEUTRAL = {"integer": "1", "bigint": "1", "smallint": "1", "numeric": "1", "double precision": "1",
-           "real": "1", "text": "x", "character varying": "x", "boolean": "true", "date": "2000-01-01",
-           "timestamp without time zone": "2000-01-01", "timestamp with time zone": "2000-01-01",
-           "interval": "1 day"}
-
-
 def parameter_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
     """The types PostgreSQL infers for the statement's `$n` (from a prepared statement, deallocated)."""
+    types, _error = _inferred_types(conn, query)
+    return types
+
+
+def _inferred_types(conn: psycopg.Connection, query: str) -> tuple[dict[int, str], str | None]:
     name = sql.Identifier("dbarch_param_types")
     try:
-        conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
-    except psycopg.Error:
-        return {}
+        with conn.transaction():
+            conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
+            row = conn.execute("SELECT parameter_types::regtype[]::text[] FROM pg_prepared_statements "
+                               "WHERE name = 'dbarch_param_types'").fetchone()
+            conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+    except psycopg.Error as exc:
+        return {}, _first_line(exc)
+    return {i + 1: t.strip('"') for i, t in enumerate(row[0] if row else [])}, None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# -- where each $n sits ------------------------------------------------------------------------------
+
+@dataclass
+class Slot:
+    """One `$n` in a comparison: `column_sql` is the other side (over one table's columns, evaluated
+    on sampled rows), `value_sql` the side holding `$n` with `$n` written as `$1` when it is an
+    expression to solve (None when `$n` is the value itself, possibly cast)."""
+
+    n: int
+    op: str                     # eq | in | range | like | contains | key | overlap
+    operator: str               # =, <, >=, BETWEEN, LIKE ...; the column on the left
+    table: str
+    schema: str
+    column_sql: str
+    plain_column: str | None    # the column's name when the other side is a bare column
+    value_sql: str | None
+    position: int = 0           # BETWEEN: 0 low, 1 high; IN lists: the item's place
+    lowered: str | None = None  # lower / upper applied to both sides
+
+
+def _param_index(node: exp.Expression) -> int | None:
+    if isinstance(node, exp.Parameter):
+        inner = node.this
+        try:
+            return int(inner.this if isinstance(inner, exp.Literal) else inner.name)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _scope_aliases(node: exp.Expression) -> dict[str, tuple[str, str]]:
+    """alias -> (schema, table) for the tables in the FROM / JOIN of the scope holding `node`."""
+    scope = node.find_ancestor(exp.Select, exp.Update, exp.Delete)
+    out: dict[str, tuple[str, str]] = {}
+    if scope is None:
+        return out
+    for table in scope.find_all(exp.Table):
+        if table.find_ancestor(exp.Select, exp.Update, exp.Delete) is not scope or not table.name:
+            continue
+        out[table.alias_or_name] = (table.db or "", table.name)
+        out.setdefault(table.name, (table.db or "", table.name))
+    return out
+
+
+def _columns_side(node: exp.Expression, aliases: dict[str, tuple[str, str]],
+                  columns: dict[str, set[str]]) -> tuple[str, str, str, str | None] | None:
+    """(schema, table, SQL over that table's bare columns, plain column name) for a side of a
+    comparison that reads exactly one table, else None."""
+    cols = list(node.find_all(exp.Column))
+    if not cols or any(True for _ in node.find_all(exp.Select, exp.Parameter)):
+        return None
+    tables = set()
+    for col in cols:
+        if col.table:
+            if col.table not in aliases:
+                return None
+            tables.add(aliases[col.table])
+        else:
+            owners = {v for v in aliases.values() if len(set(aliases.values())) == 1
+                      or col.name in columns.get(v[1], set())}
+            if len(owners) != 1:
+                return None
+            tables |= owners
+    if len(tables) != 1:
+        return None
+    schema, table = tables.pop()
+    bare = node.copy().transform(lambda n: exp.column(n.name, quoted=True) if isinstance(n, exp.Column) else n)
+    inner = node
+    while isinstance(inner, TRANSPARENT):
+        inner = inner.this
+    plain = inner.name if isinstance(inner, exp.Column) else None
+    return schema, table, bare.sql(dialect="postgres"), plain
+
+
+def _value_side(node: exp.Expression, n: int) -> str | None:
+    """The side holding `$n` as SQL with `$n` renamed `$1`, or None when it is `$n` itself (cast or
+    not). Other parameters in the same expression are not supported (None is returned for the
+    caller to treat `$n` as the value)."""
+    inner = node
+    while isinstance(inner, TRANSPARENT):
+        inner = inner.this
+    if isinstance(inner, exp.Parameter):
+        return None
+    params = [_param_index(p) for p in node.find_all(exp.Parameter)]
+    if any(p != n for p in params):
+        return None
+    renamed = node.copy().transform(
+        lambda x: exp.Parameter(this=exp.Literal.number(1)) if isinstance(x, exp.Parameter) else x)
+    return renamed.sql(dialect="postgres")
+
+
+def _lowered(column_side: exp.Expression, value_side: exp.Expression) -> str | None:
+    for cls, name in ((exp.Lower, "lower"), (exp.Upper, "upper")):
+        if isinstance(column_side, cls) and isinstance(value_side, cls):
+            return name
+    return None
+
+
+def find_slots(query: str, columns: dict[str, set[str]] | None = None) -> dict[int, Slot]:
+    """Each `$n` that sits in a comparison with one table's columns, and how."""
     try:
-        row = conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements "
-                           "WHERE name = 'dbarch_param_types'").fetchone()
-    finally:
-        conn.execute(sql.SQL("DEALLOCATE {}").format(name))
-    types = [t for t in (row[0] if row else [])]
-    return {i + 1: t.strip('"') for i, t in enumerate(types)}
+        tree = parse(query)
+    except UnparseableQuery:
+        return {}
+    columns = columns or {}
+    slots: dict[int, Slot] = {}
+    for param in tree.find_all(exp.Parameter):
+        n = _param_index(param)
+        if n is None or n in slots:
+            continue
+        node, child = param.parent, param
+        while node is not None and not isinstance(node, (*COMPARISONS, exp.Between, exp.In, exp.Like, exp.ILike,
+                                                          *GIN, exp.Where, exp.Select, exp.Limit, exp.Offset)):
+            node, child = node.parent, node
+        if node is None or isinstance(node, (exp.Where, exp.Select, exp.Limit, exp.Offset)):
+            continue
+        slot = _slot(node, child, n, _scope_aliases(node), columns)
+        if slot is not None:
+            slots[n] = slot
+    return slots
 
 
-def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
-                 n: int, seed: int) -> list[tuple[str | None, ...]]:
-    """About n rows with all `columns` non-null, as text, via TABLESAMPLE (cheap on big tables)."""
-    cols = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns)
-    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+def _slot(node: exp.Expression, child: exp.Expression, n: int, aliases: dict, columns: dict) -> Slot | None:
+    if isinstance(node, exp.Between):
+        side = _columns_side(node.this, aliases, columns)
+        position = 0 if child is node.args.get("low") else 1
+        if side is None or child is node.this:
+            return None
+        return Slot(n, "range", "BETWEEN", side[1], side[0], side[2], side[3], _value_side(child, n), position)
+    if isinstance(node, exp.In):
+        side = _columns_side(node.this, aliases, columns)
+        if side is None or child is node.this:
+            return None
+        unnest = node.args.get("unnest") is not None
+        position = next((i for i, e in enumerate(node.expressions) if e is child), 0)
+        return Slot(n, "in", "= ANY" if unnest else "IN", side[1], side[0], side[2], side[3],
+                    _value_side(child, n) if not unnest else None, position)
+    left, right = node.this, node.expression
+    if child is left:
+        column_node, value_node, flipped = right, left, True
+    else:
+        column_node, value_node, flipped = left, right, False
+    if isinstance(value_node, exp.Any):   # col = ANY($1)
+        side = _columns_side(column_node, aliases, columns)
+        return Slot(n, "in", "= ANY", side[1], side[0], side[2], side[3], None) if side else None
+    side = _columns_side(column_node, aliases, columns)
+    if side is None:
+        return None
+    lowered = _lowered(column_node, value_node)
+    value_sql = None if lowered else _value_side(value_node, n)
+    if isinstance(node, (exp.Like, exp.ILike)):
+        return Slot(n, "like", "ILIKE" if isinstance(node, exp.ILike) else "LIKE", side[1], side[0], side[2],
+                    side[3], None, lowered=lowered)
+    for cls, op in GIN.items():
+        if isinstance(node, cls):
+            return Slot(n, op, op, side[1], side[0], side[2], side[3], None) if not flipped else None
+    symbol = COMPARISONS[type(node)]
+    symbol = FLIPPED[symbol] if flipped else symbol
+    op = "eq" if symbol in ("=", "<>") else "range"
+    return Slot(n, op, symbol, side[1], side[0], side[2], side[3], value_sql, lowered=lowered)
+
+
+# -- sampling the other side ---------------------------------------------------------------------------
+
+@dataclass
+class Column:
+    """Sampled values of one slot's other side, with the column's statistics when it is a column."""
+
+    values: list[str]
+    type: str
+    mcv: list[str] = field(default_factory=list)
+    mcv_freqs: list[float] = field(default_factory=list)
+    bounds: list[str] = field(default_factory=list)   # ascending; quantiles come from here
+    numbers: list[float] = field(default_factory=list)  # the bounds as numbers, when the type has them
+
+    def quantile(self, q: float) -> str:
+        """The value below which a share q of the rows lies: interpolated between histogram bounds
+        for numbers and times (a window finer than one bucket), the nearest bound otherwise."""
+        ordered = self.bounds or self.values
+        pos = min(1.0, max(0.0, q)) * (len(ordered) - 1)
+        if self.numbers and len(self.numbers) == len(ordered) and len(ordered) > 1:
+            i = min(int(pos), len(ordered) - 2)
+            x = self.numbers[i] + (pos - i) * (self.numbers[i + 1] - self.numbers[i])
+            return _param_text(x, self.type)
+        return ordered[round(pos)]
+
+
+def _sample(conn: psycopg.Connection, schema: str, table: str, expressions: list[str], reltuples: int,
+            n: int, seed: int) -> tuple[list[tuple[str, ...]], list[str]]:
+    """About n rows of the expressions (all non-null), as text, via TABLESAMPLE (cheap on big
+    tables), and the expressions' types."""
+    cols = sql.SQL(", ").join(sql.SQL("({})::text").format(sql.SQL(e)) for e in expressions)
+    types = sql.SQL(", ").join(sql.SQL("pg_typeof({})::text").format(sql.SQL(e)) for e in expressions)
+    not_null = sql.SQL(" AND ").join(sql.SQL("({}) IS NOT NULL").format(sql.SQL(e)) for e in expressions)
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     pct = min(100.0, max(0.01, 100.0 * (n * 40) / max(reltuples, 1)))
-    query = sql.SQL(tag("SELECT {cols} FROM {target} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) "
+    query = sql.SQL(tag("SELECT {cols}, {types} FROM {target} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) "
                         "WHERE {not_null} LIMIT {limit}")).format(
-        cols=cols, target=target, pct=sql.Literal(pct), seed=sql.Literal(seed), not_null=not_null,
+        cols=cols, types=types, target=target, pct=sql.Literal(pct), seed=sql.Literal(seed), not_null=not_null,
         limit=sql.Literal(n * 40))
     rows = conn.execute(query).fetchall()
     if len(rows) < n:
         # small or freshly loaded tables: TABLESAMPLE may return too few pages
-        query = sql.SQL(tag("SELECT {cols} FROM {target} WHERE {not_null} LIMIT {limit}")).format(
-            cols=cols, target=target, not_null=not_null, limit=sql.Literal(n * 40))
+        query = sql.SQL(tag("SELECT {cols}, {types} FROM {target} WHERE {not_null} LIMIT {limit}")).format(
+            cols=cols, types=types, target=target, not_null=not_null, limit=sql.Literal(n * 40))
         rows = conn.execute(query).fetchall()
-    rng = random.Random(seed)
-    rng.shuffle(rows)
-    return rows[:n]
+    width = len(expressions)
+    found_types = list(rows[0][width:]) if rows else []
+    rows = [r[:width] for r in rows]
+    random.Random(seed).shuffle(rows)
+    return rows, found_types
 
 
-def _stats(conn: psycopg.Connection, schema: str, table: str, column: str) -> tuple[list[str], list[str]]:
-    """(most common values, histogram bounds) as text, from pg_stats."""
+def _stats(conn: psycopg.Connection, schema: str, table: str, column: str
+           ) -> tuple[list[str], list[float], list[str]]:
+    """(most common values, their frequencies, histogram bounds) as text, from pg_stats."""
     row = conn.execute(
-        tag("SELECT most_common_vals::text::text[], histogram_bounds::text::text[] FROM pg_stats "
-            "WHERE schemaname = %s AND tablename = %s AND attname = %s"),
+        tag("SELECT most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[] "
+            "FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"),
         (schema, table, column),
     ).fetchone()
     if row is None:
-        return [], []
-    return list(row[0] or []), list(row[1] or [])
+        return [], [], []
+    return list(row[0] or []), list(row[1] or []), list(row[2] or [])
 
 
-def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: Catalog, *,
-                          n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None,
-                          query: str | None = None) -> tuple[list[tuple[str, ...]], ParameterPlan]:
-    """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be filled.
-    `fixed` pins parameters to one value (the rare value a partial index is built for). A `$n` no
-    column tells us about (a constant pg_stat_statements replaced, `SELECT $1 * avg(x)`) gets a
-    neutral value of the type PostgreSQL infers for it, when `query` is given."""
-    plan = plan_parameters(shape)
-    if shape.param_count == 0:
-        return [()], plan
-    neutral: dict[int, str] = {}
-    if plan.unmapped:
-        types = parameter_types(conn, query) if query else {}
-        neutral = {n: NEUTRAL[types[n]] for n in plan.unmapped if types.get(n) in NEUTRAL}
-        if len(neutral) < len(plan.unmapped):
-            return [], plan
-        fixed = {**neutral, **(fixed or {})}
+# -- values at a level ----------------------------------------------------------------------------------
 
-    by_table: dict[str, list[Predicate]] = defaultdict(list)
-    for pred in plan.sources.values():
-        if pred not in by_table[pred.table]:
-            by_table[pred.table].append(pred)
-
-    values: dict[int, list[str]] = {n: [DEFAULT_LIMIT_VALUE] * n_sets for n in plan.limits}
-    for table, preds in by_table.items():
-        info = catalog.table(table, shape.schemas.get(table, ""))
-        if info is None:
-            return [], plan
-        columns = []
-        for pred in preds:
-            base = _base_column(pred.column)
-            if base not in columns:
-                columns.append(base)
-        rows = _sample_rows(conn, info.schema, info.table, columns, info.reltuples, n_sets * 3, seed)
-        if not rows:
-            return [], plan
-        for pred in preds:
-            col_index = columns.index(_base_column(pred.column))
-            sampled = [r[col_index] for r in rows]
-            mcv, bounds = _stats(conn, info.schema, info.table, _base_column(pred.column))
-            sides = {p.operator[0] for p in preds if p.column == pred.column and p.op == "range"}
-            paired = {">", "<"} <= sides
-            for i, n in enumerate(pred.params):
-                values[n] = [_value_for(pred, i, k, sampled, mcv, bounds, paired, seed)
-                             for k in range(n_sets)]
-    for n, value in (fixed or {}).items():
-        values[n] = [value] * n_sets
-    sets = [tuple(values[n][k] for n in range(1, shape.param_count + 1)) for k in range(n_sets)]
-    return sets, plan
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _value_for(pred: Predicate, position: int, k: int, sampled: list[str], mcv: list[str],
-               bounds: list[str], paired: bool, seed: int) -> str:
-    pick = sampled[k % len(sampled)]
-    if pred.op in ("eq", "in") and pred.operator == "= ANY":
-        return "{" + ",".join(_array_item(v) for v in sampled[k:k + 3] or [pick]) + "}"
-    if pred.op in ("eq", "in"):
-        if pred.op == "in" and position > 0:
-            return sampled[(k + position * 3) % len(sampled)]
-        # the first set is the most common value: the heaviest lookup the workload can send
-        return mcv[0] if k == 0 and mcv else pick
-    if pred.op == "like":
-        return pick[:3] + "%"
-    if pred.op in ("contains", "key", "overlap"):
-        return _gin_value(pred.op, pick, k)
-    if pred.op == "range" and (paired or pred.operator == "BETWEEN"):
-        upper = pred.operator in ("<", "<=") or (pred.operator == "BETWEEN" and position == 1)
-        if len(bounds) >= 3:
-            # one window per parameter set, shared by the lower and the upper bound
-            i = random.Random(f"{seed}:{pred.table}:{pred.column}:{k}").randrange(0, len(bounds) - 1)
-            return bounds[i + 1] if upper else bounds[i]
-        lo, hi = sorted([pick, sampled[(k + 1) % len(sampled)]])
-        return hi if upper else lo
-    return pick
+def _apply_case(value: str, lowered: str | None) -> str:
+    return value.lower() if lowered == "lower" else value.upper() if lowered == "upper" else value
 
 
-def _gin_value(op: str, sampled: str, k: int) -> str:
-    """A containment document, key or array taken from a sampled jsonb / array value."""
+def _level_value(slot: Slot, col: Column, k: int, t: float, paired: bool, seed: int,
+                 avoid_common: bool) -> tuple[str, str]:
+    """(value of the other side the slot should meet, how it was derived) for parameter set k at
+    level t."""
+    pick = col.values[k % len(col.values)]
+    where = slot.plain_column or slot.column_sql
+    if slot.op == "in" and slot.operator == "= ANY":
+        items = col.values[k * 3:k * 3 + 3] or [pick]
+        return "{" + ",".join(_array_item(v) for v in items) + "}", f"values of {where} from sampled rows"
+    if slot.op in ("eq", "in"):
+        if slot.op == "in" and slot.position > 0:
+            return col.values[(k + slot.position * 3) % len(col.values)], f"a value of {where} from a sampled row"
+        if k == 0 and col.mcv and not avoid_common:
+            # the heaviest lookup the workload can send, unless the calls are known to return fewer rows
+            return col.mcv[0], f"the most common value of {where}"
+        return pick, f"a value of {where} from a sampled row"
+    if slot.op == "like":
+        length = max(1, math.ceil(len(pick) * (1.0 - t)))
+        return _like_escape(pick[:length]) + "%", f"a {length}-character prefix of a sampled {where}"
+    if slot.op in ("contains", "key", "overlap"):
+        return _gin_value(slot.op, pick, k, t), f"taken from a sampled {where}"
+    # ranges
+    upper = slot.operator in ("<", "<=") or (slot.operator == "BETWEEN" and slot.position == 1)
+    if paired or slot.operator == "BETWEEN":
+        start = random.Random(f"{seed}:{slot.table}:{slot.column_sql}:{k}").random() * (1.0 - t)
+        return col.quantile(start + t if upper else start), f"a window of {where} holding ~{t * 100:.3g}% of the rows"
+    q = t if upper else 1.0 - t
+    return col.quantile(q), f"the {q * 100:.3g}% quantile of {where}"
+
+
+def _gin_value(op: str, sampled: str, k: int, t: float = DEFAULT_LEVEL) -> str:
+    """A containment document, key or array taken from a sampled jsonb / array value: containment
+    keeps fewer keys or items as t grows (more rows match), overlap more items."""
     if sampled.startswith("{") and not sampled.startswith('{"'):  # a PostgreSQL array literal
         items = [i for i in sampled.strip("{}").split(",") if i]
-        return "{" + (items[k % len(items)] if items else "") + "}"
+        if not items:
+            return "{}"
+        count = _count(len(items), t, grows=op == "overlap")
+        return "{" + ",".join(items[(k + i) % len(items)] for i in range(count)) + "}"
     try:
         doc = json.loads(sampled)
     except ValueError:
         return sampled
     if isinstance(doc, dict) and doc:
-        key = sorted(doc)[k % len(doc)]
-        return key if op == "key" else json.dumps({key: doc[key]})
+        keys = sorted(doc)
+        if op == "key":
+            return keys[k % len(keys)]
+        count = _count(len(keys), t, grows=False)
+        chosen = [keys[(k + i) % len(keys)] for i in range(count)]
+        return json.dumps({key: doc[key] for key in sorted(chosen)})
     if isinstance(doc, list) and doc:
-        return json.dumps([doc[k % len(doc)]])
+        count = _count(len(doc), t, grows=op == "overlap")
+        return json.dumps([doc[(k + i) % len(doc)] for i in range(count)])
     return sampled
+
+
+def _count(total: int, t: float, *, grows: bool) -> int:
+    share = t if grows else 1.0 - t
+    return max(1, min(total, math.ceil(total * share)))
 
 
 def _array_item(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _has_level(slot: Slot) -> bool:
+    return slot.op in ("like", "range", "contains", "overlap")
+
+
+# -- solving an expression for $n ------------------------------------------------------------------------
+
+def _number_sql(type_name: str) -> str | None:
+    if type_name in NUMERIC_TYPES:
+        return "({})::float8"
+    if type_name in EPOCH_TYPES:
+        return "extract(epoch FROM ({}))::float8"
+    return None
+
+
+def _param_text(x: float, type_name: str) -> str:
+    if type_name in INTEGER_TYPES:
+        return str(int(round(x)))
+    if type_name in NUMERIC_TYPES:
+        return repr(float(x))
+    if type_name == "interval":
+        return f"{x:.6f} seconds"
+    moment = datetime.fromtimestamp(x, timezone.utc)
+    return moment.date().isoformat() if type_name == "date" else moment.isoformat()
+
+
+class Unsolvable(ValueError):
+    pass
+
+
+def solve(conn: psycopg.Connection, value_sql: str, param_type: str, target_text: str, target_type: str
+          ) -> str:
+    """A value of type `param_type` for `$1` such that `value_sql` evaluates to the target value (a
+    value of the other side, as text), found with PostgreSQL's own arithmetic: secant steps on the
+    numbers behind both sides (epoch seconds for times and intervals)."""
+    to_param, to_target = _number_sql(param_type), _number_sql(target_type)
+    if to_param is None or to_target is None:
+        raise Unsolvable(f"PostgreSQL cannot turn {param_type} or {target_type} into a number to solve for")
+    text = value_sql.replace("%", "%%").replace("$1", f"(%s::{param_type})")
+    evaluate = sql.SQL(tag("SELECT " + to_target.format(text)))
+
+    def f(x: float) -> float:
+        with conn.transaction():
+            row = conn.execute(evaluate, (_param_text(x, param_type),)).fetchone()
+        if row[0] is None:
+            raise Unsolvable("the expression is NULL")
+        return float(row[0])
+
+    with conn.transaction():
+        goal = conn.execute(sql.SQL(tag("SELECT " + to_target.format(f"%s::{target_type}"))),
+                            (target_text,)).fetchone()[0]
+    if goal is None:
+        raise Unsolvable("the target value is NULL")
+    goal = float(goal)
+    x0, x1 = 0.0, 86_400.0 if param_type in EPOCH_TYPES else 1000.0
+    f0, f1 = f(x0), f(x1)
+    tolerance = 1e-6 * max(1.0, abs(goal))
+    for _ in range(8):
+        if f1 == f0:
+            raise Unsolvable("the expression does not change with the parameter")
+        x2 = x1 + (goal - f1) * (x1 - x0) / (f1 - f0)
+        if not math.isfinite(x2):
+            raise Unsolvable("no finite solution")
+        x0, f0, x1 = x1, f1, x2
+        f1 = f(x1)
+        if abs(f1 - goal) <= tolerance or (param_type in INTEGER_TYPES and abs(x1 - x0) < 1):
+            break
+    return _param_text(x1, param_type)
+
+
+# -- binding checks -------------------------------------------------------------------------------------
+
+def bind_problem(conn: psycopg.Connection, n: int, value: str | None, type_name: str | None) -> str | None:
+    """None when `value` binds as the type PostgreSQL inferred for `$n`, else a named reason."""
+    if value is None or not type_name:
+        return None
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL(tag("SELECT %s::{}")).format(sql.SQL(type_name)), (value,))
+    except psycopg.Error as exc:
+        return f"cannot bind ${n} ({type_name}): {_first_line(exc)}"
+    return None
+
+
+# -- the sets -------------------------------------------------------------------------------------------
+
+def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: Catalog, *,
+                          n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None,
+                          query: str | None = None, target: ValueTarget | None = None,
+                          observed: Sequence[Sequence[str | None]] | None = None,
+                          timeout_ms: int = 30_000) -> tuple[list[tuple[str, ...]], ParameterPlan]:
+    """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be bound (the
+    plan's `problems` say why). `fixed` pins parameters to one value (the rare value a partial index
+    is built for). With `query` the types PostgreSQL infers are used, expressions around `$n` are
+    solved, and values are calibrated against `target`; `observed` sets (from the server log) are
+    preferred when they bind."""
+    plan = plan_parameters(shape)
+    if shape.param_count == 0:
+        return [()], plan
+    if query:
+        plan.types, error = _inferred_types(conn, query)
+        if error:
+            plan.problems.append(f"PostgreSQL cannot prepare the statement: {error}")
+    if observed:
+        sets = _observed_sets(conn, plan, shape.param_count, observed, n_sets, fixed)
+        if sets:
+            return sets, plan
+    slots = find_slots(query, catalog.columns_map(shape.tables, shape.schemas)) if query else {}
+    if not slots and not query:
+        slots = _slots_from_shape(shape)
+    builder = _Builder(conn, shape, catalog, plan, slots, n_sets, seed, fixed or {}, target)
+    if not builder.ready():
+        return [], plan
+    sets = builder.calibrated(query, timeout_ms)
+    return sets, plan
+
+
+def _slots_from_shape(shape: QueryShape) -> dict[int, Slot]:
+    """Without the statement's text (callers that only hold a shape): the analyzer's predicates."""
+    slots = {}
+    for pred in shape.predicates:
+        column = pred.column
+        lowered = None
+        if pred.is_expression and column.endswith(")") and column.split("(")[0] in ("lower", "upper"):
+            lowered = column.split("(")[0]
+            column = column[column.index("(") + 1:-1]
+        for i, n in enumerate(pred.params):
+            slots.setdefault(n, Slot(n, pred.op, pred.operator, pred.table, shape.schemas.get(pred.table, ""),
+                                     sql.Identifier(column).as_string(None), column, None, i, lowered))
+    return slots
+
+
+def _observed_sets(conn: psycopg.Connection, plan: ParameterPlan, count: int,
+                   observed: Sequence[Sequence[str | None]], n_sets: int, fixed: dict[int, str] | None
+                   ) -> list[tuple[str, ...]]:
+    """Up to n_sets distinct observed sets that bind, spread over the sample (most recent first)."""
+    usable: list[tuple[str, ...]] = []
+    rejected = 0
+    for values in observed:
+        if len(values) != count or any(v is None for v in values) or tuple(values) in usable:
+            continue
+        if any(bind_problem(conn, i + 1, v, plan.types.get(i + 1)) for i, v in enumerate(values)):
+            rejected += 1
+            continue
+        usable.append(tuple(values))
+        if len(usable) >= n_sets * 4:
+            break
+    if rejected:
+        plan.problems.append(f"{rejected} observed parameter set(s) did not bind to the inferred types")
+    if not usable:
+        return []
+    step = max(1, len(usable) // n_sets)
+    chosen = usable[::step][:n_sets]
+    sets = []
+    for values in chosen:
+        values = list(values)
+        for n, value in (fixed or {}).items():
+            values[n - 1] = value
+        sets.append(tuple(values))
+    plan.provenance = [[GUESSED if (fixed and n + 1 in fixed) else OBSERVED for n in range(count)] for _ in sets]
+    plan.how = {n: "bound by the application (server log)" for n in range(1, count + 1)}
+    plan.calibration = {"method": "observed", "observed_sets": len(usable)}
+    return sets
+
+
+class _Builder:
+    """Values of every set at a level t, for one statement."""
+
+    def __init__(self, conn, shape, catalog, plan, slots, n_sets, seed, fixed, target):
+        self.conn, self.shape, self.catalog, self.plan = conn, shape, catalog, plan
+        self.slots: dict[int, Slot] = slots
+        self.n_sets, self.seed, self.fixed = n_sets, seed, fixed
+        self.target = target or ValueTarget()
+        self.columns: dict[tuple[str, str, str], Column] = {}
+        self.paired: set[tuple[str, str]] = set()
+        self.constants: dict[int, str] = {}
+
+    # which $n are what
+    def ready(self) -> bool:
+        count = self.shape.param_count
+        types = self.plan.types
+        limits = set(self.shape.limit_params)
+        for n in range(1, count + 1):
+            if n in self.fixed:
+                continue
+            if n in limits and n not in self.slots:
+                self.constants[n] = DEFAULT_LIMIT_VALUE
+                self.plan.how[n] = "a typical LIMIT / OFFSET"
+            elif n not in self.slots:
+                value = NEUTRAL.get(types.get(n, ""))
+                if value is None:
+                    self.plan.problems.append(
+                        f"cannot bind ${n} ({types.get(n, 'type unknown')}): it is compared with no column "
+                        "and has no neutral value")
+                    return False
+                self.constants[n] = value
+                self.plan.how[n] = f"a neutral {types[n]}"
+        by_table: dict[tuple[str, str], list[Slot]] = defaultdict(list)
+        for slot in self.slots.values():
+            if slot.n not in self.fixed:
+                by_table[(slot.schema, slot.table)].append(slot)
+        for (schema, table), slots in by_table.items():
+            info = self.catalog.table(table, schema)
+            if info is None:
+                self.plan.problems.append(f"cannot bind ${slots[0].n}: table {table} is not in the catalog")
+                return False
+            expressions = list(dict.fromkeys(s.column_sql for s in slots))
+            try:
+                with self.conn.transaction():
+                    rows, types = _sample(self.conn, info.schema, info.table, expressions, info.reltuples,
+                                          self.n_sets * 3, self.seed)
+            except psycopg.Error as exc:
+                self.plan.problems.append(f"cannot bind ${slots[0].n}: sampling {table} failed: {_first_line(exc)}")
+                return False
+            if not rows:
+                self.plan.problems.append(f"cannot bind ${slots[0].n}: {table} has no rows with "
+                                          f"{', '.join(expressions)} set")
+                return False
+            for i, expression in enumerate(expressions):
+                col = Column([r[i] for r in rows], types[i])
+                plain = next((s.plain_column for s in slots if s.column_sql == expression), None)
+                if plain:
+                    col.mcv, col.mcv_freqs, col.bounds = _stats(self.conn, info.schema, info.table, plain)
+                if not col.bounds:
+                    col.bounds = _sorted(self.conn, col.values, col.type)
+                col.numbers = _numbers(self.conn, col.bounds, col.type)
+                self.columns[(schema, table, expression)] = col
+            for slot in slots:
+                sides = {s.operator[0] for s in slots if s.column_sql == slot.column_sql and s.op == "range"}
+                if {">", "<"} <= sides:
+                    self.paired.add((table, slot.column_sql))
+        self._avoid_common = self._mcv_too_heavy()
+        return True
+
+    def _mcv_too_heavy(self) -> bool:
+        """The most common value returns far more rows than the application's calls do."""
+        rows = self.target.rows_per_call
+        if rows is None:
+            return False
+        for slot in self.slots.values():
+            col = self.columns.get((slot.schema, slot.table, slot.column_sql))
+            if slot.op == "eq" and col and col.mcv_freqs:
+                info = self.catalog.table(slot.table, slot.schema)
+                if info and col.mcv_freqs[0] * max(info.reltuples, 1) > 10 * max(rows, 1.0):
+                    return True
+        return False
+
+    def has_level(self) -> bool:
+        return any(_has_level(s) for s in self.slots.values() if s.n not in self.fixed)
+
+    def values(self, k: int, t: float) -> tuple[tuple[str, ...] | None, dict[int, str]]:
+        """Set k at level t, or None with the problems recorded per `$n`."""
+        out: dict[int, str] = {}
+        how: dict[int, str] = {}
+        problems: dict[int, str] = {}
+        for n in range(1, self.shape.param_count + 1):
+            if n in self.fixed:
+                out[n], how[n] = self.fixed[n], "the value the partial index is built for"
+                continue
+            if n in self.constants:
+                out[n] = self.constants[n]
+                continue
+            slot = self.slots[n]
+            col = self.columns[(slot.schema, slot.table, slot.column_sql)]
+            value, how[n] = _level_value(slot, col, k, t, (slot.table, slot.column_sql) in self.paired,
+                                         self.seed, self._avoid_common)
+            value = _apply_case(value, slot.lowered)
+            ptype = self.plan.types.get(n)
+            if slot.value_sql and ptype and slot.op in ("eq", "range", "in"):
+                try:
+                    value = solve(self.conn, slot.value_sql, ptype, value, col.type)
+                    how[n] = f"{slot.value_sql} solved for $1 to meet {how[n]}"
+                except (Unsolvable, psycopg.Error) as exc:
+                    why = exc if isinstance(exc, Unsolvable) else _first_line(exc)
+                    if bind_problem(self.conn, n, value, ptype) is not None:
+                        problems[n] = f"cannot bind ${n} ({ptype}): {slot.value_sql} cannot be solved for it ({why})"
+                        continue
+                    # the other side's own value still binds: timed, but the note says it is a guess
+                    how[n] = f"{how[n]}, as is ({slot.value_sql} could not be solved for $1: {why})"
+            problem = bind_problem(self.conn, n, value, ptype)
+            if problem:
+                problems[n] = problem
+                continue
+            out[n] = value
+        if problems:
+            return None, problems
+        self.plan.how.update(how)
+        return tuple(out[n] for n in range(1, self.shape.param_count + 1)), {}
+
+    def sets_at(self, levels: list[float]) -> list[tuple[str, ...]] | None:
+        sets = []
+        for k, t in enumerate(levels):
+            values, problems = self.values(k, t)
+            if values is None:
+                for problem in problems.values():
+                    if problem not in self.plan.problems:
+                        self.plan.problems.append(problem)
+                return None
+            sets.append(values)
+        return sets
+
+    def calibrated(self, query: str | None, timeout_ms: int) -> list[tuple[str, ...]]:
+        levels = [DEFAULT_LEVEL] * self.n_sets
+        method = None
+        rows = self.target.rows_per_call
+        if query and self.has_level() and rows is not None:
+            found = [self._by_estimate(query, k, rows) for k in range(self.n_sets)]
+            if all(f is not None for f in found):
+                levels = [f[0] for f in found]
+                method = "estimated rows"
+                self.plan.calibration = {"method": method, "target_rows_per_call": round(rows, 3),
+                                         "levels": [round(t, 4) for t in levels],
+                                         "estimated_rows": [round(f[1], 1) for f in found]}
+        if (method is None and query and self.has_level() and self.target.mean_ms
+                and self.shape.is_read_only):
+            found = self._by_time(query, self.target.mean_ms, timeout_ms)
+            if found is not None:
+                levels = [found[0]] * self.n_sets
+                method = "time"
+                self.plan.calibration = {"method": method, "target_mean_ms": round(self.target.mean_ms, 3),
+                                         "level": round(found[0], 4), "probe_ms": round(found[1], 3)}
+        if method is None:
+            self.plan.calibration = {"method": None, "level": DEFAULT_LEVEL,
+                                     "why": "no rows/calls or mean time to calibrate against" if self.has_level()
+                                     else "no parameter with a selectivity to tune"}
+        sets = self.sets_at(levels)
+        if sets is None:
+            return []
+        self.plan.provenance = [[self._source(n, method) for n in range(1, self.shape.param_count + 1)]
+                                for _ in sets]
+        return sets
+
+    def _source(self, n: int, method: str | None) -> str:
+        slot = self.slots.get(n)
+        if slot is None or n in self.fixed:
+            return GUESSED
+        if (method and _has_level(slot)) or (slot.op == "eq" and self._avoid_common):
+            return CALIBRATED
+        return GUESSED
+
+    def _estimate(self, query: str, values: tuple[str, ...]) -> float:
+        from .measure import plan_once
+
+        with self.conn.transaction():
+            doc = plan_once(self.conn, query, [values], has_params=True, param_count=self.shape.param_count)
+        return float(doc["Plan"]["Plan Rows"])
+
+    def _by_estimate(self, query: str, k: int, rows: float) -> tuple[float, float] | None:
+        """The level whose estimated rows per call come closest to `rows` (bisection on a monotone
+        estimate), or None when the estimate does not move with the level (an aggregate)."""
+        def est(t: float) -> float | None:
+            values, _problems = self.values(k, t)
+            if values is None:
+                return None
+            try:
+                return self._estimate(query, values)
+            except psycopg.Error:
+                return None
+
+        lo_est, hi_est = est(0.0), est(1.0)
+        if lo_est is None or hi_est is None or hi_est <= lo_est * 1.5:
+            return None
+        goal = max(rows, 1.0)
+        best = min(((0.0, lo_est), (1.0, hi_est)), key=lambda p: abs(math.log(max(p[1], 1.0) / goal)))
+        lo, hi = 0.0, 1.0
+        for _ in range(CALIBRATION_STEPS):
+            mid = (lo + hi) / 2
+            e = est(_level(mid))
+            if e is None:
+                break
+            if abs(math.log(max(e, 1.0) / goal)) < abs(math.log(max(best[1], 1.0) / goal)):
+                best = (_level(mid), e)
+            if e < goal:
+                lo = mid
+            else:
+                hi = mid
+        return best
+
+    def _by_time(self, query: str, mean_ms: float, timeout_ms: int) -> tuple[float, float] | None:
+        """The level whose first parameter set runs closest to the observed mean time (bisection with
+        a few executions, each in a rolled-back transaction under the statement timeout)."""
+        from .measure import analyze_once
+
+        def clock(t: float) -> float | None:
+            values, _problems = self.values(0, t)
+            if values is None:
+                return None
+            try:
+                with rolled_back(self.conn, statement_timeout_ms=timeout_ms, lock_timeout_ms=2_000):
+                    started = time.perf_counter()
+                    analyze_once(self.conn, query, values)
+                    return (time.perf_counter() - started) * 1000
+            except psycopg.errors.QueryCanceled:
+                return float("inf")
+            except psycopg.Error:
+                return None
+
+        lo, hi = 0.0, 1.0
+        best: tuple[float, float] | None = None
+        for _ in range(TIME_STEPS):
+            mid = (lo + hi) / 2
+            ms = clock(_level(mid))
+            if ms is None:
+                return best
+            if best is None or abs(math.log(max(ms, 1e-3) / mean_ms)) < abs(math.log(max(best[1], 1e-3) / mean_ms)):
+                best = (_level(mid), ms)
+            if ms < mean_ms:
+                lo = mid
+            else:
+                hi = mid
+        return best
+
+
+def _level(u: float) -> float:
+    """Bisection runs on u in [0, 1]; the level is logarithmic in it (a share of the rows from one in a
+    million to all of them), so that rare and common values are both reached in a few steps."""
+    return 0.0 if u <= 0 else 10 ** (-LEVEL_DECADES * (1.0 - u))
+
+
+def _numbers(conn: psycopg.Connection, values: list[str], type_name: str) -> list[float]:
+    """The values as the numbers behind them (epoch seconds for times), or [] for other types."""
+    to_number = _number_sql(type_name)
+    if not values or to_number is None:
+        return []
+    try:
+        with conn.transaction():
+            rows = conn.execute(sql.SQL(tag("SELECT " + to_number.format("v::" + type_name) +
+                                            " FROM unnest(%s::text[]) WITH ORDINALITY AS u(v, i) ORDER BY i")),
+                                (values,)).fetchall()
+    except psycopg.Error:
+        return []
+    return [float(r[0]) for r in rows]
+
+
+def _sorted(conn: psycopg.Connection, values: list[str], type_name: str) -> list[str]:
+    """The sampled values in the order of their own type (for quantiles when pg_stats has none)."""
+    if not values:
+        return []
+    try:
+        with conn.transaction():
+            rows = conn.execute(sql.SQL(tag("SELECT v FROM unnest(%s::text[]) v ORDER BY v::{}")).format(
+                sql.SQL(type_name)), (values,)).fetchall()
+        return [r[0] for r in rows]
+    except psycopg.Error:
+        return sorted(values)

@@ -27,7 +27,7 @@ from ..models import IndexCandidate, Measurement
 from ..safety import check_statement
 from . import evaluate
 from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
-from .params import ParameterPlan, sample_parameter_sets
+from .params import ParameterPlan, ValueTarget, sample_parameter_sets
 
 REGRESSION_FACTOR = 1.10   # another statement 10% slower with the index is a regression
 WRITE_PROBE_ROWS = 2_000
@@ -43,6 +43,7 @@ class BenchSettings:
     seed: int = 7
     measure_write_cost: bool = True
     use_hypopg: bool = True     # screen candidates with hypothetical indexes when the sandbox has HypoPG
+    show_observed_values: bool = False   # observed values (maybe personal data) shown in evidence
 
 
 @dataclass
@@ -71,10 +72,13 @@ def _guard(settings: BenchSettings) -> dict:
 
 
 def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShape, catalog: Catalog,
-            settings: BenchSettings, fixed: dict[int, str] | None = None) -> Prepared:
-    """Sample values for the statement's `$n` and measure it as it is today."""
+            settings: BenchSettings, fixed: dict[int, str] | None = None, *, target: ValueTarget | None = None,
+            observed: list | None = None) -> Prepared:
+    """Values for the statement's `$n` (observed, else calibrated against `target`) and its
+    measurement as it is today."""
     param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
-                                             seed=settings.seed, fixed=fixed, query=query)
+                                             seed=settings.seed, fixed=fixed, query=query, target=target,
+                                             observed=observed, timeout_ms=settings.statement_timeout_ms)
     verdict = check_statement(conn, query)   # safety: code not known to be safe is never executed
     item = Prepared(queryid, query, shape, param_sets if verdict.ok else [], plan,
                     not_executed=None if verdict.ok else verdict.reason)
@@ -102,7 +106,7 @@ def _planner_cost(m: Measurement) -> float | None:
     return statistics.fmean(m.costs) if m.costs else m.generic_cost
 
 
-def _result(item: Prepared, after: Measurement, name: str, *, cross: bool) -> dict:
+def _result(item: Prepared, after: Measurement, name: str, *, cross: bool, show_observed: bool = False) -> dict:
     before = item.baseline
     used = name in after.indexes_used
     cost_before, cost_after = _planner_cost(before), _planner_cost(after)
@@ -123,7 +127,8 @@ def _result(item: Prepared, after: Measurement, name: str, *, cross: bool) -> di
         "evidence": {
             "index_used": used, "cross_statement": cross,
             "regression": bool(measured is not None and ms_after > ms_before * REGRESSION_FACTOR),
-            "parameter_sets": [list(p) for p in item.param_sets] if item.has_params else [],
+            "parameter_sets": item.plan.shown(item.param_sets, show_observed) if item.has_params else [],
+            "parameter_values": item.plan.evidence() if item.has_params else {},
             "unmapped_parameters": item.plan.unmapped, "not_executed": item.not_executed,
             "runs_per_set": len(after.timings_ms[0]) if after.timings_ms else 0,
             "confidence_parts": parts, "before": _summary(before), "after": _summary(after),
@@ -158,14 +163,14 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
             for item in owners:
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
                                 runs=settings.runs, warmup=settings.warmup, param_count=item.shape.param_count)
-                rows.append(_result(item, after, name, cross=False))
+                rows.append(_result(item, after, name, cross=False, show_observed=settings.show_observed_values))
             for item in others:
                 if not _uses_index(conn, item, name):
                     continue
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
                                 runs=min(settings.runs, 3), warmup=settings.warmup,
                                 param_count=item.shape.param_count)
-                rows.append(_result(item, after, name, cross=True))
+                rows.append(_result(item, after, name, cross=True, show_observed=settings.show_observed_values))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:
         failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate,
@@ -201,7 +206,7 @@ def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, set
     except psycopg.Error as exc:
         return {**base, "status": "failed", "evidence": {"kind": "rewrite", "spec": spec,
                                                          "error": str(exc).strip().splitlines()[0]}}
-    row = _result(item, after, "", cross=False)
+    row = _result(item, after, "", cross=False, show_observed=settings.show_observed_values)
     row["ddl"] = rewrite
     row["evidence"].update(kind="rewrite", index_used=True, spec=spec, same_rows_for=proof["param_sets"],
                            reason=spec.get("rationale") or "rewrite suggested by Gemini")
@@ -252,9 +257,10 @@ def partial_values(shape: QueryShape, candidates: Sequence[IndexCandidate]) -> d
 
 def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
                         candidates: Sequence[IndexCandidate], catalog: Catalog,
-                        settings: BenchSettings, queryid: int = 0) -> list[dict]:
+                        settings: BenchSettings, queryid: int = 0, target: ValueTarget | None = None) -> list[dict]:
     """One statement alone: one result row per candidate."""
-    item = prepare(conn, queryid, query, shape, catalog, settings, partial_values(shape, candidates))
+    item = prepare(conn, queryid, query, shape, catalog, settings, partial_values(shape, candidates),
+                   target=target)
     rows = []
     for cand in candidates:
         rows.extend(evaluate_candidate(conn, cand, [item], [], settings))
