@@ -20,6 +20,7 @@ from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.selection import IndexChoice, Selection, select_indexes
+from .bench.writes import window_writes
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate, evaluate_rewrite,
                            partial_values, prepare)
@@ -81,6 +82,10 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     act = history.activity(store_conn, target=target, window_start=window[0], window_end=window[1])
     queries, skipped = history.slow_queries(act, thresholds)
     reset = next((r["at"] for r in act.resets if r["kind"] == "stats_reset"), None)
+    # upkeep is weighed against reads of this window, so the writes must be this window's too
+    writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
+                           min_calls=thresholds.min_calls, known_tables=act.tables,
+                           counters_in_window=act.baseline)
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
                        "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
@@ -88,7 +93,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     snapshot_id = store.create_snapshot(
         store_conn, target=target, database=database, captured_at=min(now, window[1]),
         stats_reset=datetime.fromisoformat(reset) if reset else None, thresholds=thresholds, queries=queries,
-        skipped=skipped, run_id=run_id, table_writes=act.tables, partition_key=partition_key, window=window,
+        skipped=skipped, run_id=run_id, table_writes=writes, partition_key=partition_key, window=window,
         window_seconds=act.covered_seconds, history=summary_history)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
