@@ -21,6 +21,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.selection import IndexChoice, Selection, select_indexes
 from .bench.writes import window_writes
+from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate, evaluate_rewrite,
                            partial_values, prepare)
@@ -186,6 +187,7 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
                          "spec": {"kind": "rewrite", "sql": rewrite, "source": "gemini",
                                   "rationale": opinion.get("rationales", {}).get(rewrite, "")},
                          "second_opinion": opinion})
+    rows = _free_names(target_conn, rows)
     store.replace_candidates(store_conn, snap["snapshot_id"], rows)
     drops = [{"ddl": d.ddl, "kind": d.kind, "table_name": f"{d.schema}.{d.table}", "index_name": d.index,
               "size_bytes": d.size_bytes, "reason": d.reason, "evidence": d.evidence}
@@ -197,6 +199,17 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
             **usage_metadata(usage),
             "queries_without_candidates": no_candidates, "unparseable": len(unparseable),
             "unparseable_detail": unparseable}
+
+
+def _free_names(conn: psycopg.Connection, rows: list[dict]) -> list[dict]:
+    """Candidate rows whose index names collide with no relation of the target (nor with each other)."""
+    index_rows = [r for r in rows if r["spec"].get("kind") != "rewrite"]
+    named_cands = unique_names(conn, [IndexCandidate.from_spec(r["spec"]) for r in index_rows])
+    for row, cand in zip(index_rows, named_cands):
+        if cand.name:
+            row["spec"] = {**row["spec"], "name": cand.name}
+            row["ddl"] = ddl_text(cand)
+    return rows
 
 
 def second_opinion(client, target_conn: psycopg.Connection, q: SlowQuery, shape: QueryShape,
@@ -238,6 +251,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         cand = IndexCandidate.from_spec(row["spec"])
         by_ddl.setdefault(row["ddl"], (cand, []))[1].append(row["queryid"])
         cands_of.setdefault(row["queryid"], []).append(cand)
+    # the sandbox may be another database than the target: its relation names are checked again
+    renamed = unique_names(sandbox_conn, [cand for cand, _ in by_ddl.values()])
+    sources.update({ddl_text(new): sources.get(old, "advisor") for new, old in zip(renamed, by_ddl)})
+    by_ddl = {ddl_text(new): (new, owners) for new, (_, owners) in zip(renamed, by_ddl.values())}
     tables = {cand.table for cand, _ in by_ddl.values()}
     rewritten = {qid for qid, _ in rewrites}
 

@@ -26,6 +26,7 @@ from ..db import tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from . import evaluate
 from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
+from .naming import unique_names
 from .params import ParameterPlan, sample_parameter_sets
 
 REGRESSION_FACTOR = 1.10   # another statement 10% slower with the index is a regression
@@ -251,6 +252,7 @@ def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
                         settings: BenchSettings, queryid: int = 0) -> list[dict]:
     """One statement alone: one result row per candidate."""
     item = prepare(conn, queryid, query, shape, catalog, settings, partial_values(shape, candidates))
+    candidates = unique_names(conn, candidates)
     rows = []
     for cand in candidates:
         rows.extend(evaluate_candidate(conn, cand, [item], [], settings))
