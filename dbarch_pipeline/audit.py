@@ -20,6 +20,8 @@ from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.selection import IndexChoice, Selection, select_indexes
+from .bench.writes import window_writes
+from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate, evaluate_rewrite,
                            partial_values, prepare)
@@ -82,6 +84,10 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     act = history.activity(store_conn, target=target, window_start=window[0], window_end=window[1])
     queries, skipped = history.slow_queries(act, thresholds)
     reset = next((r["at"] for r in act.resets if r["kind"] == "stats_reset"), None)
+    # upkeep is weighed against reads of this window, so the writes must be this window's too
+    writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
+                           min_calls=thresholds.min_calls, known_tables=act.tables,
+                           counters_in_window=act.baseline)
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
                        "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
@@ -89,7 +95,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     snapshot_id = store.create_snapshot(
         store_conn, target=target, database=database, captured_at=min(now, window[1]),
         stats_reset=datetime.fromisoformat(reset) if reset else None, thresholds=thresholds, queries=queries,
-        skipped=skipped, run_id=run_id, table_writes=act.tables, partition_key=partition_key, window=window,
+        skipped=skipped, run_id=run_id, table_writes=writes, partition_key=partition_key, window=window,
         window_seconds=act.covered_seconds, history=summary_history)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
@@ -182,6 +188,7 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
                          "spec": {"kind": "rewrite", "sql": rewrite, "source": "gemini",
                                   "rationale": opinion.get("rationales", {}).get(rewrite, "")},
                          "second_opinion": opinion})
+    rows = _free_names(target_conn, rows)
     store.replace_candidates(store_conn, snap["snapshot_id"], rows)
     drops = [{"ddl": d.ddl, "kind": d.kind, "table_name": f"{d.schema}.{d.table}", "index_name": d.index,
               "size_bytes": d.size_bytes, "reason": d.reason, "evidence": d.evidence}
@@ -193,6 +200,17 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
             **usage_metadata(usage),
             "queries_without_candidates": no_candidates, "unparseable": len(unparseable),
             "unparseable_detail": unparseable}
+
+
+def _free_names(conn: psycopg.Connection, rows: list[dict]) -> list[dict]:
+    """Candidate rows whose index names collide with no relation of the target (nor with each other)."""
+    index_rows = [r for r in rows if r["spec"].get("kind") != "rewrite"]
+    named_cands = unique_names(conn, [IndexCandidate.from_spec(r["spec"]) for r in index_rows])
+    for row, cand in zip(index_rows, named_cands):
+        if cand.name:
+            row["spec"] = {**row["spec"], "name": cand.name}
+            row["ddl"] = ddl_text(cand)
+    return rows
 
 
 def second_opinion(client, target_conn: psycopg.Connection, q: SlowQuery, shape: QueryShape,
@@ -234,6 +252,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         cand = IndexCandidate.from_spec(row["spec"])
         by_ddl.setdefault(row["ddl"], (cand, []))[1].append(row["queryid"])
         cands_of.setdefault(row["queryid"], []).append(cand)
+    # the sandbox may be another database than the target: its relation names are checked again
+    renamed = unique_names(sandbox_conn, [cand for cand, _ in by_ddl.values()])
+    sources.update({ddl_text(new): sources.get(old, "advisor") for new, old in zip(renamed, by_ddl)})
+    by_ddl = {ddl_text(new): (new, owners) for new, (_, owners) in zip(renamed, by_ddl.values())}
     tables = {cand.table for cand, _ in by_ddl.values()}
     rewritten = {qid for qid, _ in rewrites}
 

@@ -48,6 +48,7 @@ class IndexCandidate:
     opclasses: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     where: tuple[str, str] | None = None
+    name: str | None = None   # set only when the generated name is taken on the target (bench.naming)
 
     @property
     def qualified_table(self) -> str:
@@ -70,14 +71,15 @@ class IndexCandidate:
     def to_spec(self) -> dict:
         return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
                 "reason": self.reason, "method": self.method, "opclasses": list(self.opclasses),
-                "include": list(self.include), "where": list(self.where) if self.where else None}
+                "include": list(self.include), "where": list(self.where) if self.where else None,
+                **({"name": self.name} if self.name else {})}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "IndexCandidate":
         return cls(schema=spec["schema"], table=spec["table"], columns=tuple(spec["columns"]),
                    reason=spec["reason"], method=spec.get("method", "btree"),
                    opclasses=tuple(spec.get("opclasses") or ()), include=tuple(spec.get("include") or ()),
-                   where=tuple(spec["where"]) if spec.get("where") else None)
+                   where=tuple(spec["where"]) if spec.get("where") else None, name=spec.get("name"))
 
 
 @dataclass

@@ -235,6 +235,8 @@ def covered_by(cand: IndexCandidate, indexes: list[ExistingIndex], *, eq_prefix:
 
 
 def index_name(cand: IndexCandidate) -> str:
+    if cand.name:
+        return cand.name
     parts = [cand.table] + [re.sub(r"\W+", "_", c).strip("_") for c in cand.columns]
     if cand.include:
         parts += ["incl"] + list(cand.include)

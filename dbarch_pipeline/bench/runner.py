@@ -27,6 +27,7 @@ from ..models import IndexCandidate, Measurement
 from ..safety import check_statement
 from . import evaluate
 from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
+from .naming import unique_names
 from .params import ParameterPlan, ValueTarget, sample_parameter_sets
 
 REGRESSION_FACTOR = 1.10   # another statement 10% slower with the index is a regression
@@ -261,6 +262,7 @@ def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
     """One statement alone: one result row per candidate."""
     item = prepare(conn, queryid, query, shape, catalog, settings, partial_values(shape, candidates),
                    target=target)
+    candidates = unique_names(conn, candidates)
     rows = []
     for cand in candidates:
         rows.extend(evaluate_candidate(conn, cand, [item], [], settings))

@@ -1,0 +1,79 @@
+"""Write upkeep comes from the same window as the reads: the write statements pg_stat_statements saw
+(calls and rows per table, one-off loads apart) or table-counter differences within the window, never
+counters since the statistics reset. A bulk-loaded, never-written table is not write-heavy."""
+
+from __future__ import annotations
+
+import doctest
+import random
+
+import psycopg
+
+from dbarch_pipeline.bench import writes
+from dbarch_pipeline.db import database_name
+from dbarch_pipeline.bench.writes import window_writes, write_target
+from dbarch_pipeline.memory import store
+from dbarch_pipeline.run import audit_resources, materialize_audit
+
+from .conftest import FAST_SETTINGS, fresh_database
+
+
+def test_doctests():
+    assert doctest.testmod(writes).failed == 0
+
+
+def test_targets_of_generated_write_statements():
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    for _ in range(200):
+        schema = rng.choice([None, "public", "shop", '"Mixed Case"'])
+        table = rng.choice(["orders", "t1", '"Line Items"', "accounts"])
+        name = f"{schema}.{table}" if schema else table
+        lead = rng.choice(["", "/* app */ ", "  "])
+        kind = rng.choice(["INSERT INTO {} (a) VALUES ($1)", "UPDATE {} SET a = $1 WHERE id = $2",
+                           "DELETE FROM {} WHERE id = $1", "insert into only {} select * from x",
+                           "WITH d AS (SELECT $1 AS v) INSERT INTO {} (a) SELECT v FROM d",
+                           "MERGE INTO {} t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"])
+        got = write_target(lead + kind.format(name))
+        want_table = table.strip('"') if table.startswith('"') else table
+        want_schema = (schema.strip('"') if schema.startswith('"') else schema) if schema else None
+        assert got == (want_schema, want_table), (seed, kind, name, got)
+        assert write_target(lead + f"SELECT * FROM {name} WHERE a = $1") is None, seed
+
+
+def test_one_off_loads_are_not_a_rate_and_counters_need_a_window():
+    stmts = {1: {"query_text": "COPY-like load", "calls": 1, "rows": 9},
+             2: {"query_text": "INSERT INTO t SELECT generate_series(1, $1)", "calls": 1, "rows": 2_000_000},
+             3: {"query_text": "UPDATE t SET a = a + $1 WHERE id = $2", "calls": 500, "rows": 500}}
+    counters = {"public.t": {"rows": 2_100_500}, "public.u": {"rows": 70_000}}
+    # no capture before the window: the counters may hold the load, so only the statements count
+    w = window_writes(stmts, counters, seconds=60, min_calls=5, known_tables=counters, counters_in_window=False)
+    assert w["public.t"]["rows"] == 500 and w["public.t"]["one_off_rows"] == 2_000_000
+    assert "public.u" not in w
+    # differences within the window: writes no statement explains (COPY) count, the load does not
+    w = window_writes(stmts, counters, seconds=60, min_calls=5, known_tables=counters, counters_in_window=True)
+    assert w["public.t"]["rows"] == 100_500 and w["public.u"]["rows"] == 70_000
+    assert w["public.u"]["source"] == "table counters within the window"
+
+
+def test_bulk_loaded_table_is_not_write_heavy(server, store_dsn):
+    url = fresh_database("dbarch_test_bulk")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "sensor int NOT NULL, payload text NOT NULL)")
+        # only pg_stat_statements is reset: the table counters keep the load, as after a restore
+        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("INSERT INTO readings (sensor, payload) SELECT g % 4000, repeat('x', 60) "
+                     "FROM generate_series(1, 60000) g")
+        conn.execute("VACUUM ANALYZE readings")
+        for sensor in range(8):
+            conn.execute("SELECT count(*), max(payload) FROM readings WHERE sensor = %s", (sensor,))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    result = materialize_audit(audit_resources(target_dsn=url, store_dsn=store_dsn,
+                                               settings={**FAST_SETTINGS, "min_mean_ms": 0.2}))
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("optimization_log")[0].metadata.items()}
+    with psycopg.connect(store_dsn) as conn:
+        snap = store.latest_snapshot(conn, database_name(url))
+    written = snap["table_writes"]["public.readings"]
+    assert written["rows"] == 0 and written["one_off_rows"] == 60_000, written
+    assert meta["indexes_recommended"] == 1, meta
