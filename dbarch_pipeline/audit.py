@@ -19,6 +19,7 @@ from .advisor.analyze import QueryShape, UnparseableQuery, analyze
 from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
+from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, select_indexes
 from .bench.writes import window_writes
 from .bench.naming import unique_names
@@ -339,11 +340,8 @@ def _screened(ddl: str, cand: IndexCandidate, owners: list[Prepared], costs: dic
 
 
 def analyze_with_catalog(query: str, catalog: Catalog) -> QueryShape:
-    """Parse once to learn the tables, then again with their columns to attribute unqualified ones."""
-    shape = analyze(query)
-    if len(shape.tables) <= 1:
-        return shape
-    return analyze(query, catalog.columns_map(shape.tables, shape.schemas))
+    """The statement's text (sqlglot), completed by what its plan shows (advisor/plan.py)."""
+    return analyze_planned(query, catalog)
 
 
 def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSettings = AuditSettings(),

@@ -36,9 +36,11 @@ class SlowQuery:
 
 @dataclass(frozen=True)
 class IndexCandidate:
-    """A proposed index. `columns` are column names or safe expressions such as lower(email);
-    `opclasses` (parallel to columns, '' for the default) carry text_pattern_ops or jsonb_path_ops;
-    `where` makes it a partial index on one equality (column, value as text)."""
+    """A proposed index. `columns` are column names or immutable expressions such as lower(email)
+    or md5(val); `opclasses` (parallel to columns, '' for the default) carry text_pattern_ops or
+    jsonb_path_ops; `directions` (parallel to columns, '' for ASC) carry DESC / NULLS FIRST for an
+    ORDER BY that mixes directions; `where` makes it a partial index on one equality (column, value
+    as text)."""
 
     schema: str
     table: str
@@ -49,6 +51,7 @@ class IndexCandidate:
     include: tuple[str, ...] = ()
     where: tuple[str, str] | None = None
     name: str | None = None   # set only when the generated name is taken on the target (bench.naming)
+    directions: tuple[str, ...] = ()
 
     @property
     def qualified_table(self) -> str:
@@ -56,7 +59,8 @@ class IndexCandidate:
 
     def keys(self) -> list[str]:
         ops = self.opclasses or ("",) * len(self.columns)
-        return [f"{c} {o}" if o else c for c, o in zip(self.columns, ops)]
+        dirs = self.directions or ("",) * len(self.columns)
+        return [" ".join(part for part in (c, o, d) if part) for c, o, d in zip(self.columns, ops, dirs)]
 
     def label(self) -> str:
         """Dexter-style: public.users (lower(email)), public.t USING gin (meta jsonb_path_ops) ..."""
@@ -72,6 +76,7 @@ class IndexCandidate:
         return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
                 "reason": self.reason, "method": self.method, "opclasses": list(self.opclasses),
                 "include": list(self.include), "where": list(self.where) if self.where else None,
+                "directions": list(self.directions),
                 **({"name": self.name} if self.name else {})}
 
     @classmethod
@@ -79,7 +84,8 @@ class IndexCandidate:
         return cls(schema=spec["schema"], table=spec["table"], columns=tuple(spec["columns"]),
                    reason=spec["reason"], method=spec.get("method", "btree"),
                    opclasses=tuple(spec.get("opclasses") or ()), include=tuple(spec.get("include") or ()),
-                   where=tuple(spec["where"]) if spec.get("where") else None, name=spec.get("name"))
+                   where=tuple(spec["where"]) if spec.get("where") else None, name=spec.get("name"),
+                   directions=tuple(spec.get("directions") or ()))
 
 
 @dataclass

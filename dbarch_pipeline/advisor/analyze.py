@@ -6,8 +6,13 @@ that is compared with a column is remembered so that the benchmark can sample re
 >>> shape = analyze("SELECT * FROM users u WHERE u.email = $1 ORDER BY u.created_at DESC LIMIT 10")
 >>> [(p.table, p.column, p.op, p.param) for p in shape.predicates]
 [('users', 'email', 'eq', 1)]
->>> shape.order_by, shape.has_limit
-([('users', 'created_at')], True)
+>>> shape.order_by, shape.order_dirs, shape.has_limit
+([('users', 'created_at')], ['DESC'], True)
+
+ORDER BY an output alias sorts by the aliased expression (as PostgreSQL resolves it), never by a
+column that happens to share the alias's name. Expressions other than lower()/upper() come from the
+statement's plan (advisor/plan.py), where PostgreSQL prints them in the form it will match an
+index expression against.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class QueryShape:
     joins: list[JoinKey] = field(default_factory=list)
     order_by: list[tuple[str, str]] = field(default_factory=list)
     order_desc: list[bool] = field(default_factory=list)
+    order_dirs: list[str] = field(default_factory=list)  # '' | DESC | NULLS FIRST | DESC NULLS LAST
+    order_incomplete: bool = False   # some ORDER BY key is no column or expression of one table
     group_by: list[tuple[str, str]] = field(default_factory=list)
     selected: list[tuple[str, str]] = field(default_factory=list)  # columns the statement reads
     select_star: bool = False
@@ -182,10 +189,19 @@ def _is_value(node: exp.Expression) -> bool:
         True for _ in node.find_all(exp.Select))
 
 
+# Node types that never belong in an index expression.
+NOT_INDEXABLE = (exp.Select, exp.Subquery, exp.Query, exp.AggFunc, exp.Window, exp.Parameter,
+                 exp.Placeholder, exp.Star, exp.Command, exp.Predicate)
+PG_TEXT = "pg_text"   # meta key: the operand as PostgreSQL printed it in the plan
+
+
 def _indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]
                ) -> tuple[str, str, bool] | None:
-    """(table, column-or-expression, is_expression) for a column or lower(column)-like node."""
-    while isinstance(node, exp.Cast) and isinstance(node.this, exp.Column):
+    """(table, column-or-expression, is_expression) for a column, lower(column)-like node, or (from
+    a plan, where PostgreSQL's own text of the operand is known) any expression over one table."""
+    pg_text = node.meta.get(PG_TEXT) if node is not None else None
+    while isinstance(node, exp.Paren) or (isinstance(node, exp.Cast) and
+                                          isinstance(_unparen(node.this), exp.Column)):
         node = node.this
     if isinstance(node, exp.Column):
         table = _resolve(node, aliases, columns)
@@ -194,7 +210,17 @@ def _indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[s
         table = _resolve(node.this, aliases, columns)
         func = "lower" if isinstance(node, exp.Lower) else "upper"
         return (table, f"{func}({node.this.name})", True) if table else None
+    if pg_text and node is not None and not any(True for _ in node.find_all(*NOT_INDEXABLE)):
+        tables = {_resolve(c, aliases, columns) for c in node.find_all(exp.Column)}
+        if len(tables) == 1 and None not in tables:
+            return (tables.pop(), pg_text, True)
     return None
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
 
 
 def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
@@ -244,11 +270,17 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
                     shape.selected.append((target[0], target[1]))
         order = scope.args.get("order")
         if order is not None:
+            outputs = _output_expressions(scope)
             for ordered in order.expressions:
-                target = _indexable(ordered.this, aliases, columns)
-                if target and not target[2]:
-                    shape.order_by.append((target[0], target[1]))
-                    shape.order_desc.append(bool(ordered.args.get("desc")))
+                target = _indexable(_order_target(ordered.this, outputs), aliases, columns)
+                if target is None:
+                    # keys after one no index can hold are of no use to an index
+                    shape.order_incomplete = True
+                    break
+                shape.order_by.append((target[0], target[1]))
+                shape.order_desc.append(bool(ordered.args.get("desc")))
+                shape.order_dirs.append(direction(bool(ordered.args.get("desc")),
+                                                  ordered.args.get("nulls_first")))
         group = scope.args.get("group")
         if group is not None:
             for g in group.expressions:
@@ -262,6 +294,38 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
         offset = scope.args.get("offset")
         if offset is not None:
             shape.limit_params.extend(_params_in(offset))
+
+
+def direction(desc: bool, nulls_first: bool | None) -> str:
+    """The index key direction for one ORDER BY key, '' for PostgreSQL's default (ASC NULLS LAST)."""
+    if nulls_first is None:
+        nulls_first = desc     # PostgreSQL: NULLs sort as larger than any value
+    if desc:
+        return "DESC" if nulls_first else "DESC NULLS LAST"
+    return "NULLS FIRST" if nulls_first else ""
+
+
+def _output_expressions(scope: exp.Select) -> tuple[dict[str, exp.Expression], list[exp.Expression]]:
+    """The SELECT list by output name (aliases) and by position."""
+    named: dict[str, exp.Expression] = {}
+    for projection in scope.expressions:
+        if isinstance(projection, exp.Alias):
+            named.setdefault(projection.alias, projection.this)
+    return named, [p.this if isinstance(p, exp.Alias) else p for p in scope.expressions]
+
+
+def _order_target(node: exp.Expression, outputs: tuple[dict[str, exp.Expression], list[exp.Expression]]
+                  ) -> exp.Expression:
+    """What an ORDER BY key sorts by: as in PostgreSQL, a bare name is an output column first (its
+    expression, whatever columns share the name), an integer is an output position."""
+    named, positional = outputs
+    if isinstance(node, exp.Column) and not node.table and node.name in named:
+        return named[node.name]
+    if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
+        n = int(node.this)
+        if 1 <= n <= len(positional):
+            return positional[n - 1]
+    return node
 
 
 def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]],

@@ -1,16 +1,23 @@
 """Candidate indexes for one statement, deterministic, in a sensible column order.
 
 - btree: equality columns first, most selective first (pg_stats n_distinct); then one range column,
-  or the ORDER BY columns when the statement has ORDER BY ... LIMIT. `LIKE 'prefix%'` columns act as
-  a range, with text_pattern_ops unless the database collation is C. INCLUDE columns when the
-  statement then reads only the index (index-only scan) and the included columns are narrow.
-- expression: `lower(email) = ...` gets an index on lower(email).
+  or the ORDER BY columns when the statement has ORDER BY ... LIMIT, each key in the direction the
+  ORDER BY asks (`ORDER BY a DESC, b` gets (a DESC, b); all keys DESC get a plain index, which a
+  backward scan reads). `LIKE 'prefix%'` columns act as a range, with text_pattern_ops unless the
+  database collation is C. INCLUDE columns when the statement then reads only the index
+  (index-only scan) and the included columns are narrow.
+- expression: `lower(email) = ...` gets an index on lower(email); any other expression the plan
+  shows (`md5(val)`, `(a + b)`) gets one when PostgreSQL accepts it in an index (immutable),
+  checked by building it on an empty copy of the table in a rolled-back transaction.
 - GIN for jsonb containment (`@>`: jsonb_path_ops) and key existence (`?`: jsonb_ops), and for
   array containment and overlap.
 - partial: when pg_stat_statements' rows per call show the statement asks for a rare value of a
-  low-cardinality column (pg_stats most-common values), an index WHERE column = that value.
+  low-cardinality column (pg_stats most-common values), an index WHERE column = that value; never
+  when other values are about as frequent (rows per call cannot tell which one the workload asks
+  for), and, when the values the application sent are known, only if they concentrate on it.
 - joins: the join key of each side (the inner side of a nested loop).
-Candidates an existing index already covers are dropped, and tables too small to benefit skipped.
+Keys that are no column of the table are never proposed. Candidates an existing index already
+covers are dropped, and tables too small to benefit skipped.
 """
 
 from __future__ import annotations
@@ -19,15 +26,23 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import psycopg
+import sqlglot
 from psycopg import sql
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
+from ..db import named
 from ..models import IndexCandidate
-from .analyze import QueryShape
+from .analyze import NOT_INDEXABLE, QueryShape
 from .catalog import Catalog, ExistingIndex, TableInfo
 
 MAX_KEY_COLUMNS = 3
 MAX_INCLUDE_WIDTH = 64        # bytes per row the INCLUDE columns may add
 RARE_VALUE_FREQ = 0.1         # a value this rare is worth a partial index
+OBSERVED_SHARE = 0.8          # share of the observed values that must be the partial index's value
 EXPRESSION = re.compile(r"^(lower|upper)\((\w+)\)$")
 TEXT_TYPES = ("text", "character varying", "character", "citext")
 
@@ -39,10 +54,12 @@ class Skip:
 
 
 def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int = 10_000,
-                   mean_rows: float | None = None) -> tuple[list[IndexCandidate], list[Skip]]:
+                   mean_rows: float | None = None, observed: dict[int, list[str]] | None = None
+                   ) -> tuple[list[IndexCandidate], list[Skip]]:
     """All candidates for the statement, and the tables skipped with the reason.
 
     mean_rows: rows per call from pg_stat_statements, used to recognise a rare value being asked for.
+    observed: values the application sent for each `$n`, when known (the server log).
     """
     out: list[IndexCandidate] = []
     skips: list[Skip] = []
@@ -52,9 +69,11 @@ def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int =
             skips.append(Skip(table, "not a table of the target (view, CTE or missing)"))
             continue
         if info.reltuples < min_table_rows:
-            skips.append(Skip(table, f"too small to benefit ({info.reltuples} rows < {min_table_rows})"))
+            skips.append(Skip(table, f"too small to benefit ({info.reltuples} rows < {min_table_rows}, "
+                                     f"{info.rows_from})"))
             continue
-        for cand in _table_candidates(shape, table, info, mean_rows):
+        usable = _usable_keys(shape, table, info, catalog)
+        for cand in _table_candidates(shape, table, info, mean_rows, usable, observed or {}):
             covering = covered_by(cand, info.indexes, eq_prefix=_eq_prefix_len(shape, table, list(cand.columns)))
             if covering is not None:
                 skips.append(Skip(table, f"{cand.label()} already covered by {covering.name}"))
@@ -74,38 +93,96 @@ def _eq_prefix_len(shape: QueryShape, table: str, columns: list[str]) -> int:
     return n
 
 
-def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows: float | None
-                      ) -> list[IndexCandidate]:
-    preds = shape.predicates_on(table)
+def _usable_keys(shape: QueryShape, table: str, info: TableInfo, catalog: Catalog) -> set[str]:
+    """The statement's columns and expressions on the table that an index can hold: real columns,
+    and expressions over real columns that PostgreSQL accepts in an index."""
+    keys = {p.column for p in shape.predicates_on(table)}
+    keys |= {c for t, c in shape.order_by + shape.group_by if t == table}
+    keys |= {j.left_column for j in shape.joins if j.left_table == table}
+    keys |= {j.right_column for j in shape.joins if j.right_table == table}
+    return {k for k in keys if k in info.columns or _indexable_expression(k, info, catalog)}
+
+
+def _indexable_expression(key: str, info: TableInfo, catalog: Catalog) -> bool:
+    if key in info.columns or safe_expression(key) is None:
+        return False
+    m = EXPRESSION.match(key)
+    if m:
+        return m.group(2) in info.columns
+    cache = (info.schema, info.table, key)
+    if cache not in catalog.expression_checks:
+        catalog.expression_checks[cache] = _accepted_in_an_index(catalog.conn, info, key)
+    return catalog.expression_checks[cache]
+
+
+def _accepted_in_an_index(conn: psycopg.Connection, info: TableInfo, key: str) -> bool:
+    """PostgreSQL's own verdict: can this expression be indexed (columns exist, functions and
+    operators immutable)? An index on an empty copy of the table, rolled back."""
+    probe = sql.Identifier("dbarch_expression_probe")
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL statement_timeout = 5000")
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}.{})").format(
+                probe, sql.Identifier(info.schema), sql.Identifier(info.table)))
+            conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, _key_sql(key)))
+        return True
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    except psycopg.Error:
+        return False
+    # no right to create a temporary table: every function it calls must be immutable
+    names = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
+                    for f in safe_expression(key).find_all(exp.Func)})
+    try:
+        with conn.transaction(force_rollback=True):
+            row = conn.execute(named("select_functions_immutable"), {"names": names}).fetchone()
+    except psycopg.Error:
+        return False
+    return bool(row and row[0])
+
+
+def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows: float | None,
+                      usable: set[str], observed: dict[int, list[str]]) -> list[IndexCandidate]:
+    preds = [p for p in shape.predicates_on(table) if p.column in usable]
     eq = _unique([p.column for p in preds if p.op in ("eq", "in")])
     # most selective equality column first; expressions are as selective as their column
     eq.sort(key=lambda c: -info.distinct(_base_column(c)))
     ranges = _unique([p.column for p in preds if p.op == "range"])
     prefix_like = _unique([p.column for p in preds if p.op == "like" and p.operator == "LIKE"
                            and info.types.get(p.column, "").startswith(TEXT_TYPES)])
-    order = [c for t, c in shape.order_by if t == table]
-    order_all_here = bool(order) and len(order) == len(shape.order_by)
-    group = [c for t, c in shape.group_by if t == table]
+    dirs_all = shape.order_dirs if len(shape.order_dirs) == len(shape.order_by) else [""] * len(shape.order_by)
+    order_keys = [(c, d) for (t, c), d in zip(shape.order_by, dirs_all) if t == table]
+    order = [c for c, _ in order_keys]
+    order_all_here = (bool(order) and len(order) == len(shape.order_by) and not shape.order_incomplete
+                      and all(c in usable for c in order))
+    order_dirs = dict(order_keys)
+    if all(d == "DESC" for d in order_dirs.values()):
+        order_dirs = {}      # all descending: a plain index read backwards serves it
+    group = [c for t, c in shape.group_by if t == table and c in usable]
     joins = _unique([j.left_column if j.left_table == table else j.right_column
                      for j in shape.joins if table in (j.left_table, j.right_table)])
+    joins = [c for c in joins if c in usable]
     like_op = "" if prefix_like and info.c_collation(prefix_like[0]) else "text_pattern_ops"
 
     out: list[IndexCandidate] = []
 
     def add(cols: list[str], reason: str, opclasses: dict[str, str] | None = None,
-            where: tuple[str, str] | None = None) -> None:
+            where: tuple[str, str] | None = None, directions: dict[str, str] | None = None) -> None:
         cols = _unique(cols)[:MAX_KEY_COLUMNS]
         if not cols:
             return
         ops = tuple((opclasses or {}).get(c, "") for c in cols)
+        dirs = tuple((directions or {}).get(c, "") for c in cols)
         cand = IndexCandidate(info.schema, info.table, tuple(cols), reason,
-                              opclasses=ops if any(ops) else (), where=where)
+                              opclasses=ops if any(ops) else (), where=where,
+                              directions=dirs if any(dirs) else ())
         if not any(_same_index(cand, c) for c in out):
             out.append(cand)
 
     if eq:
         if order_all_here and shape.has_limit:
-            add(eq + [c for c in order if c not in eq], "equality columns, then ORDER BY for ... LIMIT")
+            add(eq + [c for c in order if c not in eq], "equality columns, then ORDER BY for ... LIMIT",
+                directions=order_dirs)
         if ranges:
             add(eq + ranges[:1], "equality columns, then one range column")
         if prefix_like:
@@ -115,14 +192,14 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
             add(eq + [c for c in group if c not in eq], "equality columns, then GROUP BY columns")
     elif ranges or prefix_like:
         if order_all_here and shape.has_limit and ranges and order[0] != ranges[0]:
-            add(order, "ORDER BY columns for ... LIMIT")
+            add(order, "ORDER BY columns for ... LIMIT", directions=order_dirs)
         if ranges:
             add(ranges[:1], "range predicate")
         if prefix_like:
             add(prefix_like[:1], "LIKE 'prefix%' predicate" + (f" ({like_op})" if like_op else ""),
                 {prefix_like[0]: like_op})
     elif order_all_here and shape.has_limit:
-        add(order, "ORDER BY columns for ... LIMIT")
+        add(order, "ORDER BY columns for ... LIMIT", directions=order_dirs)
 
     unique = {ix.keys[0] for ix in info.indexes if ix.is_unique and len(ix.keys) == 1 and not ix.is_partial}
     for col in joins:
@@ -135,7 +212,7 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
         add([col], "join key (inner side of a nested loop)")
 
     out.extend(_gin_candidates(preds, info))
-    out.extend(_partial_candidates(shape, table, info, eq, ranges, mean_rows))
+    out.extend(_partial_candidates(shape, table, info, eq, ranges, mean_rows, observed))
     out.extend(_include_variants(out, shape, table, info))
     return out
 
@@ -162,21 +239,38 @@ def _gin_candidates(preds, info: TableInfo) -> list[IndexCandidate]:
 
 
 def _partial_candidates(shape: QueryShape, table: str, info: TableInfo, eq: list[str], ranges: list[str],
-                        mean_rows: float | None) -> list[IndexCandidate]:
-    """A rare value of a low-cardinality column, recognised from the rows the statement returns."""
+                        mean_rows: float | None, observed: dict[int, list[str]]) -> list[IndexCandidate]:
+    """A rare value of a low-cardinality column, recognised from the rows the statement returns.
+
+    Rows per call only say how frequent the value asked for is. They single out one value only when
+    no other value is about as frequent: a column whose values are all equally common, all asked
+    for, returns the same rows per call whichever value is sent, and an index pinned to one of them
+    would serve a fraction of the calls. When the values the application sent are known, they
+    decide: most of them must be that value."""
     # rows per call tell the value's frequency only when nothing caps or folds them
     if not mean_rows or info.reltuples <= 0 or len(shape.tables) != 1 or shape.group_by or shape.has_limit:
         return []
     asked = mean_rows / info.reltuples
     out = []
     for column in eq:
-        if EXPRESSION.match(column):
+        if column not in info.columns:
             continue
         common = info.mcv.get(column) or []
-        matches = [(v, f) for v, f in common if f <= RARE_VALUE_FREQ and asked / 3 <= f <= asked * 3]
-        if not matches or info.distinct(column) > 50:
+        similar = [(v, f) for v, f in common if asked / 3 <= f <= asked * 3]
+        matches = [(v, f) for v, f in similar if f <= RARE_VALUE_FREQ]
+        if len(matches) != 1 or len(similar) != 1 or info.distinct(column) > 50:
             continue
-        value, freq = min(matches, key=lambda vf: abs(vf[1] - asked))
+        value, freq = matches[0]
+        # the values outside the most-common list, on average as frequent as the one asked for,
+        # could be the ones asked for as well
+        others = info.distinct(column) - len(common)
+        rest = 1.0 - sum(f for _, f in common) - info.null_frac.get(column, 0.0)
+        if others >= 1 and rest / others >= asked / 3:
+            continue
+        sent = [v for p in shape.predicates_on(table) if p.column == column and p.op == "eq"
+                for n in p.params for v in observed.get(n, [])]
+        if sent and sum(1 for v in sent if v == value) < OBSERVED_SHARE * len(sent):
+            continue
         keys = [c for c in eq if c != column] + (ranges[:1] or [c for t, c in shape.order_by if t == table])
         out.append(IndexCandidate(
             info.schema, info.table, tuple(_unique(keys or [column])[:MAX_KEY_COLUMNS]),
@@ -193,39 +287,42 @@ def _include_variants(cands: list[IndexCandidate], shape: QueryShape, table: str
     needed = _unique([c for t, c in shape.selected if t == table]
                      + [p.column for p in shape.predicates_on(table)]
                      + [c for t, c in shape.order_by + shape.group_by if t == table])
-    if any(EXPRESSION.match(c) for c in needed):
+    if any(c not in info.columns for c in needed):
         return []
     out = []
     for cand in cands:
-        if cand.method != "btree" or cand.where or any(EXPRESSION.match(c) for c in cand.columns):
+        if cand.method != "btree" or cand.where or any(c not in info.columns for c in cand.columns):
             continue
         extra = [c for c in needed if c not in cand.columns]
         width = sum(info.avg_width.get(c, 1_000) for c in extra)
         if extra and len(extra) <= 3 and width <= MAX_INCLUDE_WIDTH:
             out.append(IndexCandidate(cand.schema, cand.table, cand.columns,
                                       cand.reason + ", INCLUDE for an index-only scan",
-                                      opclasses=cand.opclasses, include=tuple(extra)))
+                                      opclasses=cand.opclasses, include=tuple(extra),
+                                      directions=cand.directions))
     return out
 
 
 def _same_index(a: IndexCandidate, b: IndexCandidate) -> bool:
     """Two candidates that would build the same index (whatever the reason given for each)."""
-    return (a.schema, a.table, a.columns, a.method, a.opclasses, a.include, a.where) == \
-        (b.schema, b.table, b.columns, b.method, b.opclasses, b.include, b.where)
+    return (a.schema, a.table, a.columns, a.method, a.opclasses, a.include, a.where, a.directions) == \
+        (b.schema, b.table, b.columns, b.method, b.opclasses, b.include, b.where, b.directions)
 
 
 def covered_by(cand: IndexCandidate, indexes: list[ExistingIndex], *, eq_prefix: int) -> ExistingIndex | None:
     """An existing index that already serves the candidate: same method and operator classes, same
     leading columns (equality columns in any order, the rest in order), and the INCLUDE columns.
-    Partial indexes never count as covering."""
+    Partial indexes never count as covering. An index whose key directions are all reversed serves
+    the same order, read backwards."""
     n = len(cand.columns)
     wanted = [_normalize_key(k) for k in cand.keys()]
+    reversed_ = [_normalize_key(k) for k in _reversed(cand).keys()]
     for ix in indexes:
         if ix.method != cand.method or ix.is_partial or len(ix.keys) < n or cand.where:
             continue
         keys = [_normalize_key(k) for k in ix.keys[:n]]
-        same = keys == wanted or (set(keys[:eq_prefix]) == set(wanted[:eq_prefix])
-                                  and keys[eq_prefix:] == wanted[eq_prefix:])
+        same = any(keys == w or (set(keys[:eq_prefix]) == set(w[:eq_prefix]) and keys[eq_prefix:] == w[eq_prefix:])
+                   for w in (wanted, reversed_))
         if not same:
             continue
         available = {_normalize_key(k) for k in ix.keys[n:] + ix.include}
@@ -234,10 +331,30 @@ def covered_by(cand: IndexCandidate, indexes: list[ExistingIndex], *, eq_prefix:
     return None
 
 
+REVERSED = {"": "DESC", "DESC": "", "NULLS FIRST": "DESC NULLS LAST", "DESC NULLS LAST": "NULLS FIRST"}
+
+
+def _reversed(cand: IndexCandidate) -> IndexCandidate:
+    dirs = tuple(REVERSED[d] for d in (cand.directions or ("",) * len(cand.columns)))
+    return IndexCandidate(cand.schema, cand.table, cand.columns, cand.reason, method=cand.method,
+                          opclasses=cand.opclasses, include=cand.include, where=cand.where, directions=dirs)
+
+
+OPERATOR_WORDS = {"+": " plus ", "-": " minus ", "*": " times ", "/": " div ", "||": " concat ", "%": " mod "}
+
+
+def _name_part(key: str) -> str:
+    """A key in an index name; operators spelled out, so (a + b) is never named like (a, b)."""
+    for op, word in OPERATOR_WORDS.items():
+        key = key.replace(op, word)
+    return re.sub(r"\W+", "_", key.lower()).strip("_")
+
+
 def index_name(cand: IndexCandidate) -> str:
     if cand.name:
         return cand.name
-    parts = [cand.table] + [re.sub(r"\W+", "_", c).strip("_") for c in cand.columns]
+    dirs = cand.directions or ("",) * len(cand.columns)
+    parts = [cand.table] + [_name_part(f"{c} {d}") for c, d in zip(cand.columns, dirs)]
     if cand.include:
         parts += ["incl"] + list(cand.include)
     if cand.where:
@@ -260,13 +377,15 @@ def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists
         raise ValueError(f"unsupported index method {cand.method!r}")
     keys = []
     ops = cand.opclasses or ("",) * len(cand.columns)
-    for column, opclass in zip(cand.columns, ops):
+    dirs = cand.directions or ("",) * len(cand.columns)
+    for column, opclass, direction in zip(cand.columns, ops, dirs):
         if opclass not in OPCLASSES:
             raise ValueError(f"unsupported operator class {opclass!r}")
-        m = EXPRESSION.match(column)
-        key = (sql.SQL("({}({}))").format(sql.SQL(m.group(1)), sql.Identifier(m.group(2))) if m
-               else sql.Identifier(column))
-        keys.append(key + sql.SQL(" " + opclass) if opclass else key)
+        if direction not in DIRECTIONS:
+            raise ValueError(f"unsupported key direction {direction!r}")
+        key = _key_sql(column)
+        key = key + sql.SQL(" " + opclass) if opclass else key
+        keys.append(key + sql.SQL(" " + direction) if direction else key)
     parts = [sql.SQL("CREATE INDEX {concurrently}{ine}{name} ON {schema}.{table}{using} ({keys})").format(
         concurrently=sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
         ine=sql.SQL("IF NOT EXISTS ") if if_not_exists else sql.SQL(""),
@@ -280,6 +399,43 @@ def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists
     if cand.where:
         parts.append(sql.SQL(" WHERE {} = {}").format(sql.Identifier(cand.where[0]), sql.Literal(cand.where[1])))
     return sql.Composed(parts)
+
+
+DIRECTIONS = set(REVERSED)
+
+
+def safe_expression(key: str) -> exp.Expression | None:
+    """The parsed expression when `key` is one expression over columns that may be written into
+    DDL as it is: one statement's worth of tokens, balanced parentheses, no query, parameter or
+    aggregate inside. None otherwise (a plain column name included)."""
+    try:
+        tokens = Postgres().tokenize(key)
+        node = sqlglot.parse_one(key, read="postgres")
+    except (ParseError, TokenError, ValueError):
+        return None
+    depth = 0
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            return None
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(tok.token_type, 0)
+        if depth < 0:
+            return None
+    if depth != 0 or isinstance(node, exp.Column) or not any(True for _ in node.find_all(exp.Column)):
+        return None
+    if any(True for _ in node.find_all(*NOT_INDEXABLE)):
+        return None
+    return node
+
+
+def _key_sql(column: str) -> sql.Composable:
+    """One index key: a column (quoted), lower()/upper() of one, or an expression written as
+    PostgreSQL printed it, checked by safe_expression and parenthesized."""
+    m = EXPRESSION.match(column)
+    if m:
+        return sql.SQL("({}({}))").format(sql.SQL(m.group(1)), sql.Identifier(m.group(2)))
+    if "(" in column and safe_expression(column) is not None:
+        return sql.SQL("(") + sql.SQL(column) + sql.SQL(")")
+    return sql.Identifier(column)
 
 
 def ddl_text(cand: IndexCandidate, **kwargs: bool) -> str:

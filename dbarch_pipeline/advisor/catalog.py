@@ -1,10 +1,16 @@
-"""What the target's catalog says about a table: size, columns, indexes, column statistics."""
+"""What the target's catalog says about a table: size, columns, indexes, column statistics.
+
+A table never analyzed (pg_class.reltuples = -1) and a partitioned table (no storage of its own)
+have no row count in pg_class: their rows are the planner's own estimate for a scan of the table
+(from the size of its files, or the sum over its partitions), so they are sized, not skipped.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..db import named
@@ -39,6 +45,8 @@ class TableInfo:
     mcv: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # most common (value, freq)
 
     collations: dict[str, str] = field(default_factory=dict)    # column -> collation name
+    relkind: str = "r"                 # r table, p partitioned table, m materialized view
+    rows_from: str = "pg_class.reltuples"   # where reltuples came from
 
     def c_collation(self, column: str) -> bool:
         """True when LIKE 'prefix%' can use a plain btree on the column (C or POSIX collation)."""
@@ -61,6 +69,7 @@ class Catalog:
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
         self._tables: dict[tuple[str, str], TableInfo | None] = {}
+        self.expression_checks: dict[tuple[str, str, str], bool] = {}   # (schema, table, expr) -> indexable
 
     def table(self, name: str, schema: str = "") -> TableInfo | None:
         key = (schema, name)
@@ -77,7 +86,11 @@ class Catalog:
                              reltuples=row["reltuples"], relpages=row["relpages"],
                              total_bytes=row["total_bytes"], columns=list(row["columns"]),
                              types=dict(zip(row["columns"], row["types"])), collation=row["collation"] or "",
-                             collations=dict(zip(row["columns"], row["collations"])))
+                             collations=dict(zip(row["columns"], row["collations"])), relkind=row["relkind"])
+            if row["never_analyzed"] or row["relkind"] == "p":
+                info.reltuples = self._planner_rows(info)
+                info.rows_from = ("planner estimate: partitioned table" if row["relkind"] == "p"
+                                  else "planner estimate: never analyzed")
             for ix in cur.execute(named("select_table_indexes"), {"oid": info.oid}).fetchall():
                 info.indexes.append(ExistingIndex(
                     name=ix["name"], method=ix["method"], keys=tuple(_unquote(k) for k in ix["keys"]),
@@ -91,6 +104,18 @@ class Catalog:
                 if st["mcv"] and st["mcf"]:
                     info.mcv[st["column"]] = list(zip(st["mcv"], map(float, st["mcf"])))
         return info
+
+    def _planner_rows(self, info: TableInfo) -> int:
+        """The rows the planner expects a full scan of the table to return (no execution)."""
+        query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}.{}").format(
+            sql.Identifier(info.schema), sql.Identifier(info.table))
+        try:
+            with self.conn.transaction(force_rollback=True):
+                doc = self.conn.execute(query).fetchone()[0]
+        except psycopg.Error:
+            return 0
+        doc = doc[0] if isinstance(doc, list) else doc
+        return int(doc["Plan"]["Plan Rows"])
 
     def columns_map(self, tables: list[str], schemas: dict[str, str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}

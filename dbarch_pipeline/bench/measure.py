@@ -53,18 +53,20 @@ def _explain(conn: psycopg.Connection, query: str, options: str, params: Sequenc
 GENERIC_STATEMENT = "dbarch_generic_plan"
 
 
-def generic_cost(conn: psycopg.Connection, query: str, has_params: bool, param_count: int = 0
-                 ) -> tuple[float, dict]:
+def generic_cost(conn: psycopg.Connection, query: str, has_params: bool, param_count: int = 0,
+                 *, verbose: bool = False) -> tuple[float, dict]:
     """Total planner cost without parameter values: EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+, a
-    prepared statement forced to its generic plan before that."""
+    prepared statement forced to its generic plan before that. `verbose` adds schemas and
+    qualified column names (the advisor reads the plan's conditions)."""
     if has_params and conn.info.server_version < 160000:
-        return _generic_via_prepare(conn, query, param_count)
-    options = "GENERIC_PLAN, FORMAT JSON" if has_params else "FORMAT JSON"
+        return _generic_via_prepare(conn, query, param_count, verbose)
+    options = ("VERBOSE, " if verbose else "") + ("GENERIC_PLAN, FORMAT JSON" if has_params else "FORMAT JSON")
     doc = _explain(conn, query, options, None)
     return float(doc["Plan"]["Total Cost"]), doc
 
 
-def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int) -> tuple[float, dict]:
+def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int, verbose: bool = False
+                         ) -> tuple[float, dict]:
     # plan_cache_mode makes the plan independent of the (NULL) values; must run inside a transaction
     # (SET LOCAL), which every measurement does
     name = sql.Identifier(GENERIC_STATEMENT)
@@ -72,7 +74,8 @@ def _generic_via_prepare(conn: psycopg.Connection, query: str, param_count: int)
     conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
     try:
         args = sql.SQL(", ").join([sql.NULL] * param_count)
-        row = conn.execute(sql.SQL(tag("EXPLAIN (FORMAT JSON) EXECUTE {}({})")).format(name, args)).fetchone()
+        explain = "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {}({})" if verbose else "EXPLAIN (FORMAT JSON) EXECUTE {}({})"
+        row = conn.execute(sql.SQL(tag(explain)).format(name, args)).fetchone()
     finally:
         conn.execute(sql.SQL("DEALLOCATE {}").format(name))
     doc = row[0][0] if isinstance(row[0], list) else row[0]

@@ -22,6 +22,7 @@ from psycopg import sql
 from ..advisor.analyze import QueryShape
 from ..advisor.candidates import ddl_text, index_ddl, index_name
 from ..advisor.catalog import Catalog
+from ..advisor.plan import indexes_with_parents
 from ..db import tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from ..safety import check_statement
@@ -144,8 +145,8 @@ def plan_of(conn: psycopg.Connection, item: Prepared) -> dict:
 
 
 def _uses_index(conn: psycopg.Connection, item: Prepared, name: str) -> bool:
-    """Would the planner use the new index for this statement?"""
-    return name in indexes_in(plan_of(conn, item))
+    """Would the planner use the new index for this statement (or its partitions' own indexes)?"""
+    return name in indexes_with_parents(conn, indexes_in(plan_of(conn, item)))
 
 
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
@@ -164,6 +165,7 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
             for item in owners:
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
                                 runs=settings.runs, warmup=settings.warmup, param_count=item.shape.param_count)
+                after.indexes_used = indexes_with_parents(conn, after.indexes_used)
                 rows.append(_result(item, after, name, cross=False, show_observed=settings.show_observed_values))
             for item in others:
                 if not _uses_index(conn, item, name):
@@ -171,6 +173,7 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                 after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
                                 runs=min(settings.runs, 3), warmup=settings.warmup,
                                 param_count=item.shape.param_count)
+                after.indexes_used = indexes_with_parents(conn, after.indexes_used)
                 rows.append(_result(item, after, name, cross=True, show_observed=settings.show_observed_values))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:
