@@ -213,7 +213,7 @@ def _calibrate(conn, wl, audits, name_of, param_sets, runs, base_ms, seed) -> li
                 try:
                     with conn.transaction(force_rollback=True):
                         conn.execute(sql.SQL(r["ddl"].replace("CONCURRENTLY ", "")))
-                        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(_table_of(r["ddl"]))))
+                        measure.analyze_expression_tables(conn, [("public", scoring.index_name(r["ddl"]))])
                         cache[pair] = measure.time_statement(conn, st, param_sets[name], runs).ms
                 except psycopg.Error as exc:
                     print(f"  calibration: could not replay {r['ddl']}: {str(exc).splitlines()[0]}")
@@ -226,12 +226,6 @@ def _calibrate(conn, wl, audits, name_of, param_sets, runs, base_ms, seed) -> li
                             "confidence": r.get("confidence"), "speedup": round(up, 2),
                             "held": up >= scoring.FIXED_MIN})
     return records
-
-
-def _table_of(ddl: str) -> str:
-    after = ddl.split(" ON ", 1)[1].strip()
-    table = after.split()[0].split("(")[0]
-    return table.split(".")[-1].strip('"')
 
 
 def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, seconds) -> dict:
