@@ -7,7 +7,8 @@ For each seed (new random ones unless --seeds replays given ones; always printed
      (ALTER DATABASE ... SET log_min_duration_statement / log_parameter_max_length), reset the
      statistics, run the application's traffic (bound parameters, committed writes), run the real
      audit (materialize_audit, read back with report.audit_result: the CLI's JSON); with the log off
-     the audit is run a second time on the unchanged data (same store), to compare the chosen sets;
+     the audit is run a second time on the unchanged data (same store), to compare the chosen sets
+     (and scored too: the summary's "off, re-run" row);
   3. replay with no index; search the oracle (oracle.py); replay the oracle's set and every distinct
      set dbarch chose, all with the same values and the same warm-median method (measure.py);
   4. score each audit against the oracle (scoring.py), replay every recommendation alone to see if
@@ -250,6 +251,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
         print(f"{st.name[:28]:<28} {st.calls:>5} {base_ms[st.name]:9.2f} " + " ".join(f"{c:>16}" for c in cells)
               + (" *" if st.name in fixable else ""))
     print(f"oracle ({found.builds} builds, {found.seconds:.0f}s): " + "; ".join(c.label() for c in found.chosen))
+    if out["oracle"]["harmful"]:
+        print(f"  the oracle's own set slows down (>= {scoring.HARM}x): {', '.join(out['oracle']['harmful'])}")
     for s in found.skipped[:5]:
         print(f"  oracle skipped (budget): {s}")
     for k in keys:
@@ -303,7 +306,7 @@ def summary(per_seed: list[dict], calibration: list[dict], fixed_workloads: list
     lines = ["| log | fixed (mean) | fixed (worst seed) | harmful (conf >= 0.5) | time vs oracle (mean / worst) "
              "| unmeasured (unnamed) | same set on re-run |", "|---|---|---|---|---|---|---|"]
     out: dict = {"seeds": [s["seed"] for s in per_seed], "modes": {}}
-    for mode in ("off", "on"):
+    for mode in ("off", "rerun", "on"):
         runs = [s["runs"][mode] | {"seed": s["seed"]} for s in per_seed if mode in s["runs"]]
         if not runs:
             continue
@@ -317,7 +320,8 @@ def summary(per_seed: list[dict], calibration: list[dict], fixed_workloads: list
         stable = [s.get("same_on_rerun") for s in per_seed if "same_on_rerun" in s] if mode == "off" else []
         fixed_n = sum(len(r["fixed"]) for r in runs)
         fixable_n = sum(len(s["fixable"]) for s in per_seed if mode in s["runs"])
-        lines.append(f"| {mode} | {share['mean']:.0%} ({fixed_n}/{fixable_n}) | {share['worst']:.0%} (seed {worst_seed}) "
+        label = {"rerun": "off, re-run"}.get(mode, mode)
+        lines.append(f"| {label} | {share['mean']:.0%} ({fixed_n}/{fixable_n}) | {share['worst']:.0%} (seed {worst_seed}) "
                      f"| {harm} ({harm05}) | {ratio['mean']:.2f}x / {ratio['worst']:.2f}x | {unm} ({unnamed}) | "
                      + (f"{sum(stable)}/{len(stable)} |" if stable else "- |"))
         out["modes"][mode] = {"fixed_mean": share["mean"], "fixed_worst": share["worst"], "worst_seed": worst_seed,
@@ -367,7 +371,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fixed-workloads", action="store_true", help="also run demo, shop and TPC-H (run_quality.py)")
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--summary-of", metavar="PATH", help="print the summary of an earlier run's --json file")
     args = parser.parse_args(argv)
+    if args.summary_of:
+        earlier = json.loads(Path(args.summary_of).read_text())
+        return summary(earlier["per_seed"], earlier["calibration_records"], earlier.get("fixed_workloads", []))
     seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds
              else [random.SystemRandom().randint(1, 99_999) for _ in range(args.count)])
     embedded.start()
@@ -383,6 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
         calibration += _fixed_workload_records(fixed)
     result = summary(per_seed, calibration, fixed)
     result["per_seed"] = per_seed
+    result["fixed_workloads"] = fixed
     result["calibration_records"] = calibration
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
