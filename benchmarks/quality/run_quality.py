@@ -359,6 +359,7 @@ def _report(wl: Workload, results: dict[str, ConfigResult], audit: dict, name_of
             "audit": {k: audit[k] for k in ("slow_queries", "indexes", "declined")}
             | {"recommendations": [{k: r[k] for k in ("query", "queryid", "ddl", "measured_gain_pct", "ms_before",
                                                       "ms_after", "confidence", "shared")}
+                                   | {"statement": name_of.get(r["queryid"])}
                                    for r in audit["recommendations"]]},
             "goal": goal}
 
