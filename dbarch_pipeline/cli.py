@@ -175,9 +175,12 @@ def _store(args: argparse.Namespace):
 
 def cmd_optimizations(args: argparse.Namespace) -> int:
     from .memory import store
+    from . import targets
 
     with _store(args).connect() as s:
-        rows = store.list_optimizations(s, target=args.target, limit=args.limit)
+        if args.target:
+            targets.require_known(s, args.target)
+        rows = store.list_optimizations(s, target=args.target, limit=args.limit, history=args.history)
     if args.json:
         _print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -186,28 +189,34 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         gain = f"{r['performance_gain']:.1f}%" if r["performance_gain"] is not None else "n/a"
-        _print(f"{r['created_at']:%Y-%m-%d %H:%M}  [{r['target']}] {r['status']:8} gain {gain:>7}  "
+        _print(f"{r['created_at']:%Y-%m-%d %H:%M}  [{r['target']}] {r['status']:10} gain {gain:>7}  "
                f"confidence {r['confidence'] or 0:.2f}  {r['ddl']}")
         _print(f"    {' '.join(r['query_text'].split())[:110]}")
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from .memory import store
-    from .memory.embeddings import Embedder
-    from .memory.fingerprint import normalize
+    from . import similar
 
-    vector = Embedder().embed_one(normalize(args.sql))
     with _store(args).connect() as s:
-        rows = store.similar_optimizations(s, vector, limit=args.limit)
+        if args.target:
+            from . import targets
+
+            targets.require_known(s, args.target)
+        found = similar.nearest(s, args.sql, limit=args.limit, min_similarity=args.min_similarity,
+                                target=args.target, history=args.history)
+    rows = found["rows"]
     if args.json:
         _print(json.dumps(rows, indent=2, default=str))
         return 0
     if not rows:
-        _print("no past optimizations yet")
+        _print(f"no past optimization at similarity {args.min_similarity:g} or more")
     for r in rows:
         gain = f"{r['performance_gain']:.1f}%" if r["performance_gain"] is not None else "n/a"
-        _print(f"similarity {r['similarity']:.3f}  gain {gain:>7}  confidence {r['confidence'] or 0:.2f}  {r['ddl']}")
+        realized = f"  realized {r['realized_gain']:.1f}%" if r.get("realized_gain") is not None else ""
+        serves = "" if r["serves"] else "  (cannot serve this statement)"
+        _print(f"similarity {r['similarity']:.3f}  [{r['target']}] {r['status']:10} gain {gain:>7}{realized}  "
+               f"confidence {r['confidence'] or 0:.2f}  {r['ddl']}{serves}")
         _print(f"    {' '.join(r['query_text'].split())[:110]}")
     return 0
 
@@ -267,18 +276,24 @@ def build_parser() -> argparse.ArgumentParser:
     _thresholds(p)
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("optimizations", help="list the optimization log")
-    p.add_argument("--target")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--store-dsn")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("optimizations", help="list the OptimizationLog's current recommendations")
+    p.add_argument("--target", help="only this target (see `dbarch targets list`)")
+    p.add_argument("--limit", type=int, default=50, help="rows shown at most (default 50)")
+    p.add_argument("--history", action="store_true",
+                   help="include superseded rows (what earlier runs proposed and a later run replaced)")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_optimizations)
 
     p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")
-    p.add_argument("sql")
-    p.add_argument("--limit", type=int, default=5)
-    p.add_argument("--store-dsn")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("sql", help="the statement ($1 placeholders or constants)")
+    p.add_argument("--limit", type=int, default=5, help="rows shown at most (default 5)")
+    p.add_argument("--min-similarity", type=float, default=0.5,
+                   help="hide optimizations less similar than this cosine similarity (default 0.5)")
+    p.add_argument("--target", help="only optimizations of this target")
+    p.add_argument("--history", action="store_true", help="include superseded recommendations")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_similar)
 
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
