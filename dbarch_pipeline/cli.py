@@ -102,22 +102,33 @@ def _demo_loaded(conn) -> bool:
 # -- audit ----------------------------------------------------------------------------------------
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from . import report, run
+    from . import report, run, targets
+    from .db import connect
 
+    # what the schedules audit, before this command line's DSNs are put in the environment
+    scheduled = run.scheduled_names(args.store_dsn)
+    with connect(args.target_dsn, "target") as t, run.audit_resources(store_dsn=args.store_dsn)["store"].connect() as s:
+        # the readable name of this database: registered, else its name, else <name>@<server> when
+        # another server's database holds that name
+        name = targets.name_for(s, targets.identify(t), args.name)
     resources = run.audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn,
-                                    store_dsn=args.store_dsn, settings=_settings_from(args))
+                                    store_dsn=args.store_dsn, settings=_settings_from(args), target_name=name)
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
     key = None
     if args.week:
         from .defs.partitions import audit_key, week_of
 
-        key = audit_key(resources["target"].target_name(), week_of(_parse_day(args.week)))
-    result = run.materialize_audit(resources, instance=instance, partition_key=key,
-                                   pull_requests=not args.no_pull_requests)
+        key = audit_key(name, week_of(_parse_day(args.week)))
+    try:
+        result = run.materialize_audit(resources, instance=instance, partition_key=key,
+                                       pull_requests=not args.no_pull_requests)
+    finally:
+        if instance is not None and run.forget_one_off(instance, name, scheduled):
+            _print(f"(one-off audit of {name}: nothing scheduled for it; `dbarch targets add {name} --dsn-env VAR` "
+                   "audits it every week)")
     with resources["store"].connect() as s:
-        data = report.audit_result(s, target=resources["target"].target_name(),
-                                   settings=resources["audit_settings"].settings(),
+        data = report.audit_result(s, target=name, settings=resources["audit_settings"].settings(),
                                    partition_key=str(key) if key else None)
     if data["slow_queries"] == 0:
         _print("no slow queries above the thresholds: nothing to optimize (lower --min-calls / "
@@ -267,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("audit", help="audit any database through the same assets")
-    p.add_argument("--target-dsn", required=True, help="the audited database")
+    p.add_argument("--target-dsn", required=True,
+                   help="the audited database (a one-off: nothing is scheduled for it; see `dbarch targets add`)")
+    p.add_argument("--name", help="the name its results are kept under (default: its registered name, else its "
+                                  "database name, else <database>@<server> when another server holds that name)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: the embedded server)")
     p.add_argument("--sandbox-dsn", help="where experiments run (default: the target, rolled back)")
     p.add_argument("--json", help="write the results as JSON to this path")
@@ -303,8 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .ask.commands import register as register_ask
     from .metrics_cli import register as register_metrics
 
+    from .targets_cli import register as register_targets
+
     register_ask(sub)
     register_metrics(sub)
+    register_targets(sub)
     return parser
 
 

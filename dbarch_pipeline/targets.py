@@ -189,3 +189,32 @@ def remove(store_conn: psycopg.Connection, name: str, *, purge: bool = False) ->
 
 def first_capture(store_conn: psycopg.Connection, name: str):
     return store_conn.execute(named("select_first_capture"), {"target": name}).fetchone()[0]
+
+
+# -- what the resources read (the store: as configured, else $DBARCH_STORE_DSN, else embedded) ------
+
+def _store(dsn: str = ""):
+    from .resources.postgres import StoreDatabase
+
+    return StoreDatabase(dsn=dsn)
+
+
+def scheduled_names(store_dsn: str = "") -> list[str]:
+    """Names registered for schedules (`dbarch targets add`); none when the store is unreachable."""
+    try:
+        with _store(store_dsn).connect() as conn:
+            return [r["name"] for r in registered(conn) if r["scheduled"]]
+    except DbarchError:
+        return []
+
+
+def registered_dsn(name: str, store_dsn: str = "") -> str | None:
+    """The DSN of a registered, scheduled target, resolved from its reference; None when unknown."""
+    try:
+        with _store(store_dsn).connect() as conn:
+            row = get(conn, name)
+    except DbarchError:
+        return None
+    if row is None or not row["scheduled"]:
+        return None
+    return resolve_dsn(row)

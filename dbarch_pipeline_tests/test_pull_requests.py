@@ -178,7 +178,7 @@ def test_first_run_from_the_real_audit_opens_exactly_the_expected_pull_requests(
                  "github": github}
     instance = dg.DagsterInstance.ephemeral()
     name = resources["target"].target_name()
-    register_target(instance, name)
+    register_target(instance, name, week_of(datetime.now(timezone.utc)))
     result = dg.materialize(PR_ASSETS, resources=resources, instance=instance,
                             partition_key=audit_key(name, week_of(datetime.now(timezone.utc))))
     assert result.success

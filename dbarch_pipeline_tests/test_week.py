@@ -1,6 +1,7 @@
 """The week a DBA opens: one current recommendation per target and statement after re-runs of a
 week (Dagster's materialize on partition keys), and every reader (CLI, similar, pull requests) sees
-only those unless asked for history."""
+only those unless asked for history; the demo's flow followed by the daemon's first sensor tick
+launches no run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from dbarch_pipeline import cli
+import dagster as dg
+
+from dbarch_pipeline import cli, demo, run
+from dbarch_pipeline.defs.sensors import slow_query_spike
 from dbarch_pipeline.defs.partitions import audit_key, week_of
 from dbarch_pipeline.memory import store
 from dbarch_pipeline.prs import publish
@@ -81,3 +85,23 @@ def test_chosen_again_a_superseded_row_is_current_again(week_rerun, resources_fo
     per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in third)
     assert max(per_statement.values()) == 1
     assert len(third) >= len(second)
+
+
+def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_for, store_dsn):
+    """What `dbarch demo` does (capture, workload, audit of this week), then the spike sensor's first
+    tick with an empty cursor, as the daemon started by `make ui` evaluates it: no run."""
+    resources = resources_for(demo_target)
+    with dg.instance_for_test() as instance:
+        with psycopg.connect(demo_target, autocommit=True) as conn:
+            demo.reset_statistics(conn)
+            assert run.capture_now(resources, instance=instance).success
+            demo.run_workload(conn, repeat=0.5, progress=lambda _m: None, reset_stats=False)
+        assert run.materialize_audit(resources, instance=instance).success
+        launched = len(instance.get_runs())
+        tick = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources))
+        assert not tick.run_requests, [r.partition_key for r in tick.run_requests]
+        assert tick.skip_reason is not None
+        # the cursor now remembers what was audited: the next tick agrees
+        again = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor))
+        assert not again.run_requests
+        assert len(instance.get_runs()) == launched
