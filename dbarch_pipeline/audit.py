@@ -512,7 +512,9 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             "confidence": adjusted_confidence(b, None, q.mean_exec_ms, settings.min_gain_pct),
             "embedding": vectors.get(q.fingerprint),
             "evidence": evidence, "snapshot_id": snap["snapshot_id"]})
-    written = store.write_optimization_log(store_conn, rows)
+    # the statements this run evaluated: their rows it did not choose again are superseded
+    written = store.write_optimization_log(store_conn, rows, target=target,
+                                           evaluated=[q.fingerprint for q in queries.values()])
     counts = store.log_counts(store_conn, target)
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
     gains = [r["performance_gain"] for r in rows if r["performance_gain"] is not None]
@@ -528,7 +530,8 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
             if realized["realized_gain_pct"] is not None else 0.0,
             "realized_optimizations": realized["realized"],
             "index_bytes": sum(c.index_bytes for c in selection.chosen),
-            "log_rows": counts["rows"], "log_rows_with_embedding": counts["with_embedding"]}
+            "log_rows": counts["rows"], "current_recommendations": counts["current_rows"],
+            "log_rows_with_embedding": counts["with_embedding"]}
 
 
 def _one_line(text: str, width: int) -> str:

@@ -102,22 +102,33 @@ def _demo_loaded(conn) -> bool:
 # -- audit ----------------------------------------------------------------------------------------
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from . import report, run
+    from . import report, run, targets
+    from .db import connect
 
+    # what the schedules audit, before this command line's DSNs are put in the environment
+    scheduled = run.scheduled_names(args.store_dsn)
+    with connect(args.target_dsn, "target") as t, run.audit_resources(store_dsn=args.store_dsn)["store"].connect() as s:
+        # the readable name of this database: registered, else its name, else <name>@<server> when
+        # another server's database holds that name
+        name = targets.name_for(s, targets.identify(t), args.name)
     resources = run.audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn,
-                                    store_dsn=args.store_dsn, settings=_settings_from(args))
+                                    store_dsn=args.store_dsn, settings=_settings_from(args), target_name=name)
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
     key = None
     if args.week:
         from .defs.partitions import audit_key, week_of
 
-        key = audit_key(resources["target"].target_name(), week_of(_parse_day(args.week)))
-    result = run.materialize_audit(resources, instance=instance, partition_key=key,
-                                   pull_requests=not args.no_pull_requests)
+        key = audit_key(name, week_of(_parse_day(args.week)))
+    try:
+        result = run.materialize_audit(resources, instance=instance, partition_key=key,
+                                       pull_requests=not args.no_pull_requests)
+    finally:
+        if instance is not None and run.forget_one_off(instance, name, scheduled):
+            _print(f"(one-off audit of {name}: nothing scheduled for it; `dbarch targets add {name} --dsn-env VAR` "
+                   "audits it every week)")
     with resources["store"].connect() as s:
-        data = report.audit_result(s, target=resources["target"].target_name(),
-                                   settings=resources["audit_settings"].settings(),
+        data = report.audit_result(s, target=name, settings=resources["audit_settings"].settings(),
                                    partition_key=str(key) if key else None)
     if data["slow_queries"] == 0:
         _print("no slow queries above the thresholds: nothing to optimize (lower --min-calls / "
@@ -175,9 +186,12 @@ def _store(args: argparse.Namespace):
 
 def cmd_optimizations(args: argparse.Namespace) -> int:
     from .memory import store
+    from . import targets
 
     with _store(args).connect() as s:
-        rows = store.list_optimizations(s, target=args.target, limit=args.limit)
+        if args.target:
+            targets.require_known(s, args.target)
+        rows = store.list_optimizations(s, target=args.target, limit=args.limit, history=args.history)
     if args.json:
         _print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -186,28 +200,34 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         gain = f"{r['performance_gain']:.1f}%" if r["performance_gain"] is not None else "n/a"
-        _print(f"{r['created_at']:%Y-%m-%d %H:%M}  [{r['target']}] {r['status']:8} gain {gain:>7}  "
+        _print(f"{r['created_at']:%Y-%m-%d %H:%M}  [{r['target']}] {r['status']:10} gain {gain:>7}  "
                f"confidence {r['confidence'] or 0:.2f}  {r['ddl']}")
         _print(f"    {' '.join(r['query_text'].split())[:110]}")
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from .memory import store
-    from .memory.embeddings import Embedder
-    from .memory.fingerprint import normalize
+    from . import similar
 
-    vector = Embedder().embed_one(normalize(args.sql))
     with _store(args).connect() as s:
-        rows = store.similar_optimizations(s, vector, limit=args.limit)
+        if args.target:
+            from . import targets
+
+            targets.require_known(s, args.target)
+        found = similar.nearest(s, args.sql, limit=args.limit, min_similarity=args.min_similarity,
+                                target=args.target, history=args.history)
+    rows = found["rows"]
     if args.json:
         _print(json.dumps(rows, indent=2, default=str))
         return 0
     if not rows:
-        _print("no past optimizations yet")
+        _print(f"no past optimization at similarity {args.min_similarity:g} or more")
     for r in rows:
         gain = f"{r['performance_gain']:.1f}%" if r["performance_gain"] is not None else "n/a"
-        _print(f"similarity {r['similarity']:.3f}  gain {gain:>7}  confidence {r['confidence'] or 0:.2f}  {r['ddl']}")
+        realized = f"  realized {r['realized_gain']:.1f}%" if r.get("realized_gain") is not None else ""
+        serves = "" if r["serves"] else "  (cannot serve this statement)"
+        _print(f"similarity {r['similarity']:.3f}  [{r['target']}] {r['status']:10} gain {gain:>7}{realized}  "
+               f"confidence {r['confidence'] or 0:.2f}  {r['ddl']}{serves}")
         _print(f"    {' '.join(r['query_text'].split())[:110]}")
     return 0
 
@@ -258,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("audit", help="audit any database through the same assets")
-    p.add_argument("--target-dsn", required=True, help="the audited database")
+    p.add_argument("--target-dsn", required=True,
+                   help="the audited database (a one-off: nothing is scheduled for it; see `dbarch targets add`)")
+    p.add_argument("--name", help="the name its results are kept under (default: its registered name, else its "
+                                  "database name, else <database>@<server> when another server holds that name)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: the embedded server)")
     p.add_argument("--sandbox-dsn", help="where experiments run (default: the target, rolled back)")
     p.add_argument("--json", help="write the results as JSON to this path")
@@ -267,18 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     _thresholds(p)
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("optimizations", help="list the optimization log")
-    p.add_argument("--target")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--store-dsn")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("optimizations", help="list the OptimizationLog's current recommendations")
+    p.add_argument("--target", help="only this target (see `dbarch targets list`)")
+    p.add_argument("--limit", type=int, default=50, help="rows shown at most (default 50)")
+    p.add_argument("--history", action="store_true",
+                   help="include superseded rows (what earlier runs proposed and a later run replaced)")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_optimizations)
 
     p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")
-    p.add_argument("sql")
-    p.add_argument("--limit", type=int, default=5)
-    p.add_argument("--store-dsn")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("sql", help="the statement ($1 placeholders or constants)")
+    p.add_argument("--limit", type=int, default=5, help="rows shown at most (default 5)")
+    p.add_argument("--min-similarity", type=float, default=0.5,
+                   help="hide optimizations less similar than this cosine similarity (default 0.5)")
+    p.add_argument("--target", help="only optimizations of this target")
+    p.add_argument("--history", action="store_true", help="include superseded recommendations")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_similar)
 
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
@@ -288,8 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .ask.commands import register as register_ask
     from .metrics_cli import register as register_metrics
 
+    from .targets_cli import register as register_targets
+
     register_ask(sub)
     register_metrics(sub)
+    register_targets(sub)
     return parser
 
 

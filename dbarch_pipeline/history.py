@@ -33,8 +33,12 @@ TABLE_COUNTERS = ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del")
 
 def capture(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, target: str,
             now: datetime | None = None) -> dict:
-    """Store the target's cumulative counters (statements and table writes) as one capture."""
+    """Store the target's cumulative counters (statements and table writes) as one capture, under a
+    name that is this database (a recreated database retires the name's old history first)."""
+    from . import targets
+
     check_pg_stat_statements(target_conn)
+    identity = targets.check_capture(store_conn, target_conn, target)
     captured_at = now or datetime.now(timezone.utc)
     with target_conn.cursor(row_factory=dict_row) as cur:
         info = cur.execute(named("select_pgss_info")).fetchone()
@@ -44,7 +48,8 @@ def capture(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, 
         capture_id = store_conn.execute(named("insert_pgss_capture"), {
             "target": target, "captured_at": captured_at, "stats_reset": info["stats_reset"],
             "dealloc": info["dealloc"], "max_entries": info["max_entries"], "entries": info["entries"],
-            "db_stats_reset": info["db_stats_reset"],
+            "db_stats_reset": info["db_stats_reset"], "system_identifier": identity["of"].system_identifier,
+            "database_oid": identity["of"].database_oid,
         }).fetchone()[0]
         with store_conn.cursor().copy(named("copy_pgss_capture_row")) as copy:
             for s in statements:
@@ -55,6 +60,7 @@ def capture(target_conn: psycopg.Connection, store_conn: psycopg.Connection, *, 
                 copy.write_row((capture_id, t["table_name"], t["n_tup_ins"], t["n_tup_upd"], t["n_tup_hot_upd"],
                                 t["n_tup_del"]))
     return {"capture_id": capture_id, "captured_at": captured_at.isoformat(), "statements": len(statements),
+            "identity": identity["identity"], **({"retired_history": identity["retired"]} if identity["retired"] else {}),
             "tables": len(tables), "entries": info["entries"], "max_entries": info["max_entries"],
             "dealloc": info["dealloc"]}
 

@@ -17,7 +17,7 @@ import dagster as dg
 from . import embedded
 from .definitions import default_resources
 from .defs.assets import AUDIT_ASSETS, pgss_capture
-from .defs.partitions import TARGETS_NAME, audit_key, split, week_of
+from .defs.partitions import TARGETS_NAME, WEEKS_NAME, audit_key, split, week_of
 from .defs.pr_assets import PR_ASSETS
 from .errors import DbarchError
 from .resources.audit_settings import AuditSettingsResource
@@ -54,25 +54,74 @@ def persistent_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _by_reference(dsn: str | None, env_name: str) -> tuple[str, bool]:
+    """A DSN for resource config. A password must never reach Dagster's instance (a resource's
+    config is part of the job snapshot stored with every run): a DSN holding one is put in this
+    process's environment variable `env_name` instead, which the resource reads when it runs.
+    Returns (the value to configure, whether it went through the environment)."""
+    from .targets import strip_password
+
+    if not dsn:
+        return "", False
+    try:
+        _stripped, had_password = strip_password(dsn)
+    except DbarchError:
+        return dsn, False          # not a DSN: connecting says so, with the fix
+    if not had_password:
+        return dsn, False
+    os.environ[env_name] = dsn
+    return "", True
+
+
 def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = None,
-                    store_dsn: str | None = None, settings: dict | None = None) -> dict:
+                    store_dsn: str | None = None, settings: dict | None = None,
+                    target_name: str | None = None) -> dict:
+    from .settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV
+
     resources = default_resources()
+    store_value, _ = _by_reference(store_dsn, STORE_DSN_ENV)
     if target_dsn:
-        resources["target"] = TargetDatabase(dsn=target_dsn)
+        target_value, _ = _by_reference(target_dsn, TARGET_DSN_ENV)
+        resources["target"] = TargetDatabase(dsn=target_value, name=target_name or "", registry_dsn=store_value)
         # experiments run on the target unless a sandbox is named
-        resources["sandbox"] = SandboxDatabase(dsn=sandbox_dsn or target_dsn)
+        sandbox_value, _ = _by_reference(sandbox_dsn or target_dsn, SANDBOX_DSN_ENV)
+        resources["sandbox"] = SandboxDatabase(dsn=sandbox_value)
     elif sandbox_dsn:
-        resources["sandbox"] = SandboxDatabase(dsn=sandbox_dsn)
+        resources["sandbox"] = SandboxDatabase(dsn=_by_reference(sandbox_dsn, SANDBOX_DSN_ENV)[0])
+    if target_name and not target_dsn:
+        resources["target"] = TargetDatabase(name=target_name, registry_dsn=store_value)
     if store_dsn:
-        resources["store"] = StoreDatabase(dsn=store_dsn)
+        resources["store"] = StoreDatabase(dsn=store_value)
     if settings:
         resources["audit_settings"] = AuditSettingsResource(**settings)
     return resources
 
 
-def register_target(instance: dg.DagsterInstance, name: str) -> None:
+def scheduled_names(store_dsn: str | None = None) -> set[str]:
+    """The targets the schedules audit: configured (DBARCH_TARGETS, or the default target) or
+    registered with `dbarch targets add`. Read before a one-off audit touches the environment."""
+    try:
+        return set(TargetDatabase(registry_dsn=store_dsn or "").target_names())
+    except DbarchError:
+        return set()
+
+
+def forget_one_off(instance: dg.DagsterInstance, name: str, scheduled: set[str]) -> bool:
+    """After a one-off audit: remove the target's partition unless the schedules audit it, so the
+    hourly capture never requests runs for a database whose DSN only that command line knew. The
+    runs and the store's history stay. Returns whether the partition was removed."""
+    if name in scheduled or not instance.has_dynamic_partition(TARGETS_NAME, name):
+        return False
+    instance.delete_dynamic_partition(TARGETS_NAME, name)
+    return True
+
+
+def register_target(instance: dg.DagsterInstance, name: str, week: str | None = None) -> None:
+    """The target's partition, and the week's when named (an audit of a week needs both)."""
     if not instance.has_dynamic_partition(TARGETS_NAME, name):
         instance.add_dynamic_partitions(TARGETS_NAME, [name])
+    if week is not None and not instance.has_dynamic_partition(WEEKS_NAME, week):
+        instance.add_dynamic_partitions(WEEKS_NAME, [week])
 
 
 def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = None,
@@ -85,7 +134,7 @@ def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = Non
     name = resources["target"].target_name()
     if partition_key is None:
         partition_key = audit_key(name, week_of(now or datetime.now(timezone.utc)))
-    register_target(instance, split(partition_key)[0])
+    register_target(instance, *split(partition_key))
     assets = [a for a in AUDIT_ASSETS if a is not pgss_capture] + (PR_ASSETS if pull_requests else [])
     try:
         return dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET_LOGS,

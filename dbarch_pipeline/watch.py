@@ -104,6 +104,12 @@ def slow_fingerprints(conn: psycopg.Connection, thresholds: Thresholds) -> list[
     return [q.fingerprint for q in queries]
 
 
+def audited_fingerprints(store_conn: psycopg.Connection, target: str, partition_key: str) -> list[str]:
+    """The statements the week's stored audit already judged slow: not news for the spike sensor."""
+    snap = store.latest_snapshot(store_conn, target, partition_key)
+    return [q.fingerprint for q in store.snapshot_queries(store_conn, snap["snapshot_id"])] if snap else []
+
+
 @dataclass(frozen=True)
 class Spike:
     target: str

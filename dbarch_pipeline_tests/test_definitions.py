@@ -58,7 +58,8 @@ def test_workspace_and_instance_config_point_at_real_things():
     module = workspace["load_from"][0]["python_module"]["module_name"]
     assert importlib.import_module(module).defs is defs
     instance = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+    custom = instance["storage"]["custom"]
+    assert importlib.import_module(custom["module"]).DbarchStorage.__name__ == custom["class"]
 
 
 def test_demo_run_is_recorded_in_the_project_instance(demo_target, store_dsn, server, tmp_path, monkeypatch):
@@ -77,3 +78,21 @@ def test_demo_run_is_recorded_in_the_project_instance(demo_target, store_dsn, se
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert instance.get_run_by_id(result.run_id).is_success
     assert instance.get_latest_materialization_event(dg.AssetKey("optimization_log")) is not None
+
+
+def test_dagster_validate_works_in_the_project_root_with_no_environment(tmp_path):
+    """`dagster definitions validate -w workspace.yaml`, as a Dagster user types it: no DAGSTER_HOME,
+    no DAGSTER_PG_URL, no embedded server running (a fresh DBARCH_HOME): local SQLite, and it says so."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "DBARCH_"))}
+    env.update(DBARCH_HOME=str(tmp_path), DBARCH_PG_PORT="1", HF_HUB_OFFLINE="1")
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Dagster storage: SQLite in" in output and "All code locations passed validation" in output

@@ -101,8 +101,11 @@ def test_webserver_and_daemon_run_the_image_the_user_code_service_builds():
 
 
 def test_dagster_storage_url_is_the_variable_dagster_yaml_reads():
+    from dbarch_pipeline import dagster_storage
+
     instance = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    variable = instance["storage"]["postgres"]["postgres_url"]["env"]
+    assert instance["storage"]["custom"]["module"] == dagster_storage.__name__
+    variable = dagster_storage.PG_URL_ENV   # read first, when the instance loads
     assert variable == "DAGSTER_PG_URL"
     storage = SERVICES["dagster_postgresql"]["environment"]
     for service in DAGSTER_SERVICES:

@@ -40,6 +40,10 @@ from dbarch_pipeline.defs.partitions import audit_key, week_of
 from dbarch_pipeline.run import audit_resources, materialize_audit, register_target
 
 from .conftest import FAST_SETTINGS, fresh_database
+
+
+def branch_of(ddl: str) -> str:
+    return publish.index_branch("dbarch/", concurrent_index(ddl))
 from .fakes.github_server import FakeGitHub
 
 TOKEN = "ghp_S3cretT0kenThatMustNeverLeak"
@@ -174,7 +178,7 @@ def test_first_run_from_the_real_audit_opens_exactly_the_expected_pull_requests(
                  "github": github}
     instance = dg.DagsterInstance.ephemeral()
     name = resources["target"].target_name()
-    register_target(instance, name)
+    register_target(instance, name, week_of(datetime.now(timezone.utc)))
     result = dg.materialize(PR_ASSETS, resources=resources, instance=instance,
                             partition_key=audit_key(name, week_of(datetime.now(timezone.utc))))
     assert result.success
@@ -184,13 +188,14 @@ def test_first_run_from_the_real_audit_opens_exactly_the_expected_pull_requests(
     assert meta["updated"].value == 0 and meta["skipped"].value == 0
     assert TOKEN not in repr(meta) and TOKEN not in repr(github) and TOKEN not in repr(result.all_events)
 
-    assert {pr["head"] for pr in gh.pulls.values()} == {f"dbarch/{r['fingerprint']}" for r in owners.values()}
+    # branches named by table and index: readable, and stable while the index is the same
+    assert {pr["head"] for pr in gh.pulls.values()} == {branch_of(ddl) for ddl in owners}
     assert len(gh.calls("POST", r"/pulls$")) == len(owners)
     assert not gh.unhandled
     with psycopg.connect(store_dsn) as conn:
         created = dict(conn.execute("SELECT fingerprint, created_at FROM dbarch.optimization_log").fetchall())
     for pr in gh.pulls.values():
-        row = expected[pr["head"].removeprefix("dbarch/")]
+        row = next(owners[ddl] for ddl in owners if branch_of(ddl) == pr["head"])
         ix = concurrent_index(row["ddl"])
         anchor = min((r for r in expected.values() if r["ddl"] == row["ddl"]),
                      key=lambda r: (r["created_at"], r["fingerprint"]))
@@ -223,14 +228,14 @@ def test_first_run_from_the_real_audit_opens_exactly_the_expected_pull_requests(
         url, state, number, branch, evidence = columns[fp]
         # every statement's row points at the pull request of its index
         owner = owners[row["ddl"]]["fingerprint"]
-        assert state == "open" and branch == f"dbarch/{owner}" and url == f"{gh.root_url}/acme/shop/pull/{number}"
+        assert state == "open" and branch == branch_of(row["ddl"]) and owner and url == f"{gh.root_url}/acme/shop/pull/{number}"
         assert evidence == bodies.parse_marker(gh.pulls[number]["body"])["evidence"]
 
 
 def test_second_run_opens_none_and_updates_in_place(two_recommendations, gh, store):
     first = run(store, github_publisher(gh))
     assert (first["eligible"], first["opened"]) == (2, 2)
-    assert {pr["head"] for pr in gh.pulls.values()} == {"dbarch/aaaa1111aaaa1111", "dbarch/bbbb2222bbbb2222"}
+    assert {pr["head"] for pr in gh.pulls.values()} == {branch_of(RECENT_DDL), branch_of(PROGRESS_DDL)}
     published = pr_columns(store)
     writes = len(gh.writes())
 
@@ -239,10 +244,19 @@ def test_second_run_opens_none_and_updates_in_place(two_recommendations, gh, sto
     assert len(gh.writes()) == writes, "an unchanged pull request must not be written"
     assert pr_columns(store) == published
 
-    # next week's audit measures the same index again, a little differently
+    # next week's audit measures the same index again, a little differently: within the clock's
+    # noise, the pull request is left alone
     rows = copy.deepcopy(two_recommendations[:1])
     rows[0]["evidence"]["ms_after"] = 0.041
     rows[0]["performance_gain"] = 98.7
+    with store.connect() as conn:
+        memory.write_optimization_log(conn, rows)
+    noise = run(store, github_publisher(gh))
+    assert (noise["opened"], noise["updated"], noise["unchanged"]) == (0, 0, 2)
+    assert len(gh.writes()) == writes
+
+    # then the gain moves materially (10 points or more): the same pull request is updated in place
+    rows[0]["performance_gain"] = 82.0
     with store.connect() as conn:
         memory.write_optimization_log(conn, rows)
     third = run(store, github_publisher(gh))
@@ -250,13 +264,13 @@ def test_second_run_opens_none_and_updates_in_place(two_recommendations, gh, sto
     assert len(gh.pulls) == 2 and len(gh.calls("POST", r"/pulls$")) == 2
     number = published["aaaa1111aaaa1111"][2]
     assert len(gh.calls("PATCH", rf"/pulls/{number}$")) == 1
-    assert "0.041 ms" in gh.pulls[number]["body"] and "98.7%" in gh.pulls[number]["body"]
+    assert "0.041 ms" in gh.pulls[number]["body"] and "82.0%" in gh.pulls[number]["body"]
     assert pr_columns(store)["aaaa1111aaaa1111"][:4] == published["aaaa1111aaaa1111"][:4]
 
 
 def test_body_explains_confidence_and_similar_optimizations(two_recommendations, gh, store):
     run(store, github_publisher(gh))
-    text = next(pr["body"] for pr in gh.pulls.values() if pr["head"] == "dbarch/aaaa1111aaaa1111")
+    text = next(pr["body"] for pr in gh.pulls.values() if pr["head"] == branch_of(RECENT_DDL))
     assert "| similarity | index | measured gain | realized gain |" in text
     assert "| 0.83 |" in text and "87.5%" in text and "81.0%" in text and "2026-01-10" in text
     for part in ("consistency", "separation", "agreement", "magnitude"):
@@ -275,7 +289,7 @@ def test_low_confidence_low_gain_applied_and_drop_recommendations_open_none(two_
     assert "eeee5555eeee5555" not in reasons   # drop recommendations are never even considered
 
     summary = run(store, github_publisher(gh), min_confidence=0.8, min_gain_pct=80)
-    assert summary["pull_requests"] == 1 and {pr["head"] for pr in gh.pulls.values()} == {"dbarch/aaaa1111aaaa1111"}
+    assert summary["pull_requests"] == 1 and {pr["head"] for pr in gh.pulls.values()} == {branch_of(RECENT_DDL)}
     assert "below 80%" in {d["fingerprint"]: d["reason"] for d in summary["not_eligible_detail"]}["bbbb2222bbbb2222"]
     assert all(state is None for _, state, *_ in [pr_columns(store)[fp] for fp in
                                                    ("bbbb2222bbbb2222", "cccc3333cccc3333", "dddd4444dddd4444",
@@ -313,10 +327,10 @@ def test_closed_pull_request_is_reopened_only_when_the_evidence_changed_material
     requests = len(gh.requests)
     summary = run(store, github_publisher(gh))
     assert summary["eligible"] == 1
-    assert not [r for r in gh.requests[requests:] if "aaaa1111" in str(r.query)]
+    assert not [r for r in gh.requests[requests:] if "behavior_log_user_id_timestamp_idx" in str(r.query)]
 
-    # a later audit proposes another index for the same statement: a new pull request on the same
-    # branch, which keeps the merged migration (it is the base branch's now)
+    # a later audit proposes another index for the same statement: a new pull request on that index's
+    # own branch, made from the base branch, which holds the merged migration now
     merged_files = {p for p in gh.tree("main") if p.startswith("migrations/")}
     with store.connect() as conn:
         memory.write_optimization_log(conn, [log_row(two_recommendations[0]["evidence"],
@@ -324,7 +338,7 @@ def test_closed_pull_request_is_reopened_only_when_the_evidence_changed_material
                                                      ddl=EVENTS_BY_TYPE_DDL, confidence=0.95, gain=97.0)])
     summary = run(store, github_publisher(gh))
     assert summary["opened"] == 1 and len(gh.pulls) == 3
-    assert merged_files and merged_files < set(gh.tree("dbarch/aaaa1111aaaa1111"))
+    assert merged_files and merged_files < set(gh.tree(branch_of(EVENTS_BY_TYPE_DDL)))
     assert not gh.calls("DELETE")
 
 
@@ -343,7 +357,7 @@ def test_bad_token_gives_a_clear_error_without_the_token_and_nothing_lost(two_re
 
 def test_rate_limit_stops_cleanly_and_a_rerun_finishes_without_duplicates(two_recommendations, gh, store):
     # the quota runs out after the first pull request: every request about the second one gets 403
-    gh.fail(403, "API rate limit exceeded for user ID 2.", path="dbarch/bbbb2222", times=1000,
+    gh.fail(403, "API rate limit exceeded for user ID 2.", path=branch_of(PROGRESS_DDL), times=1000,
             headers={"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
                      "X-RateLimit-Reset": str(int(datetime.now(timezone.utc).timestamp()) + 3600)})
     with pytest.raises(DbarchError) as err:
@@ -376,7 +390,7 @@ def test_missing_repository_and_branch_protection_are_explained(two_recommendati
     gh.protect("dbarch/*")
     with pytest.raises(DbarchError) as err:
         run(store, github_publisher(gh))
-    assert "refused to write branch dbarch/aaaa1111aaaa1111" in err.value.problem
+    assert f"refused to write branch {branch_of(RECENT_DDL)}" in err.value.problem
     assert "branch protection" in err.value.fix and TOKEN not in str(err.value)
     assert all(cols == (None,) * 5 for cols in pr_columns(store).values())
     assert not gh.pulls
@@ -452,7 +466,7 @@ def test_local_git_fallback_commits_a_branch_whose_migration_applies_and_reverts
 
     summary = run(store, publisher)
     assert summary["opened"] == 1 and summary["publisher"] == "local-git"
-    branch = f"dbarch/{row['fingerprint']}"
+    branch = branch_of(row["ddl"])
     command = summary["commands"][0]
     assert f"git -C {repo} push --set-upstream origin {branch}" in command
     assert f"git -C {repo} remote add origin https://github.com/acme/shop.git && " in command
@@ -495,14 +509,29 @@ def test_local_git_update_commits_on_top_and_removes_superseded_files(audit, sto
     repo = tmp_path / "prs"
     publisher = publish.LocalGitPublisher(repo)
     assert run(store, publisher)["opened"] == 1
-    first = git(repo, "rev-parse", "dbarch/aaaa1111aaaa1111")
-    # a later audit prefers another index for the same statement: the branch follows
+    first = git(repo, "rev-parse", branch_of(RECENT_DDL))
+    # the same index measured again within the clock's noise: the branch is not rewritten
     with store.connect() as conn:
         memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
-                                                     ddl=EVENTS_BY_TYPE_DDL, confidence=0.95, gain=99.5)])
+                                                     ddl=RECENT_DDL, confidence=0.95, gain=97.0)])
+    assert run(store, publisher)["unchanged"] == 1
+    assert git(repo, "rev-parse", branch_of(RECENT_DDL)) == first
+    # a material change (the gain fell by 10 points or more): a commit on top of the first
+    with store.connect() as conn:
+        memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
+                                                     ddl=RECENT_DDL, confidence=0.95, gain=80.0)])
     assert run(store, publisher)["updated"] == 1
-    assert git(repo, "rev-parse", "dbarch/aaaa1111aaaa1111~1") == first
-    files = git(repo, "ls-tree", "-r", "--name-only", "dbarch/aaaa1111aaaa1111").splitlines()
+    assert git(repo, "rev-parse", f"{branch_of(RECENT_DDL)}~1") == first
+    # a later audit prefers another index for the same statement: its own branch; the old row is
+    # superseded, so its branch is left as it was
+    with store.connect() as conn:
+        memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
+                                                     ddl=EVENTS_BY_TYPE_DDL, confidence=0.95, gain=99.5)],
+                                      evaluated=["aaaa1111aaaa1111"])
+    tip = git(repo, "rev-parse", branch_of(RECENT_DDL))
+    assert run(store, publisher)["opened"] == 1
+    assert git(repo, "rev-parse", branch_of(RECENT_DDL)) == tip
+    files = git(repo, "ls-tree", "-r", "--name-only", branch_of(EVENTS_BY_TYPE_DDL)).splitlines()
     assert files and all("event_type_user_id" in f for f in files)
 
 

@@ -62,10 +62,11 @@ def _database(url: str) -> str:
 
 # -- slow_query_spike --------------------------------------------------------------------------------
 
-def test_spike_sensor_requests_one_audit_per_new_slow_statement(server):
+def test_spike_sensor_requests_one_audit_per_new_slow_statement(server, store_dsn):
     url = _orders_target("dbarch_test_spike")
     name = _database(url)
-    resources = {"target": TargetDatabase(dsn=url), "audit_settings": AuditSettingsResource(**FAST_SETTINGS)}
+    resources = {"target": TargetDatabase(dsn=url), "store": StoreDatabase(dsn=store_dsn),
+                 "audit_settings": AuditSettingsResource(**FAST_SETTINGS)}
     _run(url, BY_CUSTOMER, 10)
     with dg.instance_for_test() as instance:
         # a registered target that is not configured anywhere is skipped, not fatal

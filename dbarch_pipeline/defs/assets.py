@@ -14,7 +14,7 @@ from ..llm.gemini import GeminiResource
 from ..resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 from ..schema_guard import schema_digest
 from . import alerts
-from .partitions import AUDIT_PARTITIONS, TARGETS, by_target, split, window
+from .partitions import AUDIT_PARTITIONS, TARGETS, by_target, register_weeks, split, window
 
 GROUP = "weekly_audit"
 
@@ -48,9 +48,18 @@ def pgss_capture(context: dg.AssetExecutionContext, target: TargetDatabase, stor
     capture. Taken hourly; weekly audits and backfills are computed from these captures alone."""
     from .. import history
 
+    from .. import targets
+
     name = context.partition_key
     with target.connect(name) as t, store.connect() as s:
         summary = history.capture(t, s, target=name)
+        first = targets.first_capture(s, name)
+    # the weeks from this target's first capture to now become audit partitions
+    added = register_weeks(context.instance, first) if first else []
+    if added:
+        context.log.info(f"week partitions added: {', '.join(added)}")
+    summary.pop("captured_at", None)
+    summary.pop("capture_id", None)   # bookkeeping, not something to plot
     return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["statements"]})
 
 

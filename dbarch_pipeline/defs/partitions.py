@@ -1,6 +1,12 @@
 """Partitions, defined once: audited databases (a dynamic dimension, so targets can be added without
 a code change) and weeks (Sunday to Sunday, UTC). The audit assets are partitioned by both; the
-hourly capture by database only."""
+hourly capture by database only.
+
+Weeks are a dynamic dimension too, starting at the first capture: a week is added when a capture
+exists in it or after it (each capture adds the weeks from the target's first capture to its own),
+so a backfill offers weeks that have data rather than every week since a fixed date. Dagster crosses
+the two dimensions, so with several targets the grid also shows a later target's weeks before its
+first capture; `dbarch targets weeks NAME --keys` lists exactly one target's weeks for a backfill."""
 
 from __future__ import annotations
 
@@ -9,11 +15,10 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 TARGETS_NAME = "dbarch_targets"
-WEEK_START = "2025-01-05"  # a Sunday; backfills can reach back to here, as far as captures exist
+WEEKS_NAME = "dbarch_weeks"
 
 TARGETS = dg.DynamicPartitionsDefinition(name=TARGETS_NAME)
-# end_offset=1 includes the week in progress, so a live audit and the spike sensor have a partition
-WEEKS = dg.WeeklyPartitionsDefinition(start_date=WEEK_START, day_offset=0, end_offset=1, timezone="UTC")
+WEEKS = dg.DynamicPartitionsDefinition(name=WEEKS_NAME)
 AUDIT_PARTITIONS = dg.MultiPartitionsDefinition({"target": TARGETS, "week": WEEKS})
 
 
@@ -26,6 +31,26 @@ def week_of(moment: datetime) -> str:
 
 def last_complete_week(moment: datetime) -> str:
     return (datetime.fromisoformat(week_of(moment)) - timedelta(days=7)).date().isoformat()
+
+
+def weeks_since(first: datetime, now: datetime | None = None) -> list[str]:
+    """The week keys from the week holding `first` to the week holding `now`, in order."""
+    start = datetime.fromisoformat(week_of(first))
+    end = datetime.fromisoformat(week_of(now or datetime.now(timezone.utc)))
+    return [(start + timedelta(days=7 * i)).date().isoformat() for i in range((end - start).days // 7 + 1)]
+
+
+def missing_weeks(instance: dg.DagsterInstance, first: datetime, now: datetime | None = None) -> list[str]:
+    known = set(instance.get_dynamic_partitions(WEEKS_NAME))
+    return [w for w in weeks_since(first, now) if w not in known]
+
+
+def register_weeks(instance: dg.DagsterInstance, first: datetime, now: datetime | None = None) -> list[str]:
+    """Add the weeks from `first` (a target's first capture) to `now` that are not partitions yet."""
+    new = missing_weeks(instance, first, now)
+    if new:
+        instance.add_dynamic_partitions(WEEKS_NAME, new)
+    return new
 
 
 def window(week: str) -> tuple[datetime, datetime]:

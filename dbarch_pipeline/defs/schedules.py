@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .assets import GROUP, pgss_capture
-from .partitions import AUDIT_PARTITIONS, TARGETS, TARGETS_NAME, audit_key, last_complete_week
+from .partitions import AUDIT_PARTITIONS, TARGETS, TARGETS_NAME, WEEKS_NAME, audit_key, last_complete_week
 
 WEEKLY_CRON = "0 2 * * 0"
 HOURLY_CRON = "0 * * * *"
@@ -27,8 +27,11 @@ def weekly_audit_schedule(timezone: str = "UTC") -> dg.ScheduleDefinition:
     @dg.schedule(name="weekly_audit_schedule", job=weekly_audit_job, cron_schedule=WEEKLY_CRON,
                  execution_timezone=timezone, default_status=dg.DefaultScheduleStatus.RUNNING)
     def _weekly(context: dg.ScheduleEvaluationContext):
-        """The week that just ended, for every registered target (one run each)."""
+        """The week that just ended, for every registered target (one run each); nothing when no
+        capture reached that week (its partition does not exist)."""
         week = last_complete_week(context.scheduled_execution_time)
+        if not context.instance.has_dynamic_partition(WEEKS_NAME, week):
+            return
         for target in context.instance.get_dynamic_partitions(TARGETS_NAME):
             key = audit_key(target, week)
             yield dg.RunRequest(run_key=f"weekly-{key}", partition_key=key)

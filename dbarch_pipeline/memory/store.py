@@ -1,7 +1,9 @@
 """The store: dbarch's own tables (snapshots, embeddings, candidates, benchmarks, OptimizationLog).
 
 Every write for one stage of one snapshot replaces that stage's rows in a single transaction, so a
-re-run never duplicates; the OptimizationLog is upserted on (target, fingerprint, ddl).
+re-run never duplicates; the OptimizationLog is upserted on (target, fingerprint, ddl), and a run
+supersedes the proposed rows of the statements it evaluated that it did not choose again, so each
+target and statement has one current recommendation (status <> 'superseded'); the rest is history.
 """
 
 from __future__ import annotations
@@ -151,15 +153,16 @@ def embeddings_for(conn: psycopg.Connection, fingerprints: Iterable[str]) -> dic
 
 
 def similar_optimizations(conn: psycopg.Connection, embedding: np.ndarray, *, limit: int = 5,
-                          exclude_fingerprint: str | None = None) -> list[dict]:
+                          exclude_fingerprint: str | None = None, history: bool = False,
+                          target: str | None = None) -> list[dict]:
     """Nearest past optimizations by cosine distance (HNSW index on the embedding cache, which the
-    log joins by fingerprint), those with a realized gain first."""
+    log joins by fingerprint), those with a realized gain first; current rows only unless `history`."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # keep scanning the graph until enough neighbours have a log row (pgvector 0.8+)
         cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
         rows = cur.execute(named("select_similar_optimizations"), {
             "embedding": np.asarray(embedding, dtype=np.float32), "limit": limit,
-            "exclude_fingerprint": exclude_fingerprint,
+            "exclude_fingerprint": exclude_fingerprint, "history": history, "target": target,
         }).fetchall()
     for row in rows:
         row["id"] = str(row["id"])
@@ -217,6 +220,9 @@ def benchmarks(conn: psycopg.Connection, snapshot_id: int) -> list[dict]:
 
 # -- the OptimizationLog ---------------------------------------------------------------------------
 
+STATUSES = ("proposed", "superseded", "applied", "declined", "rejected")
+CURRENT = tuple(s for s in STATUSES if s != "superseded")
+
 LOG_COLUMNS = ("target", "fingerprint", "queryid", "query_text", "recommendation", "kind", "ddl",
                "performance_gain", "estimated_gain", "confidence", "embedding", "evidence", "status",
                "snapshot_id")
@@ -224,29 +230,38 @@ LOG_TYPES = ["text", "text", "int8", "text", "text", "text", "text", "float8", "
              "vector", "jsonb", "text", "int8"]
 
 
-def write_optimization_log(conn: psycopg.Connection, rows: Sequence[dict]) -> dict[str, int]:
+def write_optimization_log(conn: psycopg.Connection, rows: Sequence[dict], *, target: str | None = None,
+                           evaluated: Iterable[str] = ()) -> dict[str, int]:
     """Write a run's recommendations in one transaction with one binary COPY: straight into the log
     when none of them is there yet (the usual case), else into a staging table followed by one
-    INSERT .. ON CONFLICT, so a re-run updates rows instead of duplicating them. Returns how many
-    rows were inserted and updated."""
-    if not rows:
-        return {"inserted": 0, "updated": 0}
+    INSERT .. ON CONFLICT, so a re-run updates rows instead of duplicating them. In the same
+    transaction, the proposed rows of the `evaluated` statements (fingerprints) of `target` that this
+    run did not choose are superseded. Returns how many rows were inserted, updated and superseded."""
+    evaluated = sorted(set(evaluated) | {r["fingerprint"] for r in rows})
     keys = {"targets": [r["target"] for r in rows], "fingerprints": [r["fingerprint"] for r in rows],
             "ddls": [r["ddl"] for r in rows]}
+    inserted = updated = 0
     with conn.transaction():
-        existing = conn.execute(named("select_log_conflicts"), keys).fetchone()[0]
-        if existing == 0 and len({(r["target"], r["fingerprint"], r["ddl"]) for r in rows}) == len(rows):
-            _copy_log_rows(conn, "copy_optimization_log", rows)
-            inserted, updated = len(rows), 0
-        else:
-            conn.execute(named("create_optimization_staging"))
-            _copy_log_rows(conn, "copy_optimization_staging", _last_per_key(rows))
-            flags = [r[0] for r in conn.execute(named("upsert_optimization_log")).fetchall()]
-            inserted = sum(1 for f in flags if f)
-            updated = len(flags) - inserted
-        conn.execute(named("insert_missing_embeddings"),
-                     {"fingerprints": sorted(set(keys["fingerprints"])), "model": MODEL_NAME})
-    return {"inserted": inserted, "updated": updated}
+        if rows:
+            existing = conn.execute(named("select_log_conflicts"), keys).fetchone()[0]
+            if existing == 0 and len({(r["target"], r["fingerprint"], r["ddl"]) for r in rows}) == len(rows):
+                _copy_log_rows(conn, "copy_optimization_log", rows)
+                inserted, updated = len(rows), 0
+            else:
+                conn.execute(named("create_optimization_staging"))
+                _copy_log_rows(conn, "copy_optimization_staging", _last_per_key(rows))
+                flags = [r[0] for r in conn.execute(named("upsert_optimization_log")).fetchall()]
+                inserted = sum(1 for f in flags if f)
+                updated = len(flags) - inserted
+            conn.execute(named("insert_missing_embeddings"),
+                         {"fingerprints": sorted(set(keys["fingerprints"])), "model": MODEL_NAME})
+        target = target or (rows[0]["target"] if rows else None)
+        superseded = 0
+        if target is not None and evaluated:
+            superseded = len(conn.execute(named("supersede_optimization_log"), {
+                "target": target, "evaluated": evaluated, "fingerprints": keys["fingerprints"],
+                "ddls": keys["ddls"]}).fetchall())
+    return {"inserted": inserted, "updated": updated, "superseded": superseded}
 
 
 def _copy_log_rows(conn: psycopg.Connection, statement: str, rows: Sequence[dict]) -> None:
@@ -267,9 +282,12 @@ def _last_per_key(rows: Sequence[dict]) -> list[dict]:
     return list(last.values())
 
 
-def list_optimizations(conn: psycopg.Connection, *, target: str | None = None, limit: int = 50) -> list[dict]:
+def list_optimizations(conn: psycopg.Connection, *, target: str | None = None, limit: int = 50,
+                       history: bool = False) -> list[dict]:
+    """The log, newest first: current rows only unless `history` (superseded rows too)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(named("select_optimizations"), {"target": target, "limit": limit}).fetchall()
+        rows = cur.execute(named("select_optimizations"),
+                           {"target": target, "limit": limit, "history": history}).fetchall()
     for row in rows:
         row["id"] = str(row["id"])
     return rows

@@ -4,14 +4,17 @@
    is above the threshold (default 0.8) and its measured gain at least the minimum; rows already
    applied, or whose pull request was merged, are left alone. Drop recommendations never qualify:
    only rows of kind 'index' are read.
-2. plan: one pull request per recommendation (branch named after the statement's fingerprint) or per
-   table, each with its migration files and its body.
+2. plan: one pull request per index (branch `dbarch/<table>/<index name>`, readable and stable: the
+   same index keeps its branch from week to week) or per table (`dbarch/table-<schema>.<table>`),
+   each with its migration files and its body.
 3. publish: a Publisher puts each plan somewhere a team reviews it, GitHub (GitHubPublisher) or a
    local git repository (LocalGitPublisher), and the outcome is written back to the log rows in one
    transaction per pull request, so a failure half way leaves every row either recorded or untouched.
 
-Idempotency lives in the publishers: a branch that already has an open pull request gets that pull
-request updated; one closed without merging is reopened only when the evidence changed materially
+Idempotency lives in the publishers: a branch that already has an open pull request (or a local
+branch) gets it updated only when the evidence changed materially (body.materially_changed: another
+index or statement, a gain moved by 10 points, a confidence by 0.1), so the clock's noise between
+two runs never rewrites a branch; one closed without merging is reopened only when the evidence changed materially
 (see body.materially_changed); a merged one is never touched again.
 """
 
@@ -195,12 +198,31 @@ def plan(rows: Sequence[dict], settings: PublishSettings, *,
                                  created_at=anchor["created_at"]))
             changes.append(Change(index=ix, files=files, rows=tuple(m[0] for m in members)))
         rendered = bodies.render(changes, key=key, table_writes=table_writes)
+        branch = (index_branch(settings.branch_prefix, changes[0].index) if settings.per == "recommendation"
+                  else branch_name(settings.branch_prefix, key))
         plans.append(PullRequestPlan(
-            key=key, branch=branch_name(settings.branch_prefix, key), title=rendered.title, body=rendered.text,
+            key=key, branch=branch, title=rendered.title, body=rendered.text,
             evidence_hash=rendered.evidence_hash, material=rendered.marker["material"],
             files=tuple(f for c in changes for f in c.files), changes=tuple(changes), labels=tuple(settings.labels),
         ))
     return plans, skipped
+
+
+def index_branch(prefix: str, index: IndexMigration) -> str:
+    """dbarch/<table>/<index name> (the schema joins the table when it is not public).
+
+    >>> from .migrations import concurrent_index
+    >>> index_branch("dbarch/", concurrent_index('CREATE INDEX "users_lower_email_idx" ON "public"."users" ((lower("email")))'))
+    'dbarch/users/users_lower_email_idx'
+    """
+    table = index.table if index.schema == "public" else f"{index.schema}.{index.table}"
+    return f"{prefix}{_ref_part(table)}/{_ref_part(index.name)}"
+
+
+def _ref_part(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    name = re.sub(r"\.{2,}", ".", name).strip(".-")
+    return name[: -len(".lock")] + "-lock" if name.endswith(".lock") else name
 
 
 def branch_name(prefix: str, key: str) -> str:
@@ -371,6 +393,10 @@ class GitHubPublisher(Publisher):
                 return skip
             # files an earlier, unmerged version of this pull request added and the plan no longer has
             previous = bodies.parse_marker((open_pr or closed).body) if (open_pr or closed) else None
+            if open_pr is not None and not bodies.materially_changed((previous or {}).get("material"), plan.material):
+                return Outcome(plan.key, plan.branch, "unchanged", "open", open_pr.html_url, open_pr.number,
+                               _marker_hash(open_pr.body) or plan.evidence_hash,
+                               reason="the evidence has not changed materially")
 
         base = self.base_branch or repo.default_branch
         with self._errors(f"reading the base branch {base}"):
@@ -578,6 +604,11 @@ class LocalGitPublisher(Publisher):
         message = f"{plan.title}\n\n{plan.body}"
         tip = self._rev(f"refs/heads/{plan.branch}")
         previous = bodies.parse_marker(self._git("log", "-1", "--format=%B", tip)) if tip else None
+        if tip and previous and not bodies.materially_changed(previous.get("material"), plan.material):
+            # the clock's noise between two runs never rewrites a branch
+            return Outcome(plan.key, plan.branch, "unchanged", "local", f"{self.path.as_uri()}#{plan.branch}", None,
+                           previous.get("evidence") or plan.evidence_hash,
+                           command=self.push_command(plan, base, self._save_body(plan)))
         stale = set((previous or {}).get("files") or []) - {f.path for f in plan.files}
         tree = self._tree(tip or base, plan.files, stale)
         if tip and tree == self._git("rev-parse", f"{tip}^{{tree}}") \

@@ -43,6 +43,8 @@ class TargetDatabase(dg.ConfigurableResource):
     dsn: str = Field(default="", description="Target DSN; empty means $DBARCH_TARGET_DSN, else the embedded demo.")
     name: str = Field(default="", description="Name the results are stored under; default the database name.")
     targets: str = Field(default="", description="More targets, `name=dsn;...`; empty means $DBARCH_TARGETS.")
+    registry_dsn: str = Field(default="", description="Store holding the targets registered with `dbarch targets "
+                                                      "add`; empty means $DBARCH_STORE_DSN, else the embedded server.")
 
     def conninfo(self) -> str:
         return self.dsn or env_dsn(TARGET_DSN_ENV) or _embedded("demo")
@@ -54,9 +56,13 @@ class TargetDatabase(dg.ConfigurableResource):
         return parse_targets(self.targets or os.environ.get(TARGETS_ENV, ""))
 
     def target_names(self) -> list[str]:
-        """Every target to audit: the listed ones, else the default one."""
+        """Every target to audit: the listed ones, else the default one; plus those registered with
+        `dbarch targets add` (see dbarch_pipeline/targets.py)."""
+        from .. import targets
+
         listed = self.listed()
-        return list(listed) if listed else [self.target_name()]
+        names = list(listed) if listed else [self.target_name()]
+        return names + [n for n in targets.scheduled_names(self.registry_dsn) if n not in names]
 
     def conninfo_for(self, target: str | None) -> str:
         """The DSN of a target by name; an explicitly configured `dsn` wins for its own name."""
@@ -67,10 +73,15 @@ class TargetDatabase(dg.ConfigurableResource):
             return listed[target]
         if target == self.target_name():
             return self.conninfo()
+        from .. import targets
         from ..errors import DbarchError
 
-        raise DbarchError(f"unknown target {target!r}: it is neither the default target nor in DBARCH_TARGETS",
-                          f"add it to DBARCH_TARGETS as {target}=postgresql://user@host:5432/db")
+        registered = targets.registered_dsn(target, self.registry_dsn)
+        if registered:
+            return registered
+        raise DbarchError(f"unknown target {target!r}: it is neither the default target, in DBARCH_TARGETS, nor registered",
+                          f"add it to DBARCH_TARGETS as {target}=postgresql://user@host:5432/db, or "
+                          f"`dbarch targets add {target} --dsn-env VAR`")
 
     @contextmanager
     def connect(self, target: str | None = None) -> Iterator[psycopg.Connection]:

@@ -14,5 +14,8 @@ SET queryid = EXCLUDED.queryid,
     embedding = EXCLUDED.embedding,
     evidence = EXCLUDED.evidence,
     snapshot_id = EXCLUDED.snapshot_id,
+    -- chosen again: a superseded row is current once more; a decided one keeps its status
+    status = CASE WHEN o.status = 'superseded' THEN 'proposed' ELSE o.status END,
+    superseded_at = CASE WHEN o.status = 'superseded' THEN NULL ELSE o.superseded_at END,
     updated_at = now()
 RETURNING (xmax = 0) AS inserted

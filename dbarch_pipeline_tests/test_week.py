@@ -1,0 +1,107 @@
+"""The week a DBA opens: one current recommendation per target and statement after re-runs of a
+week (Dagster's materialize on partition keys), and every reader (CLI, similar, pull requests) sees
+only those unless asked for history; the demo's flow followed by the daemon's first sensor tick
+launches no run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+
+import dagster as dg
+
+from dbarch_pipeline import cli, demo, run
+from dbarch_pipeline.defs.sensors import slow_query_spike
+from dbarch_pipeline.defs.partitions import audit_key, week_of
+from dbarch_pipeline.memory import store
+from dbarch_pipeline.prs import publish
+from dbarch_pipeline.run import materialize_audit
+
+
+def _current(store_dsn: str, target: str) -> list[tuple]:
+    with psycopg.connect(store_dsn) as conn:
+        return conn.execute("SELECT fingerprint, kind, ddl, status FROM dbarch.optimization_log "
+                            "WHERE target = %s AND status <> 'superseded'", (target,)).fetchall()
+
+
+@pytest.fixture()
+def week_rerun(demo_target, resources_for, store_dsn):
+    """The same week audited three times, the workload-wide choice changing between runs (first
+    every index worth it, then at most one, then every one again)."""
+    resources = resources_for(demo_target)
+    name = resources["target"].target_name()
+    key = audit_key(name, week_of(datetime.now(timezone.utc)))
+    materialize_audit(resources, partition_key=key)
+    first = _current(store_dsn, name)
+    narrow = resources_for(demo_target, max_indexes=1)
+    result = materialize_audit(narrow, partition_key=key)
+    second = _current(store_dsn, name)
+    return resources, name, key, first, second, result
+
+
+def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, store_dsn, capsys):
+    resources, name, key, first, second, result = week_rerun
+    assert len(first) >= 2, first
+    for rows in (first, second):
+        per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in rows)
+        assert max(per_statement.values()) == 1, per_statement
+    # the narrower run chose one index: the statements it no longer serves lost their current row
+    assert len({ddl for *_, ddl, _ in second}) == 1
+    with psycopg.connect(store_dsn) as conn:
+        history = conn.execute("SELECT count(*) FROM dbarch.optimization_log WHERE target = %s "
+                               "AND status = 'superseded' AND superseded_at IS NOT NULL", (name,)).fetchone()[0]
+    assert history == len(first) - len(second) > 0
+    meta = result.asset_materializations_for_node("optimization_log")[0].metadata
+    assert meta["superseded"].value == history
+    assert meta["current_recommendations"].value == len(second)
+
+    # readers: the CLI (current by default, everything with --history), similar, pull requests
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert sorted(r["ddl"] for r in shown) == sorted(ddl for *_, ddl, _ in second)
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json", "--history"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(first)
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        store.ensure_schema(conn)
+        vector = store.embeddings_for(conn, [second[0][0]])[second[0][0]]
+        near = store.similar_optimizations(conn, vector, limit=20)
+        assert {r["ddl"] for r in near} <= {ddl for *_, ddl, _ in second}
+        assert all(r["status"] != "superseded" for r in near)
+        everything = store.similar_optimizations(conn, vector, limit=20, history=True)
+        assert any(r["status"] == "superseded" for r in everything)
+        picked = publish.select(conn, target=name, settings=publish.PublishSettings())
+        assert {r["ddl"] for r in picked.eligible + [dict(ddl=s["ddl"]) for s in picked.skipped]} <= \
+            {ddl for *_, ddl, _ in second}
+
+
+def test_chosen_again_a_superseded_row_is_current_again(week_rerun, resources_for, demo_target, store_dsn):
+    resources, name, key, first, second, _ = week_rerun
+    materialize_audit(resources, partition_key=key)
+    third = _current(store_dsn, name)
+    per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in third)
+    assert max(per_statement.values()) == 1
+    assert len(third) >= len(second)
+
+
+def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_for, store_dsn):
+    """What `dbarch demo` does (capture, workload, audit of this week), then the spike sensor's first
+    tick with an empty cursor, as the daemon started by `make ui` evaluates it: no run."""
+    resources = resources_for(demo_target)
+    with dg.instance_for_test() as instance:
+        with psycopg.connect(demo_target, autocommit=True) as conn:
+            demo.reset_statistics(conn)
+            assert run.capture_now(resources, instance=instance).success
+            demo.run_workload(conn, repeat=0.5, progress=lambda _m: None, reset_stats=False)
+        assert run.materialize_audit(resources, instance=instance).success
+        launched = len(instance.get_runs())
+        tick = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources))
+        assert not tick.run_requests, [r.partition_key for r in tick.run_requests]
+        assert tick.skip_reason is not None
+        # the cursor now remembers what was audited: the next tick agrees
+        again = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor))
+        assert not again.run_requests
+        assert len(instance.get_runs()) == launched

@@ -1,0 +1,1 @@
+SELECT min(captured_at) FROM dbarch.pgss_capture WHERE target = %(target)s
