@@ -286,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ui)
 
     from .ask.commands import register as register_ask
+    from .api.server import register as register_serve
     from .metrics_cli import register as register_metrics
 
     register_ask(sub)
     register_metrics(sub)
+    register_serve(sub)
     return parser
 
 
