@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: demo test ui bench quality env clean hypopg
+.PHONY: demo test ui bench quality env clean hypopg prometheus
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ env: $(BIN)/.installed
 demo: env
 	$(BIN)/dbarch demo
 
-test: env hypopg
+test: env hypopg prometheus
 	$(BIN)/pytest -q
 
 # HypoPG on the machine's PostgreSQL 15 (Debian), for the what-if costing tests. Best effort: where it
@@ -32,6 +32,16 @@ hypopg:
 	  apt-get install -y -q postgresql-15-hypopg >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql-15-hypopg >/dev/null 2>&1; } \
 	  || echo "postgresql-15-hypopg could not be installed: the HypoPG tests will be skipped"; \
+	fi
+
+# promtool (Debian's prometheus package), for the alert rule's tests. Best effort, like HypoPG: where it
+# cannot be installed those tests are skipped and say why.
+prometheus:
+	@if ! command -v promtool >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing prometheus (promtool, for the alert rule tests)"; \
+	  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } \
+	  || echo "prometheus could not be installed: the promtool tests will be skipped"; \
 	fi
 
 ui: env

@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ui)
 
     from .ask.commands import register as register_ask
+    from .api.server import register as register_serve
     from .metrics_cli import register as register_metrics
 
     from .targets_cli import register as register_targets
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_ask(sub)
     register_metrics(sub)
     register_targets(sub)
+    register_serve(sub)
     return parser
 
 

@@ -1,104 +1,151 @@
-"""Prometheus metrics of the store, in the text exposition format, one series per audited target:
+"""Prometheus metrics of the store, through prometheus_client: a custom collector reads the store at
+every scrape, so the numbers are the store's and never a copy that drifts.
 
-    db_architect_slow_queries_total{database="app"}         slow statements of the latest audited week
-    db_architect_recommendations_total{database="app"}      rows in the OptimizationLog
-    db_architect_confidence_score{database="app"}           mean confidence of that week's recommendations
-    db_architect_performance_gain_percent{database="app"}   mean measured gain of that week's recommendations
-    db_architect_realized_gain_percent{database="app"}      mean realized gain of the applied indexes
+    db_architect_slow_queries_total{database,week}                    counter
+    db_architect_recommendations_total{database,week}                 counter
+    db_architect_confidence_score{database,week,recommendation,kind}  gauge, one per recommendation
+    db_architect_low_confidence_recommendations{database,week}        gauge
+    db_architect_performance_gain_percent{database,week,recommendation,kind}  gauge
+    db_architect_realized_gain_percent{database,week,recommendation,kind}     gauge, when measured
 
-A mean with nothing to average is left out rather than written as 0, which would read as "no gain".
-Two ways out: a textfile for node_exporter's textfile collector (written to a temporary file and
-renamed, so the collector never reads half a file), or a small HTTP server (127.0.0.1 by default).
+`week` is the Sunday (UTC, YYYY-MM-DD) starting the audited week; `recommendation` the
+OptimizationLog id (GET /admin/database/optimizations/{id} shows it). Only current recommendations
+(status <> 'superseded') have series.
+
+What a counter means here. The seeds name two series `..._total`, which Prometheus reserves for
+counters, so they are counters. Each series is one (database, week): the slow statements that
+week's audit found, and the recommendations it made that are still current. A closed week's series
+stays put; it moves only when that week is audited again (the partition is replaced) or when a
+later week supersedes one of its recommendations, and Prometheus reads a fall as a counter reset.
+So the dashboard reads these values as they are, per week (`sum by (week)`), never through rate()
+or increase(), which would turn a re-audit into a spike.
+
+A gain that was not measured has no sample rather than a 0, which would read as "no gain": the
+realized gain appears once the watch sensor has measured it on the target. Three ways out:
+`dbarch serve` (GET /metrics), `dbarch metrics --serve PORT`, and a textfile for node_exporter's
+textfile collector (prometheus_client's write_to_textfile: a temporary file renamed over the old one).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
+from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from psycopg.rows import dict_row
 
 from .db import named
 
 TEXTFILE_ENV = "DBARCH_METRICS_TEXTFILE"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LOW_CONFIDENCE = 0.6   # the seeds' alert threshold: below it a recommendation needs a person's look
 
+WEEK_LABELS = ("database", "week")
+REC_LABELS = ("database", "week", "recommendation", "kind")
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    help: str
-    column: str
-
-
+# name (as exposed), type, help: the contract the dashboard and the alert rule read
 METRICS = (
-    Metric("db_architect_slow_queries_total", "Slow statements in the latest audited week.", "slow_queries"),
-    Metric("db_architect_recommendations_total", "Recommendations in the OptimizationLog.", "recommendations"),
-    Metric("db_architect_confidence_score", "Mean confidence of the latest audited week's recommendations (0-1).",
-           "confidence"),
-    Metric("db_architect_performance_gain_percent",
-           "Mean measured gain of the latest audited week's recommendations, percent.", "performance_gain"),
-    Metric("db_architect_realized_gain_percent",
-           "Mean realized gain of applied recommendations, from captures before and after, percent.",
-           "realized_gain"),
+    ("db_architect_slow_queries_total", "counter",
+     "Slow statements found by the audit of the week (latest audit of that week)."),
+    ("db_architect_recommendations_total", "counter",
+     "Current recommendations (not superseded) made by the audit of the week."),
+    ("db_architect_confidence_score", "gauge", "Confidence of one current recommendation (0-1)."),
+    ("db_architect_low_confidence_recommendations", "gauge",
+     f"Current recommendations of the week with confidence below {LOW_CONFIDENCE}."),
+    ("db_architect_performance_gain_percent", "gauge",
+     "Gain of one current recommendation measured on the sandbox (the prediction for production), percent."),
+    ("db_architect_realized_gain_percent", "gauge",
+     "Gain of one applied recommendation measured on the target after it was applied, percent."),
 )
 
-
-def summary(store_conn: psycopg.Connection) -> list[dict]:
-    """One row per target with the values of every metric (None where nothing to average)."""
-    with store_conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(named("metrics_select_summary")).fetchall()
+ConnectFn = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def read_store(conn: psycopg.Connection) -> tuple[list[dict], list[dict]]:
+    """(audited weeks with their slow-statement counts, current recommendations with their week)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        weeks = cur.execute(named("metrics_select_weeks")).fetchall()
+        recs = cur.execute(named("metrics_select_recommendations")).fetchall()
+    return weeks, recs
 
 
-def _number(value: float) -> str:
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+def families(weeks: list[dict], recs: list[dict]) -> list[Metric]:
+    """The metric families for the store's rows (pure: no database here)."""
+    help_of = {name: text for name, _kind, text in METRICS}
+    slow = CounterMetricFamily("db_architect_slow_queries", help_of["db_architect_slow_queries_total"],
+                               labels=WEEK_LABELS)
+    made = CounterMetricFamily("db_architect_recommendations", help_of["db_architect_recommendations_total"],
+                               labels=WEEK_LABELS)
+    low = GaugeMetricFamily("db_architect_low_confidence_recommendations",
+                            help_of["db_architect_low_confidence_recommendations"], labels=WEEK_LABELS)
+    confidence = GaugeMetricFamily("db_architect_confidence_score", help_of["db_architect_confidence_score"],
+                                   labels=REC_LABELS)
+    gain = GaugeMetricFamily("db_architect_performance_gain_percent",
+                             help_of["db_architect_performance_gain_percent"], labels=REC_LABELS)
+    realized = GaugeMetricFamily("db_architect_realized_gain_percent",
+                                 help_of["db_architect_realized_gain_percent"], labels=REC_LABELS)
+
+    per_week: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for w in weeks:
+        per_week[(str(w["target"]), str(w["week"]))]   # an audited week with nothing recommended: 0
+        slow.add_metric([str(w["target"]), str(w["week"])], float(w["slow_queries"]))
+    for r in recs:
+        key = (str(r["target"]), str(r["week"]))
+        per_week[key].append(r)
+        labels = [*key, str(r["id"]), str(r["kind"])]
+        if r["confidence"] is not None:
+            confidence.add_metric(labels, float(r["confidence"]))
+        if r["performance_gain"] is not None:
+            gain.add_metric(labels, float(r["performance_gain"]))
+        if r["realized_gain"] is not None:
+            realized.add_metric(labels, float(r["realized_gain"]))
+    for key, rows in sorted(per_week.items()):
+        made.add_metric(list(key), float(len(rows)))
+        low.add_metric(list(key), float(sum(1 for r in rows
+                                            if r["confidence"] is not None and r["confidence"] < LOW_CONFIDENCE)))
+    return [slow, made, confidence, low, gain, realized]
 
 
-def render(rows: list[dict]) -> str:
-    """The exposition text for the summary rows.
+class StoreCollector(Collector):
+    """Reads the store at each collect(); `connect()` returns a context manager giving a connection."""
 
-    >>> print(render([{"target": "app", "slow_queries": 3, "recommendations": 2, "confidence": 0.8,
-    ...                "performance_gain": 91.5, "realized_gain": None}]).splitlines()[2])
-    db_architect_slow_queries_total{database="app"} 3
-    """
-    lines: list[str] = []
-    for metric in METRICS:
-        lines.append(f"# HELP {metric.name} {metric.help}")
-        lines.append(f"# TYPE {metric.name} gauge")
-        for row in rows:
-            value = row.get(metric.column)
-            if value is not None:
-                lines.append(f'{metric.name}{{database="{_label(str(row["target"]))}"}} {_number(value)}')
-    return "\n".join(lines) + "\n"
+    def __init__(self, connect: ConnectFn):
+        self._connect = connect
+
+    def collect(self) -> Iterator[Metric]:
+        with self._connect() as conn:
+            weeks, recs = read_store(conn)
+        yield from families(weeks, recs)
 
 
-def render_store(store_conn: psycopg.Connection) -> str:
-    return render(summary(store_conn))
+def registry_for(connect: ConnectFn) -> CollectorRegistry:
+    """A registry holding only the store's collector (no process or platform metrics: several
+    dbarch processes may be scraped, and the store's numbers must not depend on which)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(connect))
+    return registry
 
 
-def write_textfile(path: str | os.PathLike, text: str) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename over the target."""
+def connection_registry(conn: psycopg.Connection) -> CollectorRegistry:
+    return registry_for(lambda: nullcontext(conn))
+
+
+def render_store(conn: psycopg.Connection) -> str:
+    """The exposition text (Prometheus text format) of the store, read through this connection."""
+    return generate_latest(connection_registry(conn)).decode()
+
+
+def write_textfile(path: str | os.PathLike, registry: CollectorRegistry) -> Path:
+    """For node_exporter's textfile collector: prometheus_client writes a temporary file beside the
+    target and renames it, so the collector never reads half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)   # node_exporter often runs as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_to_textfile(str(path), registry)
     return path
 
 
@@ -107,32 +154,4 @@ def write_textfile_if_configured(store_conn: psycopg.Connection) -> Path | None:
     target = os.environ.get(TEXTFILE_ENV, "").strip()
     if not target:
         return None
-    return write_textfile(target, render_store(store_conn))
-
-
-def serve(render_fn: Callable[[], str], *, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve `render_fn()` on GET /metrics (and /) from a daemon thread; port 0 picks a free one
-    (`server.server_address`). Stop with `server.shutdown()`."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?", 1)[0] not in ("/", "/metrics"):
-                self.send_error(404)
-                return
-            try:
-                body = render_fn().encode()
-            except Exception as exc:  # a store hiccup answers 500; the server keeps running
-                self.send_error(500, explain=str(exc))
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args) -> None:  # scrapes every few seconds: stay quiet
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="dbarch-metrics", daemon=True).start()
-    return server
+    return write_textfile(target, connection_registry(store_conn))

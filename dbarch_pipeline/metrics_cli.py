@@ -1,4 +1,5 @@
-"""`dbarch metrics`: the store's Prometheus metrics, printed, written to a textfile, or served."""
+"""`dbarch metrics`: the store's Prometheus metrics, printed, written to a textfile, or served (the
+same collector `dbarch serve` exposes on GET /metrics)."""
 
 from __future__ import annotations
 
@@ -18,24 +19,21 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from prometheus_client import generate_latest, start_http_server
+
     from . import metrics
     from .resources.postgres import StoreDatabase
 
-    store = StoreDatabase(dsn=args.store_dsn or "")
-
-    def render() -> str:
-        with store.connect() as conn:
-            return metrics.render_store(conn)
-
-    text = render()   # fails fast, with the store's error, before anything is written or served
+    registry = metrics.registry_for(StoreDatabase(dsn=args.store_dsn or "").connect)
+    text = generate_latest(registry).decode()   # fails fast, with the store's error, before anything is written
     if args.textfile:
-        path = metrics.write_textfile(args.textfile, text)
+        path = metrics.write_textfile(args.textfile, registry)
         print(f"metrics written to {path}", flush=True)
     if args.serve is None:
         if not args.textfile:
             print(text, end="", flush=True)
         return 0
-    server = metrics.serve(render, port=args.serve, host=args.host)
+    server, _thread = start_http_server(args.serve, addr=args.host, registry=registry)
     host, port = server.server_address[:2]
     print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", flush=True)
     try:

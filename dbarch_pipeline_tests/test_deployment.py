@@ -175,3 +175,71 @@ def test_ports_are_valid_and_match_the_commands():
     assert published[WEBSERVER] == int(_option(WEBSERVER, "-p", "--port"))
     assert published["demo_target"] == 5432
     assert 1 <= int(_option(USER_CODE, "-p", "--port")) <= 65535
+
+
+# -- the admin API and the monitoring profile ------------------------------------------------------
+
+def _mounts(service: str) -> dict[str, str]:
+    """container path -> local path of a service's bind mounts."""
+    out = {}
+    for volume in SERVICES[service].get("volumes", []):
+        src, dst, *_ = volume.split(":")
+        if src.startswith("./"):
+            out[dst] = src
+    return out
+
+
+def _local(service: str, container_path: str):
+    """The local file a container path of a bind-mounted service resolves to."""
+    for dst, src in sorted(_mounts(service).items(), key=lambda kv: -len(kv[0])):
+        if container_path == dst or container_path.startswith(dst.rstrip("/") + "/"):
+            return PROJECT_ROOT / src / container_path[len(dst):].lstrip("/")
+    raise AssertionError(f"{container_path} is not mounted into {service}")
+
+
+def test_api_service_serves_on_its_published_port_with_tokens_from_the_host():
+    from dbarch_pipeline.api.app import ApiConfig, create_app
+    from dbarch_pipeline.api.auth import TOKENS_ENV
+
+    api = SERVICES["dbarch_api"]
+    assert api["command"][:2] == ["dbarch", "serve"] and _option("dbarch_api", "--host") == "0.0.0.0"
+    port = int(_option("dbarch_api", "--port"))
+    assert [int(p.split(":")[-1]) for p in api["ports"]] == [port]
+    assert api["image"] == SERVICES[USER_CODE]["image"] and "build" not in api
+    env = _env("dbarch_api")
+    # the tokens come from the host; without them the server refuses 0.0.0.0 (tested in test_api.py)
+    assert TOKENS_ENV in env and _resolved(env[TOKENS_ENV]) == ""
+    assert env["DBARCH_STORE_DSN"] == _env(USER_CODE)["DBARCH_STORE_DSN"]
+    probe = " ".join(api["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in probe
+    paths = set(create_app(ApiConfig(resources={}, warm=False)).openapi()["paths"])
+    assert "/healthz" in paths and "/metrics" in paths
+
+
+def test_prometheus_scrapes_the_api_and_loads_the_alert_rules():
+    prometheus = SERVICES["prometheus"]
+    assert "monitoring" in prometheus["profiles"]
+    config_flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config = yaml.safe_load(_local("prometheus", config_flag.split("=", 1)[1]).read_text())
+    scrape = next(j for j in config["scrape_configs"] if j["job_name"] == "dbarch")
+    host, port = scrape["static_configs"][0]["targets"][0].split(":")
+    assert host == "dbarch_api" and int(port) == int(_option("dbarch_api", "--port"))
+    assert scrape.get("metrics_path", "/metrics") == "/metrics"
+    for rule_file in config["rule_files"]:
+        assert _local("prometheus", rule_file).is_file(), rule_file
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard():
+    grafana = SERVICES["grafana"]
+    assert "monitoring" in grafana["profiles"]
+    provisioning = _local("grafana", "/etc/grafana/provisioning")
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
+    url = urlsplit(datasource["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    assert [int(p.split(":")[-1]) for p in SERVICES["prometheus"]["ports"]] == [9090]
+    provider = yaml.safe_load((provisioning / "dashboards" / "dbarch.yaml").read_text())["providers"][0]
+    dashboards = _local("grafana", provider["options"]["path"])
+    files = sorted(p.name for p in dashboards.glob("*.json"))
+    assert files == ["dbarch.json"]
+    dashboard = (dashboards / "dbarch.json").read_text()
+    assert f'"uid": "{datasource["uid"]}"' in dashboard
