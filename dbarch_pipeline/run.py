@@ -22,6 +22,7 @@ from .defs.pr_assets import PR_ASSETS
 from .errors import DbarchError
 from .resources.audit_settings import AuditSettingsResource
 from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
+from .safety.faults import fail_orphaned_runs, run_tags
 from .settings import PROJECT_ROOT, data_dir
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -60,7 +61,7 @@ def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = 
     if target_dsn:
         resources["target"] = TargetDatabase(dsn=target_dsn)
         # experiments run on the target unless a sandbox is named
-        resources["sandbox"] = SandboxDatabase(dsn=sandbox_dsn or target_dsn)
+        resources["sandbox"] = SandboxDatabase(dsn=sandbox_dsn or target_dsn, named=bool(sandbox_dsn))
     elif sandbox_dsn:
         resources["sandbox"] = SandboxDatabase(dsn=sandbox_dsn)
     if store_dsn:
@@ -86,10 +87,11 @@ def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = Non
     if partition_key is None:
         partition_key = audit_key(name, week_of(now or datetime.now(timezone.utc)))
     register_target(instance, split(partition_key)[0])
+    fail_orphaned_runs(instance)   # runs left STARTED by a killed process are marked failed first
     assets = [a for a in AUDIT_ASSETS if a is not pgss_capture] + (PR_ASSETS if pull_requests else [])
     try:
         return dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET_LOGS,
-                              partition_key=partition_key, raise_on_error=raise_on_error)
+                              partition_key=partition_key, raise_on_error=raise_on_error, tags=run_tags())
     except dg.DagsterExecutionStepExecutionError as exc:
         if isinstance(exc.user_exception, DbarchError):
             raise exc.user_exception from None
