@@ -76,8 +76,8 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
     param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
                                              seed=settings.seed, fixed=fixed, query=query)
     verdict = check_statement(conn, query)   # safety: code not known to be safe is never executed
-    item = Prepared(queryid, query, shape, param_sets if verdict.ok else [], plan,
-                    not_executed=None if verdict.ok else verdict.reason)
+    param_sets = param_sets if verdict.ok else []   # costed only (EXPLAIN without ANALYZE)
+    item = Prepared(queryid, query, shape, param_sets, plan, not_executed=None if verdict.ok else verdict.reason)
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
                                 runs=settings.runs, warmup=settings.warmup, param_count=shape.param_count)
