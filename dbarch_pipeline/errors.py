@@ -88,8 +88,9 @@ def _unreachable_now() -> list[str]:
     return down
 
 
-def explain(exc: BaseException) -> DbarchError | None:
-    """The clear error for `exc` (or anything it wraps), or None when it is not a database problem."""
+def explain(exc: BaseException, role: str | None = None) -> DbarchError | None:
+    """The clear error for `exc` (or anything it wraps), or None when it is not a database problem.
+    role: the database it came from, when the caller knows (the resources do)."""
     import psycopg
 
     from .safety.secrets import scrub
@@ -101,7 +102,7 @@ def explain(exc: BaseException) -> DbarchError | None:
         name = type(e).__name__
         text = scrub(" ".join(str(e).split()) or name, *_databases.values())
         if isinstance(e, psycopg.Error):
-            role = _role_of(e)
+            role = role or _role_of(e)
             where = f"the {role} database" if role else "a database"
             if isinstance(e, psycopg.errors.LockNotAvailable):
                 return DbarchError(f"a lock on {where} was not granted within lock_timeout: {text}",

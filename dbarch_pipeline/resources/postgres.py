@@ -15,11 +15,24 @@ import psycopg
 from pydantic import Field
 
 from .. import db, embedded
-from ..errors import remember
+from ..errors import explain, remember
 from ..memory import store
 from ..safety.roles import ExecutionPolicy, bind_policy
 from ..safety.walls import session_limits
 from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGET_NAME_ENV, TARGETS_ENV, env_dsn
+
+@contextmanager
+def _named(conn: psycopg.Connection, role: str) -> Iterator[psycopg.Connection]:
+    """When this connection is lost, the error that escapes the block becomes the clear one naming
+    this database (and saying that nothing stored is lost). Other errors pass unchanged: with
+    several connections open, only the lost one knows it was its own."""
+    try:
+        yield conn
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise (explain(exc, role) or exc) from exc
+        raise
+
 
 def _guard(conn: psycopg.Connection, policy: ExecutionPolicy) -> None:
     """Who runs SQL dbarch did not write on this connection, and the session's own limits (a dead
@@ -93,7 +106,8 @@ class TargetDatabase(dg.ConfigurableResource):
         with db.connect(conninfo, "target", quiet_stats=True) as conn:
             _guard(conn, ExecutionPolicy(reader_role=self.read_only_role or None,
                                          accept_superuser_risk=self.accept_superuser_risk, proofs_allowed=False))
-            yield conn
+            with _named(conn, "target"):
+                yield conn
 
 
 class SandboxDatabase(dg.ConfigurableResource):
@@ -136,7 +150,8 @@ class SandboxDatabase(dg.ConfigurableResource):
             _guard(conn, ExecutionPolicy(reader_role=self.read_only_role or None,
                                          accept_superuser_risk=self.accept_superuser_risk,
                                          proofs_allowed=self.proofs_allowed(conninfo, default_target)))
-            yield conn
+            with _named(conn, "sandbox"):
+                yield conn
 
 
 class StoreDatabase(dg.ConfigurableResource):
@@ -152,4 +167,5 @@ class StoreDatabase(dg.ConfigurableResource):
         remember("store", self.conninfo())
         with db.connect(self.conninfo(), "store") as conn:
             store.ensure_schema(conn)
-            yield conn
+            with _named(conn, "store"):
+                yield conn

@@ -406,7 +406,10 @@ def check_statement(conn: psycopg.Connection, text: str, *, allowed_schemas: Seq
         return refused("PostgreSQL could not analyze it in time (statement or lock timeout)")
     except psycopg.Error as exc:
         if conn.closed or conn.broken:
-            raise
+            # a lost connection is no refusal: the run stops with an error naming the database
+            from ..errors import explain
+
+            raise (explain(exc) or exc) from None
         verdict = refused(f"PostgreSQL cannot analyze it as one read-only SELECT: {_first_line(exc)}")
         if isinstance(exc, _ORDINARY_ERRORS):
             verdict.error = exc
