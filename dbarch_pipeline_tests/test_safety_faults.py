@@ -75,6 +75,52 @@ def test_a_killed_run_is_marked_failed_when_the_next_starts(tmp_path):
             os.environ["DAGSTER_HOME"] = previous
 
 
+SLEEPER = textwrap.dedent("""
+    import sys
+    from dbarch_pipeline.db import connect
+    from dbarch_pipeline.safety.faults import interrupt_on_sigterm
+    from dbarch_pipeline.safety.walls import session_limits
+
+    interrupt_on_sigterm()
+    conn = connect(sys.argv[1], "sandbox")
+    session_limits(conn)
+    print(conn.info.backend_pid, flush=True)
+    try:
+        conn.execute("SELECT pg_sleep(60)")
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_an_interrupted_measurement_stops_on_the_server(server, sig):
+    """SIGTERM: psycopg cancels the statement in flight. SIGKILL cannot be caught: the session's
+    client_connection_check_interval stops the orphaned statement within about a second."""
+    url = embedded.url("postgres")
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER, url], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(child.stdout.readline())
+        with psycopg.connect(url, autocommit=True) as admin:
+            def running() -> bool:
+                return bool(admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                                          (pid,)).fetchone()[0])
+            deadline = time.monotonic() + 10
+            while not running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert running()
+            child.send_signal(sig)
+            started = time.monotonic()
+            while running() and time.monotonic() - started < 10:
+                time.sleep(0.1)
+            stopped_after = time.monotonic() - started
+        assert stopped_after < 4, f"the statement kept running {stopped_after:.1f}s after the signal"
+        child.wait(10)
+        if sig == signal.SIGTERM:
+            assert "interrupted" in child.stdout.read()
+    finally:
+        child.kill()
+
+
 def test_database_errors_become_clear_errors(server):
     url = fresh_database("dbarch_test_faults", pg_stat_statements=False)
     remember("target", url)

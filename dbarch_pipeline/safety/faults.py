@@ -15,8 +15,10 @@ import os
 import signal
 import socket
 import threading
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:   # dagster is imported when used: the signal handling stays light
+    import dagster as dg
 
 PID_TAG, HOST_TAG = "dbarch/pid", "dbarch/host"
 
@@ -35,8 +37,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+def fail_orphaned_runs(instance: "dg.DagsterInstance") -> list[str]:
     """Mark failed the runs of this host left STARTED by a process that no longer exists."""
+    import dagster as dg
+
     failed = []
     host = socket.gethostname()
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
