@@ -203,3 +203,16 @@ def test_every_explain_analyze_runs_read_only(db):
                 assert conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
             assert conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"
         assert conn.execute("SELECT last_value, is_called FROM bumps").fetchone() == before
+
+
+@pytest.mark.parametrize("depth", [150, 400, 5000])
+def test_the_audits_parsers_survive_parser_bombs(depth):
+    """An application statement nested deeply (generated SQL does this) is skipped as unparseable,
+    never a RecursionError that stops the audit; its fingerprint falls back to the text."""
+    from dbarch_pipeline.advisor.analyze import UnparseableQuery
+    from dbarch_pipeline.memory.fingerprint import fingerprint
+
+    text = "SELECT " + "(" * depth + "1" + ")" * depth + " FROM items WHERE owner = $1"
+    with pytest.raises(UnparseableQuery):
+        analyze(text)
+    assert len(fingerprint(text)) == 16
