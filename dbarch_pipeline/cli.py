@@ -330,15 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    from .safety.faults import interrupt_on_sigterm
+
+    interrupt_on_sigterm()   # SIGTERM as Ctrl-C: psycopg cancels the statement in flight
     try:
         return args.func(args)
-    except DbarchError as exc:
-        print(f"dbarch: {exc.problem}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - database errors become the clear error the README promises
+        from .errors import explain
+
+        clear = explain(exc)
+        if clear is None:
+            raise
+        print(f"dbarch: {clear.problem}", file=sys.stderr)
+        if clear.fix:
+            print(f"  fix: {clear.fix}", file=sys.stderr)
+        return EXIT_PROBLEM
 
 
 if __name__ == "__main__":

@@ -50,18 +50,10 @@ def named(name: str) -> sql.SQL:
 
 
 def redact(conninfo: str) -> str:
-    """The conninfo without its password, for messages and metadata."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return re.sub(r":[^:@/]*@", ":***@", conninfo)
-    if "password" in params:
-        params["password"] = "***"
-    host = params.get("host", "localhost")
-    port = params.get("port", "5432")
-    user = params.get("user", "")
-    dbname = params.get("dbname", "")
-    return f"postgresql://{user}@{host}:{port}/{dbname}"
+    """The conninfo without its password, for messages and metadata (safety.secrets)."""
+    from .safety.secrets import redact as _redact
+
+    return _redact(conninfo)
 
 
 def database_name(conninfo: str) -> str:
@@ -85,15 +77,19 @@ def connect(conninfo: str, role: str, *, autocommit: bool = True, quiet_stats: b
             autocommit=autocommit,
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        from .safety.secrets import scrub
+
+        reason = scrub(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, conninfo)
         raise UnreachableDatabase(
             f"cannot connect to the {role} database {redact(conninfo)}: {reason}",
             f"check the {role} DSN (host, port, database, user, password) and that the server is "
             "running; for the embedded default run `dbarch db start`",
         ) from None
     except psycopg.ProgrammingError as exc:
+        from .safety.secrets import scrub
+
         raise DbarchError(
-            f"the {role} DSN is not a valid connection string: {exc}",
+            f"the {role} DSN is not a valid connection string: {scrub(str(exc), conninfo)}",
             "use a URL like postgresql://user:password@host:5432/dbname",
         ) from None
     if quiet_stats:

@@ -22,6 +22,7 @@ from .defs.pr_assets import PR_ASSETS
 from .errors import DbarchError
 from .resources.audit_settings import AuditSettingsResource
 from .resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
+from .safety.faults import fail_orphaned_runs, run_tags
 from .settings import PROJECT_ROOT, data_dir
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -85,7 +86,7 @@ def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = 
         resources["target"] = TargetDatabase(dsn=target_value, name=target_name or "", registry_dsn=store_value)
         # experiments run on the target unless a sandbox is named
         sandbox_value, _ = _by_reference(sandbox_dsn or target_dsn, SANDBOX_DSN_ENV)
-        resources["sandbox"] = SandboxDatabase(dsn=sandbox_value)
+        resources["sandbox"] = SandboxDatabase(dsn=sandbox_value, named=bool(sandbox_dsn))
     elif sandbox_dsn:
         resources["sandbox"] = SandboxDatabase(dsn=_by_reference(sandbox_dsn, SANDBOX_DSN_ENV)[0])
     if target_name and not target_dsn:
@@ -135,10 +136,11 @@ def materialize_audit(resources: dict, instance: dg.DagsterInstance | None = Non
     if partition_key is None:
         partition_key = audit_key(name, week_of(now or datetime.now(timezone.utc)))
     register_target(instance, *split(partition_key))
+    fail_orphaned_runs(instance)   # runs left STARTED by a killed process are marked failed first
     assets = [a for a in AUDIT_ASSETS if a is not pgss_capture] + (PR_ASSETS if pull_requests else [])
     try:
         return dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET_LOGS,
-                              partition_key=partition_key, raise_on_error=raise_on_error)
+                              partition_key=partition_key, raise_on_error=raise_on_error, tags=run_tags())
     except dg.DagsterExecutionStepExecutionError as exc:
         if isinstance(exc.user_exception, DbarchError):
             raise exc.user_exception from None

@@ -80,10 +80,17 @@ class QueryShape:
 
 
 def parse(sql_text: str) -> exp.Expression:
+    from ..safety.allowlist import precheck
+
+    problem = precheck(sql_text)   # a parser bomb is refused before anything recursive sees it
+    if problem:
+        raise UnparseableQuery(problem)
     try:
         statements = sqlglot.parse(sql_text, read="postgres")
     except (ParseError, TokenError) as exc:
         raise UnparseableQuery(f"sqlglot cannot parse the statement: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise UnparseableQuery("too deeply nested to parse safely") from None
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
         raise UnparseableQuery(f"expected one statement, found {len(statements)}")

@@ -32,6 +32,14 @@ def register(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(func=cmd_explain_sql)
 
+    p = subparsers.add_parser("doctor", help="check the least-privilege role generated SQL runs as, and print "
+                                             "the GRANTs that fix it")
+    p.add_argument("--target-dsn", help="the database checked (default: $DBARCH_TARGET_DSN, else the embedded demo)")
+    p.add_argument("--role", help="the role to check (default: dbarch_reader if it exists, else the connecting user)")
+    p.add_argument("--schemas", nargs="+", default=["public"], help="schemas it should read (default public)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_doctor)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-dsn", help="the database asked (default: $DBARCH_TARGET_DSN, else the embedded demo)")
@@ -43,6 +51,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-ms", type=int, default=10_000, help="statement timeout (default 10000)")
     p.add_argument("--allow-functions", nargs="+", default=[], metavar="NAME",
                    help="functions beyond PostgreSQL's built-ins the SQL may call (e.g. similarity)")
+    p.add_argument("--i-accept-superuser-risk", action="store_true", dest="accept_superuser_risk",
+                   help="run generated SQL as a superuser when no least-privilege role exists (NOT advised: "
+                        "only the allow-list would then stand between the model and the server)")
+    p.add_argument("--max-value-bytes", type=int, default=64 * 1024, help="longer values are cut (default 65536)")
+    p.add_argument("--max-total-bytes", type=int, default=4 * 1024 * 1024,
+                   help="fetching stops beyond this many bytes (default 4 MiB)")
 
 
 def _settings(args: argparse.Namespace):
@@ -50,7 +64,9 @@ def _settings(args: argparse.Namespace):
 
     return AskSettings(schemas=tuple(args.schemas), max_rows=args.max_rows, statement_timeout_ms=args.timeout_ms,
                        read_only_role=args.read_only_role or None,
-                       allowed_functions=tuple(args.allow_functions))
+                       accept_superuser_risk=args.accept_superuser_risk,
+                       allowed_functions=tuple(args.allow_functions), max_value_bytes=args.max_value_bytes,
+                       max_total_bytes=args.max_total_bytes)
 
 
 def _say(message: str) -> None:
@@ -109,6 +125,25 @@ def cmd_explain_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..resources.postgres import TargetDatabase
+    from ..safety.roles import doctor
+
+    with TargetDatabase(dsn=args.target_dsn or "").connect() as conn:
+        result = doctor(conn, args.role, args.schemas)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif result["ok"]:
+        print(f"ok: generated SQL runs as {result['role']}, which reads only {', '.join(args.schemas)} and has no "
+              "superuser, file, replication, signal or dblink rights")
+    else:
+        print(f"generated SQL would run as {result['role']} (connected as {result.get('session_user')}):")
+        for problem in result["problems"]:
+            print(f"  - {problem['problem']}")
+            print("    fix:\n" + "\n".join(f"      {line}" for line in problem["fix"].splitlines()))
+    return 0 if result["ok"] else 1
+
+
 def format_answer(result: Any) -> str:
     lines = [f"Q: {result.question}"]
     if result.label:
@@ -121,6 +156,7 @@ def format_answer(result: Any) -> str:
         lines += ["", format_rows(result.columns, result.rows)]
         if result.truncated:
             lines.append("(more rows not shown; raise --max-rows)")
+        lines += [f"({note})" for note in getattr(result, "notes", [])]
     elif result.attempts:
         lines += ["", "Attempts:"] + [f"  {a['outcome']}: {a['reason']}" for a in result.attempts if a["reason"]]
     if result.tables_in_prompt:

@@ -82,8 +82,8 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
                                              seed=settings.seed, fixed=fixed, query=query, target=target,
                                              observed=observed, timeout_ms=settings.statement_timeout_ms)
     verdict = check_statement(conn, query)   # safety: code not known to be safe is never executed
-    item = Prepared(queryid, query, shape, param_sets if verdict.ok else [], plan,
-                    not_executed=None if verdict.ok else verdict.reason)
+    param_sets = param_sets if verdict.ok else []   # costed only (EXPLAIN without ANALYZE)
+    item = Prepared(queryid, query, shape, param_sets, plan, not_executed=None if verdict.ok else verdict.reason)
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
                                 runs=settings.runs, warmup=settings.warmup, param_count=shape.param_count)

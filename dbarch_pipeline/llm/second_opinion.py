@@ -24,6 +24,7 @@ import psycopg
 from ..advisor.analyze import UnparseableQuery, analyze
 from ..advisor.catalog import Catalog
 from ..models import IndexCandidate
+from ..safety import check_statement
 from .gemini import GeminiAuthError, GeminiClient, GeminiError
 from .prompts import NONE, RECOMMEND_PROMPT, RECOMMEND_SCHEMA, RECOMMEND_SYSTEM
 from .validate import Rejection, validate_index, validate_read_only_select, validate_rewrite
@@ -102,6 +103,10 @@ def gemini_ideas(client: GeminiClient | None, *, query: str, plan: Any, tables: 
                 result["rejected"].append({"kind": kind, "sql": text, "reason":
                                            f"the query is not a read-only SELECT ({original.reason}); "
                                            "only SELECTs are rewritten"})
+                continue
+            verdict = check_statement(conn, checked.sql)   # the allow-list, resolved by PostgreSQL
+            if not verdict.ok:
+                result["rejected"].append({"kind": kind, "sql": text, "reason": verdict.reason})
                 continue
             if checked.params != original.params:
                 result["rejected"].append({"kind": kind, "sql": text, "reason":

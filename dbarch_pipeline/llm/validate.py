@@ -424,6 +424,9 @@ def read_only(conn: psycopg.Connection, *, statement_timeout_ms: int, lock_timeo
     finally:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
             conn.execute("ROLLBACK")
+            if generated:
+                # session-level advisory locks survive a rollback: none taken by generated SQL outlives it
+                conn.execute("SELECT pg_advisory_unlock_all()")
 
 
 class _Unknown(str):

@@ -20,9 +20,13 @@ from sqlglot.errors import SqlglotError
 
 def normalize(sql_text: str) -> str:
     """Canonical text of the statement: constants and parameters as placeholders, sqlglot layout."""
+    from ..safety.allowlist import nesting_depth, MAX_NESTING
+
+    if nesting_depth(sql_text) > MAX_NESTING:   # too deep for a recursive parser: the text alone
+        return _normalize_text(sql_text)
     try:
         tree = sqlglot.parse_one(sql_text, read="postgres")
-    except (SqlglotError, ValueError, TypeError):
+    except (SqlglotError, ValueError, TypeError, RecursionError):
         tree = None
     if tree is None:
         return _normalize_text(sql_text)
@@ -34,7 +38,10 @@ def normalize(sql_text: str) -> str:
             return exp.Placeholder()
         return node
 
-    return tree.transform(replace).sql(dialect="postgres")
+    try:
+        return tree.transform(replace).sql(dialect="postgres")
+    except RecursionError:
+        return _normalize_text(sql_text)
 
 
 def _normalize_text(sql_text: str) -> str:

@@ -15,8 +15,31 @@ import psycopg
 from pydantic import Field
 
 from .. import db, embedded
+from ..errors import explain, remember
 from ..memory import store
+from ..safety.roles import ExecutionPolicy, bind_policy
+from ..safety.walls import session_limits
 from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGET_NAME_ENV, TARGETS_ENV, env_dsn
+
+@contextmanager
+def _named(conn: psycopg.Connection, role: str) -> Iterator[psycopg.Connection]:
+    """When this connection is lost, the error that escapes the block becomes the clear one naming
+    this database (and saying that nothing stored is lost). Other errors pass unchanged: with
+    several connections open, only the lost one knows it was its own."""
+    try:
+        yield conn
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise (explain(exc, role) or exc) from exc
+        raise
+
+
+def _guard(conn: psycopg.Connection, policy: ExecutionPolicy) -> None:
+    """Who runs SQL dbarch did not write on this connection, and the session's own limits (a dead
+    client's query stops on the server within a second; idle transactions end)."""
+    bind_policy(conn, policy)
+    session_limits(conn)
+
 
 def _embedded(database: str) -> str:
     embedded.ensure_running()
@@ -45,6 +68,10 @@ class TargetDatabase(dg.ConfigurableResource):
     targets: str = Field(default="", description="More targets, `name=dsn;...`; empty means $DBARCH_TARGETS.")
     registry_dsn: str = Field(default="", description="Store holding the targets registered with `dbarch targets "
                                                       "add`; empty means $DBARCH_STORE_DSN, else the embedded server.")
+    read_only_role: str = Field(default="", description="Role that runs SQL dbarch did not write (ask); empty: "
+                                                        "dbarch_reader when the session is a superuser.")
+    accept_superuser_risk: bool = Field(default=False, description="Run generated SQL as a superuser when no "
+                                                                   "least-privilege role exists (not advised).")
 
     def conninfo(self) -> str:
         return self.dsn or env_dsn(TARGET_DSN_ENV) or _embedded("demo")
@@ -85,8 +112,13 @@ class TargetDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, target: str | None = None) -> Iterator[psycopg.Connection]:
-        with db.connect(self.conninfo_for(target), "target", quiet_stats=True) as conn:
-            yield conn
+        conninfo = self.conninfo_for(target)
+        remember("target", conninfo)
+        with db.connect(conninfo, "target", quiet_stats=True) as conn:
+            _guard(conn, ExecutionPolicy(reader_role=self.read_only_role or None,
+                                         accept_superuser_risk=self.accept_superuser_risk, proofs_allowed=False))
+            with _named(conn, "target"):
+                yield conn
 
 
 class SandboxDatabase(dg.ConfigurableResource):
@@ -96,6 +128,21 @@ class SandboxDatabase(dg.ConfigurableResource):
     dsn: str = Field(default="", description="Sandbox DSN; empty means $DBARCH_SANDBOX_DSN, else the target.")
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 2_000
+    named: bool = Field(default=True, description="False when `dsn` is only the target's (no sandbox was "
+                                                  "named): rewrites are then never proven on it.")
+    read_only_role: str = Field(default="", description="Role that runs rewrite proofs; empty: dbarch_reader "
+                                                        "when the session is a superuser.")
+    accept_superuser_risk: bool = Field(default=False, description="Prove rewrites as a superuser when no "
+                                                                   "least-privilege role exists (not advised).")
+
+    def proofs_allowed(self, conninfo: str, default_target: bool) -> bool:
+        """Rewrites run only on a sandbox: one named as such, or dbarch's own embedded server; never on
+        a primary that was not named as its own sandbox."""
+        if embedded.is_embedded(conninfo):
+            return True
+        if not default_target:
+            return False   # another target is its own sandbox by default, never named
+        return bool((self.dsn and self.named) or env_dsn(SANDBOX_DSN_ENV))
 
     def conninfo(self) -> str:
         return self.dsn or env_dsn(SANDBOX_DSN_ENV) or env_dsn(TARGET_DSN_ENV) or _embedded("demo")
@@ -108,8 +155,14 @@ class SandboxDatabase(dg.ConfigurableResource):
     @contextmanager
     def connect(self, target_conninfo: str | None = None, *, default_target: bool = True
                 ) -> Iterator[psycopg.Connection]:
-        with db.connect(self.conninfo_for(target_conninfo, default_target), "sandbox", quiet_stats=True) as conn:
-            yield conn
+        conninfo = self.conninfo_for(target_conninfo, default_target)
+        remember("sandbox", conninfo)
+        with db.connect(conninfo, "sandbox", quiet_stats=True) as conn:
+            _guard(conn, ExecutionPolicy(reader_role=self.read_only_role or None,
+                                         accept_superuser_risk=self.accept_superuser_risk,
+                                         proofs_allowed=self.proofs_allowed(conninfo, default_target)))
+            with _named(conn, "sandbox"):
+                yield conn
 
 
 class StoreDatabase(dg.ConfigurableResource):
@@ -122,6 +175,8 @@ class StoreDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
+        remember("store", self.conninfo())
         with db.connect(self.conninfo(), "store") as conn:
             store.ensure_schema(conn)
-            yield conn
+            with _named(conn, "store"):
+                yield conn

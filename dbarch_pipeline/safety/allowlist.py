@@ -127,19 +127,19 @@ def _scratch(conn: psycopg.Connection, timeout_ms: int, search_path: Sequence[st
         raise RuntimeError("check_statement() needs an autocommit connection or an open transaction")
     if status not in (psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.INTRANS):
         raise RuntimeError("check_statement() needs a connection that is idle or in a healthy transaction")
-    conn.execute("BEGIN" if own else "SAVEPOINT dbarch_probe")
+    # fixed statements and composed literals only, sent together (simple protocol, one round trip)
+    opening = [sql.SQL("BEGIN" if own else "SAVEPOINT dbarch_probe"),
+               sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))),
+               sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(min(int(timeout_ms), 2_000)))]
+    if search_path:
+        opening.append(sql.SQL("SET LOCAL search_path = {}").format(
+            sql.SQL(", ").join(sql.Identifier(s) for s in search_path)))
+    conn.execute(sql.SQL("; ").join(opening))
     try:
-        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(min(int(timeout_ms), 2_000))))
-        if search_path:
-            conn.execute(sql.SQL("SET LOCAL search_path = {}").format(
-                sql.SQL(", ").join(sql.Identifier(s) for s in search_path)))
         yield
     finally:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
-            conn.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dbarch_probe")
-            if not own:
-                conn.execute("RELEASE SAVEPOINT dbarch_probe")
+            conn.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dbarch_probe; RELEASE SAVEPOINT dbarch_probe")
 
 
 def _extended(conn: psycopg.Connection, query: sql.Composable) -> None:
@@ -157,10 +157,10 @@ def _param_types(conn: psycopg.Connection, body: str) -> list[int]:
     return list(row[0] or []) if row else []
 
 
-def _analyzed_tree(conn: psycopg.Connection, body: str, types: Sequence[int]) -> str:
+def _analyzed_tree(conn: psycopg.Connection, body: str, types: Sequence[str]) -> str:
     name = f"dbarch_probe_{uuid.uuid4().hex[:12]}"
-    args = sql.SQL(", ").join(sql.SQL(conn.execute("SELECT format_type(%s, NULL)", (t,)).fetchone()[0])
-                              for t in types)
+    # the type names are PostgreSQL's own rendering (format_type), quoted where needed
+    args = sql.SQL(", ").join(sql.SQL(t) for t in types)
     _extended(conn, sql.SQL("CREATE FUNCTION pg_temp.{}({}) RETURNS SETOF int LANGUAGE sql BEGIN ATOMIC "
                             "SELECT 1 FROM (\n").format(sql.Identifier(name), args)
               + sql.SQL(body) + sql.SQL("\n) AS dbarch_probe; END"))
@@ -395,8 +395,9 @@ def check_statement(conn: psycopg.Connection, text: str, *, allowed_schemas: Seq
                 oids = [conn.execute("SELECT %s::regtype::oid", (t,)).fetchone()[0] for t in param_types]
             else:
                 oids = _param_types(conn, body)
-            types = [conn.execute("SELECT format_type(%s, NULL)", (t,)).fetchone()[0] for t in oids]
-            tree = _analyzed_tree(conn, body, oids)
+            types = conn.execute("SELECT coalesce(array_agg(format_type(t, NULL) ORDER BY n), '{}') "
+                                 "FROM unnest(%s::oid[]) WITH ORDINALITY AS u(t, n)", (list(oids),)).fetchone()[0]
+            tree = _analyzed_tree(conn, body, types)
             problems = _shape_problems(tree)
             if problems:
                 return Verdict(ok=False, reasons=problems, param_types=types)
@@ -406,7 +407,10 @@ def check_statement(conn: psycopg.Connection, text: str, *, allowed_schemas: Seq
         return refused("PostgreSQL could not analyze it in time (statement or lock timeout)")
     except psycopg.Error as exc:
         if conn.closed or conn.broken:
-            raise
+            # a lost connection is no refusal: the run stops with an error naming the database
+            from ..errors import explain
+
+            raise (explain(exc) or exc) from None
         verdict = refused(f"PostgreSQL cannot analyze it as one read-only SELECT: {_first_line(exc)}")
         if isinstance(exc, _ORDINARY_ERRORS):
             verdict.error = exc

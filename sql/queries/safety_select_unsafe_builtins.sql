@@ -11,7 +11,9 @@ WITH view_funcs AS (
     FROM pg_rewrite r
     JOIN pg_class c ON c.oid = r.ev_class
     CROSS JOIN LATERAL regexp_matches(r.ev_action::text, ':funcid (\d+)', 'g') AS m
+    JOIN pg_proc p ON p.oid = m[1]::oid
     WHERE c.relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      AND p.provolatile <> 'i'   -- immutable helpers (casts, arithmetic) read nothing
 ), state_view_funcs AS (
     SELECT fn FROM view_funcs
     WHERE relname ~ '^pg_(stat|statio|settings|file_settings|hba_file|ident_file|locks|prepared|cursors|replication|backend_memory|shmem|config|wait_events|aios|available_ext|sequences|user_mappings|shadow)'
