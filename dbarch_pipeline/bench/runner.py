@@ -205,7 +205,8 @@ def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, set
                                                          "error": str(exc).strip().splitlines()[0]}}
     row = _result(item, after, "", cross=False, show_observed=settings.show_observed_values)
     row["ddl"] = rewrite
-    row["evidence"].update(kind="rewrite", index_used=True, spec=spec, same_rows_for=proof["param_sets"],
+    row["evidence"].update(kind="rewrite", index_used=True, spec=spec,
+                           same_rows_for=item.plan.shown(proof["param_sets"], settings.show_observed_values),
                            reason=spec.get("rationale") or "rewrite suggested by Gemini")
     return row
 
