@@ -46,8 +46,9 @@ def app(server):
         emails = [r[0] for r in conn.execute("SELECT email FROM members TABLESAMPLE SYSTEM (5) LIMIT 500")]
         for _ in range(CALLS):
             values = (rng.choice(emails)[:8] + "%", f"{rng.randrange(1, 30)} days")
-            sent.append(values)
-            conn.execute(LOOKUP.replace("$1", "%s").replace("$2", "%s::interval"), values)
+            conn.execute(LOOKUP.replace("$1", "%s").replace("$2", "%s"), values)
+            # the server logs a typed parameter as its type prints it ('1 day', not '1 days')
+            sent.append((values[0], conn.execute("SELECT %s::interval::text", (values[1],)).fetchone()[0]))
         for _ in range(CALLS):
             conn.execute(f"SELECT count(*) FROM members WHERE id > {rng.randrange(-9, 50000)} AND email <> 'x'")
         rows = conn.execute("SELECT queryid, query, calls, total_exec_time, mean_exec_time, rows FROM pg_stat_statements "
@@ -155,3 +156,23 @@ def test_csvlog_and_stderr_entries():
     assert observed.literal_values("SELECT * FROM t WHERE a IN ($1 /*, ... */) AND b > $2 LIMIT $3",
                                    "select * from t where a in ('x', 'y') and b > -2.5 limit 10") == ("x", "-2.5", "10")
     assert observed.literal_values("SELECT * FROM t WHERE a = $1", "SELECT * FROM u WHERE a = 1") is None
+
+
+def test_a_role_that_may_not_read_the_log_of_the_embedded_server(app, store):
+    """The embedded server is dbarch's own: when the target role may not call pg_ls_logdir (a
+    least-privilege role), its log folder is read directly."""
+    role = f"dbarch_test_nolog_{app['database'].rsplit('_', 1)[1]}"
+    with psycopg.connect(app["url"], autocommit=True) as admin:
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        url = app["url"].replace("postgres@", f"{role}@", 1)
+        with psycopg.connect(url, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM pg_ls_logdir()")
+            summary = observed.collect(conn, store, target="t", database=app["database"], queries=app["queries"],
+                                       settings=observed.ObservedSettings())
+        assert summary["observed_params"] == "embedded server log" and summary["observed_statements"] == 2, summary
+    finally:
+        with psycopg.connect(app["url"], autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')

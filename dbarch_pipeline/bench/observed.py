@@ -317,6 +317,17 @@ def read_server(conn: psycopg.Connection, *, max_bytes: int, since: datetime | N
     return out
 
 
+def _embedded_log_dir(conn: psycopg.Connection) -> Path | None:
+    """The log folder of the embedded server when `conn` is connected to it."""
+    from .. import embedded
+
+    info = conn.info
+    if info.host not in ("127.0.0.1", "localhost") or int(info.port) != embedded.port():
+        return None
+    folder = embedded.data_dir() / "log"
+    return folder if folder.is_dir() else None
+
+
 def _whole_lines(data: bytes, cut: bool) -> str:
     text = data.decode("utf-8", errors="replace")
     if cut and "\n" in text:
@@ -442,6 +453,11 @@ def collect(target_conn: psycopg.Connection | None, store_conn: psycopg.Connecti
     elif target_conn is not None:
         read = read_server(target_conn, max_bytes=settings.max_bytes, since=since)
         source = "server log"
+        local = _embedded_log_dir(target_conn)
+        if not read.files and local is not None:
+            # dbarch's own server, reached through a role that may not read its log: the files are ours
+            read = read_local([], [str(local)], max_bytes=settings.max_bytes, since=since)
+            source = "embedded server log"
         note = server_logging_note(target_conn)
         if note:
             notes.append(note)

@@ -26,6 +26,7 @@ estimate for the statement with the values bound (EXPLAIN, no execution) is comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -620,7 +621,9 @@ def _slots_from_shape(shape: QueryShape) -> dict[int, Slot]:
 def _observed_sets(conn: psycopg.Connection, plan: ParameterPlan, count: int,
                    observed: Sequence[Sequence[str | None]], n_sets: int, fixed: dict[int, str] | None
                    ) -> list[tuple[str, ...]]:
-    """Up to n_sets distinct observed sets that bind, spread over the sample (most recent first)."""
+    """Up to n_sets distinct observed sets that bind. The kept sample is bounded and recent; within it
+    the sets are taken in the order of a hash of their values, so a re-run on the same log picks the
+    same sets and a new log entry displaces one only when its hash ranks lower."""
     usable: list[tuple[str, ...]] = []
     rejected = 0
     for values in observed:
@@ -630,14 +633,11 @@ def _observed_sets(conn: psycopg.Connection, plan: ParameterPlan, count: int,
             rejected += 1
             continue
         usable.append(tuple(values))
-        if len(usable) >= n_sets * 4:
-            break
     if rejected:
         plan.problems.append(f"{rejected} observed parameter set(s) did not bind to the inferred types")
     if not usable:
         return []
-    step = max(1, len(usable) // n_sets)
-    chosen = usable[::step][:n_sets]
+    chosen = sorted(usable, key=lambda v: hashlib.sha256(json.dumps(v).encode()).hexdigest())[:n_sets]
     sets = []
     for values in chosen:
         values = list(values)
