@@ -309,6 +309,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
             "queries_skipped": len(skipped), "skipped_detail": skipped,
+            # statements costed by the planner only because a `$n` could not be bound, with the reason
+            "unbound_parameters": [{"queryid": qid, "reason": "; ".join(item.plan.problems)}
+                                   for qid, item in items.items() if item.has_params and not item.param_sets],
             "costing": "hypopg" if hypo != "missing" else "real indexes in rolled-back transactions",
             "screened_by_hypopg": screened}
 

@@ -392,6 +392,14 @@ def _sample(conn: psycopg.Connection, schema: str, table: str, expressions: list
     return rows, found_types
 
 
+def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
+                 n: int, seed: int) -> list[tuple[str, ...]]:
+    """About n rows of plain columns, as text (the sampling every value starts from)."""
+    rows, _types = _sample(conn, schema, table, [sql.Identifier(c).as_string(None) for c in columns], reltuples,
+                           n, seed)
+    return rows[:n]
+
+
 def _stats(conn: psycopg.Connection, schema: str, table: str, column: str
            ) -> tuple[list[str], list[float], list[str]]:
     """(most common values, their frequencies, histogram bounds) as text, from pg_stats."""
