@@ -32,6 +32,7 @@ from .memory.embeddings import Embedder
 from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
+from .bench import observed as observed_values
 from .bench.params import ValueTarget
 from .db import rolled_back
 from .llm.gemini import usage_metadata
@@ -50,6 +51,7 @@ class AuditSettings:
     similar_limit: int = 5
     storage_budget_mb: float = 0.0      # 0: no budget
     max_indexes: int = 10
+    observed: observed_values.ObservedSettings = field(default_factory=observed_values.ObservedSettings)
 
 
 class NoSnapshot(DbarchError):
@@ -74,7 +76,7 @@ def _latest(store_conn: psycopg.Connection, target: str, partition_key: str | No
 def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Connection, *, target: str,
                   database: str, thresholds: Thresholds, window: tuple[datetime, datetime],
                   partition_key: str | None = None, run_id: str | None = None,
-                  now: datetime | None = None) -> dict:
+                  now: datetime | None = None, observed: observed_values.ObservedSettings | None = None) -> dict:
     """The window's slow statements, from the stored captures. When the window is still open (the
     current week) and the target is reachable, a capture is taken first, so a live audit sees up to
     now; a past week (a backfill) uses the stored captures alone."""
@@ -98,6 +100,9 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         stats_reset=datetime.fromisoformat(reset) if reset else None, thresholds=thresholds, queries=queries,
         skipped=skipped, run_id=run_id, table_writes=writes, partition_key=partition_key, window=window,
         window_seconds=act.covered_seconds, history=summary_history)
+    # the values the application bound, from the server log (or the user's log files), kept per statement
+    seen = observed_values.collect(target_conn, store_conn, target=target, database=database, queries=queries,
+                                   settings=observed or observed_values.ObservedSettings.from_env(), now=now)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
         "skipped_catalog_queries": skipped["catalog"],
@@ -106,7 +111,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
             sum(1 for r in act.resets if r["kind"] == "statement"),
         "pgss_entries": act.entries, "pgss_max_entries": act.max_entries, "deallocations": act.deallocations,
         "window_start": window[0].isoformat(), "window_end": window[1].isoformat(),
-        "notes": act.notes(),
+        "notes": act.notes(), **seen,
     }
 
 
@@ -261,6 +266,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     rewritten = {qid for qid, _ in rewrites}
 
     catalog = Catalog(sandbox_conn)
+    seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries.values()], settings.observed)
     items: dict[int, Prepared] = {}
     skipped: list[dict] = []
     for n, q in enumerate(queries.values(), 1):
@@ -280,7 +286,8 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         try:
             items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
                                        partial_values(shape, cands_of.get(q.queryid, [])),
-                                       target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms))
+                                       target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
+                                       observed=seen.get(q.fingerprint))
         except psycopg.Error as exc:
             # e.g. pg_stat_statements turned a constant into $n where PostgreSQL cannot infer its type
             skipped.append({"queryid": q.queryid, "reason": f"cannot be measured: "
@@ -325,6 +332,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
             "queries_skipped": len(skipped), "skipped_detail": skipped,
+            # statements costed by the planner only because a `$n` could not be bound, with the reason
+            "unbound_parameters": [{"queryid": qid, "reason": "; ".join(item.plan.problems)}
+                                   for qid, item in items.items() if item.has_params and not item.param_sets],
             "costing": "hypopg" if hypo != "missing" else "real indexes in rolled-back transactions",
             "screened_by_hypopg": screened}
 

@@ -21,7 +21,10 @@ def _print(msg: str) -> None:
 
 def _settings_from(args: argparse.Namespace) -> dict:
     keys = ("min_calls", "min_mean_ms", "top_n", "runs", "param_sets", "min_gain_pct")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    from .bench.observed import cli_settings
+
+    return {**out, **cli_settings(args)}
 
 
 # -- db ---------------------------------------------------------------------------------------------
@@ -258,6 +261,9 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ephemeral", action="store_true", help="do not record the run in the Dagster instance")
     p.add_argument("--no-pull-requests", action="store_true",
                    help="skip the pull-request step (GitHub with GITHUB_TOKEN, else a local git branch)")
+    from .bench.observed import add_cli_flags
+
+    add_cli_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,6 +122,9 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
             lines.append(f"      measured {timing}  gain {rec['measured_gain_pct'] or 0:.1f}%  "
                          f"(planner {rec['estimated_gain_pct'] or 0:.1f}%)  confidence {rec['confidence']:.2f}"
                          + (f"  index {size / 1_048_576:.1f} MB" if size else ""))
+            sources = (rec["evidence"].get("parameter_values") or {}).get("source_counts")
+            if sources:   # where the values came from, never the values (they can be personal data)
+                lines.append("      parameter values: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
         if not recs.get(q["queryid"]):
             lines.append(f"   -> no recommendation: {q.get('why_none', '')}")
         lines.append("")

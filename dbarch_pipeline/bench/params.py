@@ -26,9 +26,11 @@ estimate for the statement with the values bound (EXPLAIN, no execution) is comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -102,6 +104,18 @@ class ParameterPlan:
                 "how": {f"${k}": v for k, v in sorted(self.how.items())}, "problems": self.problems,
                 "calibration": self.calibration}
 
+    @property
+    def observed(self) -> bool:
+        return any(OBSERVED in row for row in self.provenance)
+
+    def shown_plan(self, plan: dict | None, show_observed: bool = False) -> dict | None:
+        """A compact plan as evidence may show it: with observed values, the literals in its
+        conditions are replaced (pg_stat_statements turned every constant of the statement into a
+        `$n`, so every literal there is a bound value)."""
+        if plan is None or show_observed or not self.observed:
+            return plan
+        return _redact(plan)
+
     def shown(self, sets: Sequence[Sequence[str]], show_observed: bool = False) -> list[list[str]]:
         """The parameter sets as evidence may show them: observed values replaced by a marker unless
         the user opted in (they can be personal data)."""
@@ -112,6 +126,24 @@ class ParameterPlan:
                                      and i < len(sources) and sources[i] == OBSERVED) else v
                         for i, v in enumerate(values)])
         return out
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+_NUMBER = re.compile(r"(?<![\w.$])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.])", re.I)
+_CONDITIONS = ("Filter", "Index Cond", "Recheck Cond", "Join Filter", "Hash Cond", "Merge Cond", "One-Time Filter")
+
+
+def _redact(node):
+    if isinstance(node, list):
+        return [_redact(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in _CONDITIONS and isinstance(value, str):
+            value = _NUMBER.sub(REDACTED, _QUOTED.sub(f"'{REDACTED}'", value))
+        out[key] = _redact(value) if isinstance(value, (dict, list)) else value
+    return out
 
 
 def plan_parameters(shape: QueryShape) -> ParameterPlan:
@@ -360,6 +392,14 @@ def _sample(conn: psycopg.Connection, schema: str, table: str, expressions: list
     return rows, found_types
 
 
+def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
+                 n: int, seed: int) -> list[tuple[str, ...]]:
+    """About n rows of plain columns, as text (the sampling every value starts from)."""
+    rows, _types = _sample(conn, schema, table, [sql.Identifier(c).as_string(None) for c in columns], reltuples,
+                           n, seed)
+    return rows[:n]
+
+
 def _stats(conn: psycopg.Connection, schema: str, table: str, column: str
            ) -> tuple[list[str], list[float], list[str]]:
     """(most common values, their frequencies, histogram bounds) as text, from pg_stats."""
@@ -550,17 +590,24 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
         plan.types, error = _inferred_types(conn, query)
         if error:
             plan.problems.append(f"PostgreSQL cannot prepare the statement: {error}")
+    seen: list[tuple[str, ...]] = []
     if observed:
-        sets = _observed_sets(conn, plan, shape.param_count, observed, n_sets, fixed)
-        if sets:
-            return sets, plan
+        seen = _observed_sets(conn, plan, shape.param_count, observed, n_sets, fixed)
+        if len(seen) >= n_sets:
+            return seen, plan
+    # too few observed sets (the server samples the log): the others are calibrated
+    seen_plan = (list(plan.provenance), dict(plan.how), dict(plan.calibration))
     slots = find_slots(query, catalog.columns_map(shape.tables, shape.schemas)) if query else {}
     if not slots and not query:
         slots = _slots_from_shape(shape)
-    builder = _Builder(conn, shape, catalog, plan, slots, n_sets, seed, fixed or {}, target)
-    if not builder.ready():
-        return [], plan
-    sets = builder.calibrated(query, timeout_ms)
+    builder = _Builder(conn, shape, catalog, plan, slots, n_sets - len(seen), seed, fixed or {}, target)
+    sets = builder.calibrated(query, timeout_ms) if builder.ready() else []
+    if seen:
+        plan.provenance = seen_plan[0] + (plan.provenance if sets else [])
+        plan.how = {n: (f"{seen_plan[1][n]}; {plan.how[n]}" if sets and n in plan.how else seen_plan[1][n])
+                    for n in seen_plan[1]}
+        plan.calibration = {**seen_plan[2], **({"others": plan.calibration} if sets else {})}
+        return seen + sets, plan
     return sets, plan
 
 
@@ -582,7 +629,9 @@ def _slots_from_shape(shape: QueryShape) -> dict[int, Slot]:
 def _observed_sets(conn: psycopg.Connection, plan: ParameterPlan, count: int,
                    observed: Sequence[Sequence[str | None]], n_sets: int, fixed: dict[int, str] | None
                    ) -> list[tuple[str, ...]]:
-    """Up to n_sets distinct observed sets that bind, spread over the sample (most recent first)."""
+    """Up to n_sets distinct observed sets that bind. The kept sample is bounded and recent; within it
+    the sets are taken in the order of a hash of their values, so a re-run on the same log picks the
+    same sets and a new log entry displaces one only when its hash ranks lower."""
     usable: list[tuple[str, ...]] = []
     rejected = 0
     for values in observed:
@@ -592,14 +641,11 @@ def _observed_sets(conn: psycopg.Connection, plan: ParameterPlan, count: int,
             rejected += 1
             continue
         usable.append(tuple(values))
-        if len(usable) >= n_sets * 4:
-            break
     if rejected:
         plan.problems.append(f"{rejected} observed parameter set(s) did not bind to the inferred types")
     if not usable:
         return []
-    step = max(1, len(usable) // n_sets)
-    chosen = usable[::step][:n_sets]
+    chosen = sorted(usable, key=lambda v: hashlib.sha256(json.dumps(v).encode()).hexdigest())[:n_sets]
     sets = []
     for values in chosen:
         values = list(values)

@@ -90,7 +90,7 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
     return item
 
 
-def _summary(m: Measurement) -> dict:
+def _summary(m: Measurement, values: ParameterPlan | None = None, show_observed: bool = False) -> dict:
     return {
         "generic_cost": m.generic_cost,
         "costs": m.costs,
@@ -98,7 +98,7 @@ def _summary(m: Measurement) -> dict:
         "median_ms": median_ms(m),
         "shared_blocks": m.buffers,
         "indexes_used": sorted(m.indexes_used),
-        "plan": compact_plan(m.plan),
+        "plan": values.shown_plan(compact_plan(m.plan), show_observed) if values else compact_plan(m.plan),
     }
 
 
@@ -133,7 +133,8 @@ def _result(item: Prepared, after: Measurement, name: str, *, cross: bool, show_
             "parameter_values": item.plan.evidence() if item.has_params else {},
             "unmapped_parameters": item.plan.unmapped, "not_executed": item.not_executed,
             "runs_per_set": len(after.timings_ms[0]) if after.timings_ms else 0,
-            "confidence_parts": parts, "before": _summary(before), "after": _summary(after),
+            "confidence_parts": parts, "before": _summary(before, item.plan, show_observed),
+            "after": _summary(after, item.plan, show_observed),
         },
     }
 
@@ -212,7 +213,8 @@ def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, set
                                                          "error": str(exc).strip().splitlines()[0]}}
     row = _result(item, after, "", cross=False, show_observed=settings.show_observed_values)
     row["ddl"] = rewrite
-    row["evidence"].update(kind="rewrite", index_used=True, spec=spec, same_rows_for=proof["param_sets"],
+    row["evidence"].update(kind="rewrite", index_used=True, spec=spec,
+                           same_rows_for=item.plan.shown(proof["param_sets"], settings.show_observed_values),
                            reason=spec.get("rationale") or "rewrite suggested by Gemini")
     return row
 

@@ -89,14 +89,15 @@ def slow_query_snapshot(context: dg.AssetExecutionContext, target: TargetDatabas
                 conninfo = target.conninfo_for(name)
                 summary = audit.take_snapshot(t, s, target=name, database=db.database_name(conninfo),
                                               thresholds=settings.thresholds, window=bounds, partition_key=key,
-                                              run_id=context.run.run_id)
+                                              run_id=context.run.run_id, observed=settings.observed)
         except db.UnreachableDatabase as exc:
             # a backfill needs only the stored captures; a live week needs the target
             if bounds[1] > audit.utcnow():
                 raise
             context.log.warning(f"target unreachable ({exc.problem}); using stored captures only")
             summary = audit.take_snapshot(None, s, target=name, database=name, thresholds=settings.thresholds,
-                                          window=bounds, partition_key=key, run_id=context.run.run_id)
+                                          window=bounds, partition_key=key, run_id=context.run.run_id,
+                                          observed=settings.observed)
         snap = store_mod.latest_snapshot(s, name, key)
         checks = alerts.snapshot_checks(s, snap)
     for note in summary["notes"]:

@@ -149,7 +149,7 @@ def sample_params(conn: psycopg.Connection, query: str, *, n_sets: int = 3) -> l
     catalog = Catalog(conn)
     if len(shape.tables) > 1:
         shape = analyze(query, catalog.columns_map(shape.tables, shape.schemas))
-    sets, _plan = sample_parameter_sets(conn, shape, catalog, n_sets=n_sets)
+    sets, _plan = sample_parameter_sets(conn, shape, catalog, n_sets=n_sets, query=query)
     return [tuple(s) for s in sets]
 
 

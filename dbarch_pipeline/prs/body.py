@@ -233,7 +233,9 @@ def _measurements(row: dict, plan_chars: int) -> list[str]:
     runs = ev.get("runs_per_set")
     warmup = ev.get("warmup_runs")
     if sets:
-        out.append(f"Parameter sets ({len(sets)}, sampled from the table's data; {runs or '?'} timed runs each"
+        sources = (ev.get("parameter_values") or {}).get("source_counts") or {"sampled from the table's data": ""}
+        origin = ", ".join(f"{k} {v}".strip() for k, v in sorted(sources.items()))
+        out.append(f"Parameter sets ({len(sets)}; values {origin}; {runs or '?'} timed runs each"
                    + (f" after {warmup} warm-up" if warmup else "") + ", median kept):")
         out += ["", "| # | values | cost before | cost after | median before | median after |",
                 "|---:|---|---:|---:|---:|---:|"]

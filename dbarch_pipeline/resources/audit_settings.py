@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ..audit import AuditSettings
+from ..bench.observed import ObservedSettings
 from ..bench.runner import BenchSettings
 from ..models import Thresholds
 
@@ -21,15 +22,27 @@ class AuditSettingsResource(dg.ConfigurableResource):
     min_gain_pct: float = 10.0
     storage_budget_mb: float = 0.0
     max_indexes: int = 10
+    # parameter values observed in the server log (DBARCH_OBSERVED_PARAMS=off also switches them off)
+    observed_params: bool = True
+    observed_keep: int = 50
+    observed_days: int = 30
+    log_files: list[str] = []
+    log_dirs: list[str] = []
+    show_observed_values: bool = False
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
+        observed = ObservedSettings.from_env(enabled=self.observed_params, keep_per_statement=self.observed_keep,
+                                             retention_days=self.observed_days, log_files=tuple(self.log_files),
+                                             log_dirs=tuple(self.log_dirs), show_values=self.show_observed_values)
         return AuditSettings(
             thresholds=Thresholds(min_calls=self.min_calls, min_mean_ms=self.min_mean_ms, top_n=self.top_n),
             bench=BenchSettings(runs=self.runs, warmup=self.warmup, param_sets=self.param_sets,
-                                statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms),
+                                statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms,
+                                show_observed_values=observed.show_values),
             min_table_rows=self.min_table_rows,
             max_candidates_per_query=self.max_candidates_per_query,
             min_gain_pct=self.min_gain_pct,
             storage_budget_mb=self.storage_budget_mb,
             max_indexes=self.max_indexes,
+            observed=observed,
         )

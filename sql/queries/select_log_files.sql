@@ -1,0 +1,4 @@
+SELECT name, size, modification
+FROM pg_ls_logdir()
+WHERE name ~ '\.(json|csv|log)$'
+ORDER BY modification DESC
