@@ -124,7 +124,7 @@ def _accepted_in_an_index(conn: psycopg.Connection, info: TableInfo, key: str) -
             conn.execute("SET LOCAL statement_timeout = 5000")
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}.{})").format(
                 probe, sql.Identifier(info.schema), sql.Identifier(info.table)))
-            conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, _key_sql(key)))
+            conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, key_sql(key)))
         return True
     except psycopg.errors.InsufficientPrivilege:
         pass
@@ -381,7 +381,7 @@ def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists
             raise ValueError(f"unsupported operator class {opclass!r}")
         if direction not in DIRECTIONS:
             raise ValueError(f"unsupported key direction {direction!r}")
-        key = _key_sql(column)
+        key = key_sql(column)
         key = key + sql.SQL(" " + opclass) if opclass else key
         keys.append(key + sql.SQL(" " + direction) if direction else key)
     parts = [sql.SQL("CREATE INDEX {concurrently}{ine}{name} ON {schema}.{table}{using} ({keys})").format(
@@ -425,7 +425,7 @@ def safe_expression(key: str) -> exp.Expression | None:
     return node
 
 
-def _key_sql(column: str) -> sql.Composable:
+def key_sql(column: str) -> sql.Composable:
     """One index key: a column (quoted), lower()/upper() of one, or an expression written as
     PostgreSQL printed it, checked by safe_expression and parenthesized."""
     m = EXPRESSION.match(column)

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from ..advisor.analyze import Predicate, QueryShape
+from ..advisor.candidates import key_sql
 from ..advisor.catalog import Catalog
 from ..db import tag
 
@@ -76,8 +77,9 @@ def parameter_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
 def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
                  n: int, seed: int) -> list[tuple[str | None, ...]]:
     """About n rows with all `columns` non-null, as text, via TABLESAMPLE (cheap on big tables)."""
-    cols = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns)
-    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    # a column, or an expression the plan showed (md5(val)): its values are what `$n` is compared with
+    cols = sql.SQL(", ").join(sql.SQL("{}::text").format(key_sql(c)) for c in columns)
+    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(key_sql(c)) for c in columns)
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     pct = min(100.0, max(0.01, 100.0 * (n * 40) / max(reltuples, 1)))
     query = sql.SQL(tag("SELECT {cols} FROM {target} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) "
