@@ -347,12 +347,13 @@ def _name_part(key: str) -> str:
     """A key in an index name; operators spelled out, so (a + b) is never named like (a, b)."""
     for op, word in OPERATOR_WORDS.items():
         key = key.replace(op, word)
-    return re.sub(r"\W+", "_", key.lower()).strip("_")
+    return re.sub(r"\W+", "_", key).strip("_")
 
 
 def index_name(cand: IndexCandidate) -> str:
     dirs = cand.directions or ("",) * len(cand.columns)
-    parts = [cand.table] + [_name_part(f"{c} {d}") for c, d in zip(cand.columns, dirs)]
+    parts = [cand.table] + [_name_part(c) + (f"_{_name_part(d.lower())}" if d else "")
+                            for c, d in zip(cand.columns, dirs)]
     if cand.include:
         parts += ["incl"] + list(cand.include)
     if cand.where:
