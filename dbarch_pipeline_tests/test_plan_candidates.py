@@ -93,6 +93,17 @@ def test_only_immutable_expressions_become_candidates(plan_db):
     assert cands == []
 
 
+def test_expressions_are_checked_without_a_temporary_table_too(plan_db):
+    # a read-only transaction cannot create the probe table: pg_proc's volatility decides
+    with psycopg.connect(plan_db, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        catalog = Catalog(conn)
+        for query, expected in (("SELECT * FROM items WHERE md5(val) = $1", [("md5(val)",)]),
+                                ("SELECT * FROM items WHERE now() > tstz + make_interval(days => a)", [])):
+            cands, _ = candidates_for(analyze_planned(query, catalog), catalog)
+            assert [c.columns for c in cands if c.columns[0] not in ("a", "tstz")] == expected
+
+
 def test_order_by_mixed_directions_keeps_them(plan_db):
     cands, _ = _candidates(plan_db, "SELECT * FROM items WHERE kind = $1 ORDER BY a DESC, b LIMIT $2")
     assert "public.items (kind, a DESC, b)" in _labels(cands)

@@ -119,20 +119,31 @@ def _accepted_in_an_index(conn: psycopg.Connection, info: TableInfo, key: str) -
     """PostgreSQL's own verdict: can this expression be indexed (columns exist, functions and
     operators immutable)? An index on an empty copy of the table, rolled back."""
     probe = sql.Identifier("dbarch_expression_probe")
+    verdict: bool | None = None
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET LOCAL statement_timeout = 5000")
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}.{})").format(
                 probe, sql.Identifier(info.schema), sql.Identifier(info.table)))
-            conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, key_sql(key)))
-        return True
-    except psycopg.errors.InsufficientPrivilege:
-        pass
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, key_sql(key)))
+                verdict = True
+            except psycopg.Error:
+                verdict = False
     except psycopg.Error:
+        pass     # no temporary table here (no TEMP right, a read-only transaction)
+    if verdict is not None:
+        return verdict
+    # then only what is surely immutable: function calls whose every overload is immutable, with
+    # no operator and no cast other than to text (an operator or a cast may be only stable, as
+    # timestamptz + interval is)
+    node = safe_expression(key)
+    if any(True for _ in node.find_all(exp.Binary)) or any(
+            not c.to.is_type(*exp.DataType.TEXT_TYPES) for c in node.find_all(exp.Cast)):
         return False
-    # no right to create a temporary table: every function it calls must be immutable
     names = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
-                    for f in safe_expression(key).find_all(exp.Func)})
+                    for f in node.find_all(exp.Func) if not isinstance(f, exp.Cast)})
     try:
         with conn.transaction(force_rollback=True):
             row = conn.execute(named("select_functions_immutable"), {"names": names}).fetchone()
