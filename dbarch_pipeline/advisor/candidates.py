@@ -119,20 +119,31 @@ def _accepted_in_an_index(conn: psycopg.Connection, info: TableInfo, key: str) -
     """PostgreSQL's own verdict: can this expression be indexed (columns exist, functions and
     operators immutable)? An index on an empty copy of the table, rolled back."""
     probe = sql.Identifier("dbarch_expression_probe")
+    verdict: bool | None = None
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET LOCAL statement_timeout = 5000")
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}.{})").format(
                 probe, sql.Identifier(info.schema), sql.Identifier(info.table)))
-            conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, _key_sql(key)))
-        return True
-    except psycopg.errors.InsufficientPrivilege:
-        pass
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(probe, key_sql(key)))
+                verdict = True
+            except psycopg.Error:
+                verdict = False
     except psycopg.Error:
+        pass     # no temporary table here (no TEMP right, a read-only transaction)
+    if verdict is not None:
+        return verdict
+    # then only what is surely immutable: function calls whose every overload is immutable, with
+    # no operator and no cast other than to text (an operator or a cast may be only stable, as
+    # timestamptz + interval is)
+    node = safe_expression(key)
+    if any(True for _ in node.find_all(exp.Binary)) or any(
+            not c.to.is_type(*exp.DataType.TEXT_TYPES) for c in node.find_all(exp.Cast)):
         return False
-    # no right to create a temporary table: every function it calls must be immutable
     names = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
-                    for f in safe_expression(key).find_all(exp.Func)})
+                    for f in node.find_all(exp.Func) if not isinstance(f, exp.Cast)})
     try:
         with conn.transaction(force_rollback=True):
             row = conn.execute(named("select_functions_immutable"), {"names": names}).fetchone()
@@ -347,14 +358,15 @@ def _name_part(key: str) -> str:
     """A key in an index name; operators spelled out, so (a + b) is never named like (a, b)."""
     for op, word in OPERATOR_WORDS.items():
         key = key.replace(op, word)
-    return re.sub(r"\W+", "_", key.lower()).strip("_")
+    return re.sub(r"\W+", "_", key).strip("_")
 
 
 def index_name(cand: IndexCandidate) -> str:
     if cand.name:
         return cand.name
     dirs = cand.directions or ("",) * len(cand.columns)
-    parts = [cand.table] + [_name_part(f"{c} {d}") for c, d in zip(cand.columns, dirs)]
+    parts = [cand.table] + [_name_part(c) + (f"_{_name_part(d.lower())}" if d else "")
+                            for c, d in zip(cand.columns, dirs)]
     if cand.include:
         parts += ["incl"] + list(cand.include)
     if cand.where:
@@ -383,7 +395,7 @@ def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists
             raise ValueError(f"unsupported operator class {opclass!r}")
         if direction not in DIRECTIONS:
             raise ValueError(f"unsupported key direction {direction!r}")
-        key = _key_sql(column)
+        key = key_sql(column)
         key = key + sql.SQL(" " + opclass) if opclass else key
         keys.append(key + sql.SQL(" " + direction) if direction else key)
     parts = [sql.SQL("CREATE INDEX {concurrently}{ine}{name} ON {schema}.{table}{using} ({keys})").format(
@@ -427,7 +439,7 @@ def safe_expression(key: str) -> exp.Expression | None:
     return node
 
 
-def _key_sql(column: str) -> sql.Composable:
+def key_sql(column: str) -> sql.Composable:
     """One index key: a column (quoted), lower()/upper() of one, or an expression written as
     PostgreSQL printed it, checked by safe_expression and parenthesized."""
     m = EXPRESSION.match(column)

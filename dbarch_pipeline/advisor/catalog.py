@@ -2,7 +2,9 @@
 
 A table never analyzed (pg_class.reltuples = -1) and a partitioned table (no storage of its own)
 have no row count in pg_class: their rows are the planner's own estimate for a scan of the table
-(from the size of its files, or the sum over its partitions), so they are sized, not skipped.
+(from the size of its files, or the sum over its partitions), so they are sized, not skipped. A
+partitioned table nobody analyzed (autovacuum never does) takes its largest partition's column
+statistics.
 """
 
 from __future__ import annotations
@@ -96,8 +98,12 @@ class Catalog:
                     name=ix["name"], method=ix["method"], keys=tuple(_unquote(k) for k in ix["keys"]),
                     is_unique=ix["is_unique"], is_partial=ix["is_partial"], definition=ix["definition"],
                     include=tuple(_unquote(k) for k in ix["include"])))
-            for st in cur.execute(named("select_column_stats"),
-                                  {"schema": info.schema, "table": info.table}).fetchall():
+            stats = cur.execute(named("select_column_stats"), {"schema": info.schema, "table": info.table}).fetchall()
+            if not stats and info.relkind == "p":
+                leaf = cur.execute(named("select_largest_partition"), {"oid": info.oid}).fetchone()
+                if leaf is not None:
+                    stats = cur.execute(named("select_column_stats"), leaf).fetchall()
+            for st in stats:
                 info.n_distinct[st["column"]] = float(st["n_distinct"] or 0.0)
                 info.null_frac[st["column"]] = float(st["null_frac"] or 0.0)
                 info.avg_width[st["column"]] = int(st["avg_width"] or 0)

@@ -328,7 +328,12 @@ def analyze_planned(query: str, catalog: Catalog) -> QueryShape:
     doc = statement_plan(catalog.conn, query, shape.param_count)
     if doc is None:
         return shape
-    return merge(shape, seen_shape(doc, catalog.conn), catalog)
+    try:
+        with catalog.conn.transaction(force_rollback=True):
+            seen = seen_shape(doc, catalog.conn)
+    except psycopg.Error:
+        return shape     # the catalog could not be read: the text's analysis stands
+    return merge(shape, seen, catalog)
 
 
 # -- "index used" -----------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from psycopg import sql
 from sqlglot import exp
 
 from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, parse
+from ..advisor.candidates import key_sql
 from ..advisor.catalog import Catalog
 from ..db import rolled_back, tag
 
@@ -395,7 +396,8 @@ def _sample(conn: psycopg.Connection, schema: str, table: str, expressions: list
 def _sample_rows(conn: psycopg.Connection, schema: str, table: str, columns: list[str], reltuples: int,
                  n: int, seed: int) -> list[tuple[str, ...]]:
     """About n rows of plain columns, as text (the sampling every value starts from)."""
-    rows, _types = _sample(conn, schema, table, [sql.Identifier(c).as_string(None) for c in columns], reltuples,
+    # a column, or an expression the plan showed (md5(val)): its values are what `$n` is compared with
+    rows, _types = _sample(conn, schema, table, [key_sql(c).as_string(conn) for c in columns], reltuples,
                            n, seed)
     return rows[:n]
 
