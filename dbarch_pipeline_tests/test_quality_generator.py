@@ -98,6 +98,7 @@ def test_scoring_rules_on_generated_figures():
         base, orc, ms = rng.uniform(0.5, 50), rng.uniform(0.01, 50), rng.uniform(0.01, 50)
         up, up_o = base / ms, base / orc
         assert scoring.is_fixed(base, orc, ms) == (up >= 2 and up >= up_o / 2)
+        assert scoring.is_fixed(base, orc, ms, 1.0) == (up >= 2 and (up >= up_o / 2 or ms < 1.0))
     assert scoring.fixable({"a": 10, "b": 10, "c": 0.5}, {"a": 1, "b": 6, "c": 0.01}) == ["a"]
     ddl = 'CREATE INDEX CONCURRENTLY "t_a_idx" ON "public"."t" ("a") INCLUDE ("b")'
     assert scoring.index_name(ddl) == "t_a_idx"
