@@ -56,8 +56,9 @@ def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, store
                                "AND status = 'superseded' AND superseded_at IS NOT NULL", (name,)).fetchone()[0]
     assert history == len(first) - len(second) > 0
     meta = result.asset_materializations_for_node("optimization_log")[0].metadata
-    assert meta["superseded"].value == history
-    assert meta["current_recommendations"].value == len(second)
+    assert meta["summary"].value["superseded"] == history
+    assert meta["summary"].value["current_recommendations"] == len(second)
+    assert meta[f"recommendations [{name}]"].value == len(second)
 
     # readers: the CLI (current by default, everything with --history), similar, pull requests
     assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json"]) == 0
@@ -105,3 +106,40 @@ def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_
         again = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor))
         assert not again.run_requests
         assert len(instance.get_runs()) == launched
+
+
+def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, store_dsn, capsys):
+    resources, name, key, first, second, result = week_rerun
+    snap_meta = result.asset_materializations_for_node("slow_query_snapshot")[0].metadata
+    slow = snap_meta["slow_statements"].value
+    assert [c.name for c in slow.schema.columns][:5] == ["statement", "calls", "total_ms", "mean_ms", "rows_per_call"]
+    assert slow.records and all(r.data["calls"] > 0 and r.data["mean_ms"] > 0 for r in slow.records)
+    # a long statement is cut before a clause, never inside one
+    for r in slow.records:
+        text = r.data["statement"]
+        assert not text.endswith(("= …", "( …", ", …"))
+    bench_meta = result.asset_materializations_for_node("benchmarked_gains")[0].metadata
+    bench = bench_meta["benchmarks"].value
+    assert {"index", "statement", "before_ms", "after_ms", "gain_pct", "regression"} <= {c.name for c in bench.schema.columns}
+    flagged = [r.data for r in bench.records if r.data.get("regression")]
+    named = bench_meta["regressions"].value
+    assert all(f["index"] in named and f["statement"] in named for f in flagged)
+    assert f"regressions measured [{name}]" in bench_meta and "snapshot_id" not in bench_meta
+    log_meta = result.asset_materializations_for_node("optimization_log")[0].metadata
+    indexes = log_meta["indexes"].value
+    chosen = [r.data for r in indexes.records if r.data["decision"] == "chosen"]
+    assert len(chosen) == 1 and chosen[0]["size_mb"] > 0 and "upkeep_ms_per_s" in chosen[0]
+    markdown = log_meta["report"].value
+    assert "app mean" in markdown and "measured" in markdown and f"/runs/{result.run_id}" in markdown
+
+    # `dbarch report` prints the stored report again: the same text, nothing re-audited
+    assert cli.main(["report", "--target", name, "--store-dsn", store_dsn]) == 0
+    assert capsys.readouterr().out.strip() == markdown.strip()
+    assert cli.main(["report", "--target", name, "--week", key.keys_by_dimension["week"], "--format", "json",
+                     "--store-dsn", store_dsn]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"] == name and len(data["indexes"]) == 1
+    assert cli.main(["report", "--target", name, "--week", "2020-01-01", "--store-dsn", store_dsn]) == 2
+    assert "no stored report" in capsys.readouterr().err
+    assert cli.main(["report", "--target", "nosuch", "--store-dsn", store_dsn]) == 2
+    assert "unknown target 'nosuch'" in capsys.readouterr().err
