@@ -143,3 +143,68 @@ def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, store_dsn, ca
     assert "no stored report" in capsys.readouterr().err
     assert cli.main(["report", "--target", "nosuch", "--store-dsn", store_dsn]) == 2
     assert "unknown target 'nosuch'" in capsys.readouterr().err
+
+
+def test_similar_is_fast_from_the_cache_and_ranks_serving_indexes_first(week_rerun, resources_for, demo_target,
+                                                                         store_dsn):
+    import subprocess
+    import sys
+    import time
+
+    from dbarch_pipeline import similar
+
+    materialize_audit(resources_for(demo_target), partition_key=week_rerun[2])   # every index again
+    statement = "SELECT id, name, plan FROM users WHERE email = $1"
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        store.ensure_schema(conn)
+        first = similar.nearest(conn, statement, limit=10, min_similarity=0.0)
+        rows = first["rows"]
+        # an expression index on lower(email) cannot serve `email = $1`: never ranked above one that can
+        serving = [r["serves"] for r in rows]
+        assert serving == sorted(serving, reverse=True)
+        assert all(r["target"] for r in rows)
+        cut = similar.nearest(conn, statement, limit=10, min_similarity=0.95)["rows"]
+        assert all(r["similarity"] >= 0.95 for r in cut) and len(cut) <= len(rows)
+    # what serving means: the index's leading key is what the statement filters, joins or sorts on,
+    # in the same form
+    lower_ix = {"ddl": 'CREATE INDEX "users_lower_email_idx" ON "public"."users" ((lower("email")))',
+                "fingerprint": "x"}
+    plain_ix = {"ddl": 'CREATE INDEX "users_email_idx" ON "public"."users" ("email")', "fingerprint": "y"}
+    for sql_text, lower_serves, plain_serves in (
+            ("SELECT id FROM users WHERE email = $1", False, True),
+            ("SELECT id FROM users WHERE lower(email) = lower($1)", True, False),
+            ("SELECT u.id FROM users u JOIN orders o ON o.user_id = u.id WHERE u.email = $1", False, True),
+            ("SELECT id FROM users WHERE country = $1 ORDER BY email LIMIT 5", False, True),
+            ("SELECT id FROM courses WHERE title = $1", False, False)):
+        keys = similar.usable_keys(sql_text)
+        assert similar.can_serve(keys, lower_ix, "own") is lower_serves, sql_text
+        assert similar.can_serve(keys, plain_ix, "own") is plain_serves, sql_text
+    # a second call in a new process: the statement's vector comes from the store, the model (and
+    # torch) is never loaded
+    code = ("import sys, time; t = time.perf_counter(); from dbarch_pipeline import cli; "
+            f"rc = cli.main(['similar', {statement!r}, '--store-dsn', {store_dsn!r}, '--json']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', round(time.perf_counter() - t, 2), rc)")
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout.strip().splitlines()[-1].split()
+    assert tail[0] == "NO-TORCH" and tail[2] == "0", done.stdout
+    print(f"similar, second call: {tail[1]} s in-process, {time.perf_counter() - t:.2f} s with interpreter start")
+
+
+def test_every_cli_option_has_help():
+    import argparse
+
+    parser = cli.build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "dbarch")
+    assert not missing, missing
