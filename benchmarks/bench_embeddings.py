@@ -3,12 +3,14 @@
 Measures the model load time on its own, then the rate in queries/s of
 `dbarch_pipeline.memory.embeddings.Embedder.embed` over ~500 realistic normalized SQL statements
 (pg_stat_statements style, `$n` placeholders: varied SELECT/UPDATE/INSERT/DELETE over a few tables)
-with batch sizes 1 and 64. Each rate is the median of a few passes after a warm-up; passes stop
+with batch sizes 1 and 64, for each torch thread count asked (`--threads 1,2`: the database shares
+the same cores, so fewer threads can be faster on a busy machine). Each rate is the median of a few passes after a warm-up; passes stop
 early once they exceed a time budget, so a busy machine does not make the script run for minutes.
 Nothing is downloaded (HF_HUB_OFFLINE=1 is set before the model is imported). Prints figures;
 asserts nothing.
 
 Run alone: .venv/bin/python benchmarks/bench_embeddings.py [--queries 500] [--reps 5] [--budget 30]
+           [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--budget", type=float, default=30.0,
                         help="stop adding passes at a batch size once they took this many seconds")
+    parser.add_argument("--threads", default="1,2", help="torch intra-op thread counts to compare, e.g. 1,2")
     args = parser.parse_args(argv)
 
     texts = sql_statements(args.queries)
@@ -104,6 +107,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"first call after load (1 statement): {(time.perf_counter() - t) * 1000:.1f} ms")
 
     summary: dict = {"model_load_ms": load_s * 1000}
+    for threads in [int(x) for x in args.threads.split(",") if x.strip()]:
+        torch.set_num_threads(threads)
+        print(f"-- torch threads {threads} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        summary[threads] = _rates(texts, args)
+    if len(summary) > 2:
+        best = {b: max((k for k in summary if isinstance(k, int)), key=lambda k: summary[k][f"batch_{b}_qps"])
+                for b in (1, 64)}
+        print(f"fastest: {best[1]} thread(s) at batch 1, {best[64]} at batch 64")
+    print(f"load average (1/5/15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs - other processes skew these figures")
+    return summary
+
+
+def _rates(texts: list[str], args) -> dict:
+    summary: dict = {}
     for batch_size in (1, 64):
         embedder = Embedder(batch_size=batch_size)
         embedder.embed(texts[:64])  # warm-up at this batch size
@@ -127,8 +145,6 @@ def main(argv: list[str] | None = None) -> dict:
               f"{', '.join(f'{p * 1000:.0f}' for p in passes)} ms; |v| {norms.min():.4f}..{norms.max():.4f})")
     print(f"  batch 64 / batch 1: {summary['batch_64_qps'] / summary['batch_1_qps']:.1f}x (median), "
           f"{summary['batch_64_best_qps'] / summary['batch_1_best_qps']:.1f}x (best)")
-    print(f"load average (1/5/15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} CPUs - other processes skew these figures")
     return summary
 
 

@@ -235,6 +235,41 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """A stored week report, printed again: nothing is audited or measured."""
+    from . import targets
+    from .defs.partitions import week_of
+    from .memory import store
+
+    week_start = None
+    if args.week:
+        from datetime import datetime
+
+        week_start = datetime.fromisoformat(week_of(_parse_day(args.week))).replace(tzinfo=_parse_day(args.week).tzinfo)
+    with _store(args).connect() as s:
+        name = args.target
+        if name is None:
+            from .db import named
+
+            reported = [r[0] for r in s.execute(named("select_reported_targets"))]
+            if len(reported) != 1:
+                raise DbarchError("name the target: " + (f"reports exist for {', '.join(reported)}" if reported
+                                                         else "no stored report yet"),
+                                  "dbarch report --target NAME (see `dbarch targets list`); audit first if none")
+            name = reported[0]
+        targets.require_known(s, name)
+        row = store.stored_report(s, name, week_start)
+    if row is None:
+        week = f" for the week of {week_start.date()}" if week_start else ""
+        raise DbarchError(f"no stored report of {name}{week}",
+                          "audit that week first (`dbarch audit --week YYYY-MM-DD`, or materialize its partition)")
+    if args.format == "json":
+        _print(json.dumps(row["report"], indent=2, default=str))
+    else:
+        _print(row["report_md"])
+    return 0
+
+
 # -- ui -----------------------------------------------------------------------------------------------
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -271,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("db", help="manage the embedded PostgreSQL")
-    p.add_argument("action", choices=["start", "stop", "status", "url", "reset"])
+    p.add_argument("action", choices=["start", "stop", "status", "url", "reset"],
+                   help="start, stop, status (exit 3 when stopped), url (of --database), reset (stop and delete data)")
     p.add_argument("--database", default="demo", help="database for `url` (demo, dbarch, dagster)")
     p.set_defaults(func=cmd_db)
 
@@ -316,8 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_similar)
 
+    p = sub.add_parser("report", help="print a stored week report (nothing is re-audited)")
+    p.add_argument("--target", help="the target (default: the only one with a report)")
+    p.add_argument("--week", help="any day of the week, YYYY-MM-DD (default: the latest week reported)")
+    p.add_argument("--format", choices=["md", "json"], default="md", help="markdown (default) or JSON")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
-    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--port", type=int, default=3000, help="port of the web UI (default 3000)")
     p.set_defaults(func=cmd_ui)
 
     from .ask.commands import register as register_ask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -33,7 +34,8 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
         own = [c for c in cands if c["queryid"] == q.queryid]
         entry = {"queryid": q.queryid, "query": q.query_text, "fingerprint": q.fingerprint,
                  "calls": q.calls, "mean_exec_ms": round(q.mean_exec_ms, 3),
-                 "total_exec_ms": round(q.total_exec_ms, 1), "candidates": len(own), "recommendation": None}
+                 "total_exec_ms": round(q.total_exec_ms, 1), "rows": q.rows, "candidates": len(own),
+                 "recommendation": None}
         if b is not None:
             choice = choices[b["ddl"]]
             rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
@@ -139,4 +141,141 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
         lines.append("Existing indexes you could drop (never applied by dbarch):")
         for d in drops:
             lines.append(f"  {d['ddl']}  -- {d['drop_kind']}, {d['size_bytes'] / 1_048_576:.1f} MB: {d['reason']}")
+    return "\n".join(lines)
+
+
+# -- the week at a glance: tables and the markdown report -------------------------------------------
+
+_CLAUSES = re.compile(r"\s(?=(?:FROM|WHERE|GROUP BY|ORDER BY|HAVING|LIMIT|OFFSET|JOIN|LEFT JOIN|INNER JOIN|"
+                      r"RIGHT JOIN|UNION|RETURNING|VALUES|SET|AND|OR)\b)", re.IGNORECASE)
+
+APP_VS_MEASURED = (
+    "*app mean* is what the application's calls took on average this week (pg_stat_statements, every "
+    "parameter value, warm or cold cache); *measured* is the median of timed runs on the sandbox with "
+    "sampled values, among them the column's most common value as the worst case. They differ when the "
+    "sample is heavier or lighter than the application's usual values, or the caches differ; the gain "
+    "compares measured with measured.")
+
+
+def clip(text: str, width: int = 120) -> str:
+    """The statement on one line, cut (when too long) before a clause or condition, never inside one.
+
+    >>> clip("SELECT a FROM t WHERE x = $1 AND y = $2 ORDER BY a", 40)
+    'SELECT a FROM t WHERE x = $1 …'
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cuts = [m.start() for m in _CLAUSES.finditer(flat) if m.start() <= width - 2]
+    cut = cuts[-1] if cuts else flat.rfind(" ", 0, width - 2)
+    return flat[: cut if cut > 0 else width - 2].rstrip() + " …"
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def slow_statement_rows(result: dict[str, Any]) -> list[dict]:
+    """One row per slow statement: what the application spent on it this week."""
+    return [{"statement": clip(q["query"], 200), "calls": int(q["calls"]), "total_ms": round(q["total_exec_ms"], 1),
+             "mean_ms": _ms(q["mean_exec_ms"]),
+             "rows_per_call": round(q["rows"] / q["calls"], 1) if q.get("rows") is not None and q["calls"] else None,
+             "recommendation": q.get("recommendation") or q.get("rewrite") or (q.get("why_none") or "")[:80]}
+            for q in result["queries"]]
+
+
+def _index_label(ddl: str) -> str:
+    from .watch import parse_index_ddl
+
+    ix = parse_index_ddl(ddl)
+    return f"{ix.name} on {ix.table}" if ix else clip(ddl, 60)
+
+
+def benchmark_rows(benches: list[dict], queries: dict[int, str]) -> list[dict]:
+    """Candidates × statements, before and after, regressions named."""
+    out = []
+    for b in sorted(benches, key=lambda b: (b["ddl"], b["queryid"])):
+        ev = b["evidence"] or {}
+        out.append({"index": _index_label(b["ddl"]), "statement": clip(queries.get(b["queryid"], "?"), 120),
+                    "status": b["status"], "before_ms": _ms(b["ms_before"]), "after_ms": _ms(b["ms_after"]),
+                    "gain_pct": None if b["measured_gain_pct"] is None else round(b["measured_gain_pct"], 1),
+                    "planner_gain_pct": None if b["estimated_gain_pct"] is None else round(b["estimated_gain_pct"], 1),
+                    "regression": bool(ev.get("regression")), "own_statement": not ev.get("cross_statement")})
+    return out
+
+
+def regressions(rows: list[dict]) -> list[str]:
+    return [f"{r['index']} slows `{r['statement']}` ({r['before_ms']} -> {r['after_ms']} ms)"
+            for r in rows if r["regression"]]
+
+
+def index_rows(result: dict[str, Any], benches: list[dict], log_rows: list[dict]) -> list[dict]:
+    """Chosen, declined and drop indexes, with size, upkeep and pull request."""
+    sizes = {b["ddl"]: (b["evidence"] or {}).get("index_bytes") for b in benches}
+    prs = {r["ddl"]: r.get("pr_url") for r in log_rows if r.get("pr_url")}
+    out = [{"decision": "chosen", "index": _index_label(i["ddl"]), "size_mb": _mb(i["index_bytes"]),
+            "upkeep_ms_per_s": round(i["write_cost_ms_per_s"], 4),
+            "saves_ms_per_s": round(i["read_benefit_ms_per_s"], 4),
+            "statements": len(i["serves_queryids"]), "why": "", "pull_request": prs.get(i["ddl"]) or ""}
+           for i in result.get("indexes", [])]
+    out += [{"decision": "declined", "index": _index_label(d["ddl"]), "size_mb": _mb(sizes.get(d["ddl"])),
+             "upkeep_ms_per_s": None, "saves_ms_per_s": None, "statements": None, "why": d["reason"],
+             "pull_request": ""} for d in result.get("declined", [])]
+    out += [{"decision": "drop", "index": d.get("index_name") or clip(d["ddl"], 60),
+             "size_mb": _mb(d.get("size_bytes")), "upkeep_ms_per_s": None, "saves_ms_per_s": None,
+             "statements": None, "why": f"{d['drop_kind']}: {d['reason']}", "pull_request": ""}
+            for d in result.get("drop_recommendations", [])]
+    return out
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / 1_048_576, 2)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def week_markdown(result: dict[str, Any], *, benchmarks: list[dict] | None = None,
+                  indexes: list[dict] | None = None, run_url: str | None = None) -> str:
+    """The week in markdown, for the top of the week's materialization and `dbarch report`."""
+    week = (result.get("window") or [result.get("captured_at") or ""])[0][:10]
+    lines = [f"## dbarch audit of `{result['target']}`, week of {week}", ""]
+    recs = {}
+    for r in result["recommendations"]:
+        recs.setdefault(r["queryid"], r)
+    lines.append(f"**{result['slow_queries']} slow statement(s), {len(result['recommendations'])} "
+                 f"recommendation(s), {len(result.get('indexes') or [])} index(es) chosen"
+                 + (f", {sum(i['index_bytes'] for i in result['indexes']) / 1_048_576:.1f} MB**"
+                    if result.get("indexes") else "**"))
+    lines += [""] + [f"- {n}" for n in result.get("notes") or []]
+    if run_url:
+        lines += ["", f"Run: {run_url}"]
+    lines += ["", "| # | statement | calls | app mean ms | recommendation | measured before → after ms | gain | "
+              "confidence |", "|---|---|---|---|---|---|---|---|"]
+    for i, q in enumerate(result["queries"], 1):
+        r = recs.get(q["queryid"])
+        text = _cell(clip(q["query"], 110))
+        if r:
+            timing = (f"{r['ms_before']:.3f} → {r['ms_after']:.3f}" if r["ms_before"] is not None
+                      and r["ms_after"] is not None else "planner only")
+            what = f"`{_index_label(r['ddl'])}`" + (" (shared)" if r.get("shared") else "") \
+                if r["kind"] == "index" else "rewrite"
+            lines.append(f"| {i} | `{text}` | {q['calls']:,} | {q['mean_exec_ms']:.2f} | {what} | {timing} | "
+                         f"{r['measured_gain_pct'] or 0:.1f}% | {r['confidence']:.2f} |")
+        else:
+            lines.append(f"| {i} | `{text}` | {q['calls']:,} | {q['mean_exec_ms']:.2f} | none: "
+                         f"{_cell(q.get('why_none', ''))} | | | |")
+    lines += ["", APP_VS_MEASURED]
+    if indexes:
+        lines += ["", "**Indexes**", "", "| decision | index | size MB | upkeep ms/s | saves ms/s | why | pull request |",
+                  "|---|---|---|---|---|---|---|"]
+        for x in indexes:
+            lines.append(f"| {x['decision']} | `{_cell(x['index'])}` | {_cell(x['size_mb'])} | "
+                         f"{_cell(x['upkeep_ms_per_s'])} | {_cell(x['saves_ms_per_s'])} | {_cell(x['why'])} | "
+                         f"{_cell(x['pull_request'])} |")
+    named = regressions(benchmarks or [])
+    if named:
+        lines += ["", "**Regressions measured** (an index that would slow another statement is never chosen)", ""]
+        lines += [f"- {r}" for r in named]
     return "\n".join(lines)

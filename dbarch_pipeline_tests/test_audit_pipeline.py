@@ -74,16 +74,22 @@ def test_rerun_neither_duplicates_log_rows_nor_re_embeds(first_audit, store_dsn)
     # (a borderline statement may cross the bar on the second run: a new row, not a duplicate)
     assert {r[:3] for r in before} <= {r[:3] for r in after}
     assert len({(fp, ddl) for _, fp, ddl, _ in after}) == len(after)
-    embed_meta = second.asset_materializations_for_node("query_embeddings")[0].metadata
-    assert embed_meta["embedded"].value == 0
-    assert embed_meta["cached"].value == embed_meta["queries"].value > 0
-    log_meta = second.asset_materializations_for_node("optimization_log")[0].metadata
-    # stable numeric keys the UI plots week over week, and the week's markdown report
-    for key in ("recommendations", "mean_confidence", "predicted_gain_pct", "realized_gain_pct", "log_rows"):
-        assert isinstance(log_meta[key].value, (int, float)), key
-    assert "dbarch audit of" in log_meta["report"].value
-    assert log_meta["inserted"].value == len(after) - len(before)
-    assert log_meta["updated"].value >= len(before) - 1
+    embed_meta = second.asset_materializations_for_node("query_embeddings")[0].metadata["summary"].value
+    assert embed_meta["embedded"] == 0
+    assert embed_meta["cached"] == embed_meta["queries"] > 0
+    meta = second.asset_materializations_for_node("optimization_log")[0].metadata
+    log_meta = meta["summary"].value
+    # the week's markdown report first, then stable numeric keys (unit in the key, one series per
+    # target) the UI plots week over week; nothing realized yet: that plot is absent, not 0
+    name = first_audit[0]["target"].target_name()
+    assert list(meta)[0] == "report" and "dbarch audit of" in meta["report"].value
+    for key in ("recommendations", "mean confidence", "predicted gain %", "index size MB"):
+        assert isinstance(meta[f"{key} [{name}]"].value, (int, float)), key
+    assert f"realized gain % [{name}]" not in meta
+    plotted = [k for k, v in meta.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)]
+    assert all(k.endswith(f"[{name}]") or k.startswith("dagster/") for k in plotted), plotted
+    assert log_meta["inserted"] == len(after) - len(before)
+    assert log_meta["updated"] >= len(before) - 1
 
 
 def test_target_indexes_and_tables_identical_after_audit(first_audit, demo_target):

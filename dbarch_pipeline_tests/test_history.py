@@ -177,7 +177,7 @@ def test_a_reset_inside_the_week_is_detected_and_a_lost_gap_fails_the_check(item
         result = materialize_audit(resources, instance=instance, partition_key=audit_key(name, week),
                                    raise_on_error=False)
     meta = result.asset_materializations_for_node("slow_query_snapshot")[0].metadata
-    assert meta["resets"].value >= 1
+    assert meta["summary"].value["resets"] >= 1
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
     # the reset came long after the last capture (the captures above are dated in the past)
     assert checks["pg_stat_statements_healthy"] is False
@@ -202,7 +202,35 @@ def test_healthy_week_passes_every_snapshot_check(items_db, store_dsn):
     assert checks["recommendations_logged_with_embeddings"]
 
 
-def test_week_over_week_regression_names_the_statement(items_db, store_dsn):
+@pytest.fixture()
+def webhook(monkeypatch):
+    """A local HTTP receiver (real HTTP) set as DBARCH_ALERT_WEBHOOK_URL."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DBARCH_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{httpd.server_address[1]}/alerts")
+    yield received
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_week_over_week_regression_names_the_statement(items_db, store_dsn, webhook):
+    """The WARN check names the target, the week and the statement, and reaches the webhook once
+    per target and week, with a link to the run."""
     resources = audit_resources(target_dsn=items_db, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_calls": 2})
     name = resources["target"].target_name()
     with dg.instance_for_test() as instance:
@@ -219,9 +247,21 @@ def test_week_over_week_regression_names_the_statement(items_db, store_dsn):
             _capture(items_db, store_dsn, name, start + timedelta(hours=2))
             result = materialize_audit(resources, instance=instance, partition_key=audit_key(name, week))
         evaluation = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
-    regression = evaluation["week_over_week_regressions"]
-    assert regression.passed is False and regression.severity == dg.AssetCheckSeverity.WARN
-    assert "label" in regression.description and "slower" in regression.description
+        regression = evaluation["week_over_week_regressions"]
+        assert regression.passed is False and regression.severity == dg.AssetCheckSeverity.WARN
+        assert "label" in regression.description and "slower" in regression.description
+        assert regression.description.startswith(f"[{name}, week of 2026-09-13]")
+        alerts_sent = [a for a in webhook if a["check"] == "week_over_week_regressions"]
+        assert len(alerts_sent) == 1
+        alert = alerts_sent[0]
+        assert (alert["target"], alert["week"], alert["asset"]) == (name, "2026-09-13", "slow_query_snapshot")
+        assert alert["run_id"] == result.run_id and alert["run_url"].endswith(f"/runs/{result.run_id}")
+        assert any("label" in s["query"] for s in alert["statements"]) and "label" in alert["description"]
+        # the same week audited again: the check fails again, the alert is not sent twice
+        again = materialize_audit(resources, instance=instance, partition_key=audit_key(name, "2026-09-13"))
+        assert not {e.asset_check_key.name: e for e in again.get_asset_check_evaluations()}[
+            "week_over_week_regressions"].passed
+        assert len([a for a in webhook if a["check"] == "week_over_week_regressions"]) == 1
 
 
 def test_capacity_and_confidence_alerts_fail_only_when_broken(store_dsn):

@@ -46,7 +46,7 @@ def test_gemini_ideas_go_through_the_same_proof(demo_target, store_dsn):
         result = materialize_audit(resources)
         prompts = fake.prompts
     assert result.success
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("index_recommendations")[0].metadata.items()}
+    meta = result.asset_materializations_for_node("index_recommendations")[0].metadata["summary"].value
     assert meta["gemini"] == "on" and meta["gemini/total_tokens"] > 0
     assert any("behavior_log" in p and "CREATE TABLE" in p for p in prompts)   # table definitions in the prompt
 

@@ -56,8 +56,9 @@ def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, store
                                "AND status = 'superseded' AND superseded_at IS NOT NULL", (name,)).fetchone()[0]
     assert history == len(first) - len(second) > 0
     meta = result.asset_materializations_for_node("optimization_log")[0].metadata
-    assert meta["superseded"].value == history
-    assert meta["current_recommendations"].value == len(second)
+    assert meta["summary"].value["superseded"] == history
+    assert meta["summary"].value["current_recommendations"] == len(second)
+    assert meta[f"recommendations [{name}]"].value == len(second)
 
     # readers: the CLI (current by default, everything with --history), similar, pull requests
     assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json"]) == 0
@@ -105,3 +106,105 @@ def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_
         again = slow_query_spike(dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor))
         assert not again.run_requests
         assert len(instance.get_runs()) == launched
+
+
+def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, store_dsn, capsys):
+    resources, name, key, first, second, result = week_rerun
+    snap_meta = result.asset_materializations_for_node("slow_query_snapshot")[0].metadata
+    slow = snap_meta["slow_statements"].value
+    assert [c.name for c in slow.schema.columns][:5] == ["statement", "calls", "total_ms", "mean_ms", "rows_per_call"]
+    assert slow.records and all(r.data["calls"] > 0 and r.data["mean_ms"] > 0 for r in slow.records)
+    # a long statement is cut before a clause, never inside one
+    for r in slow.records:
+        text = r.data["statement"]
+        assert not text.endswith(("= …", "( …", ", …"))
+    bench_meta = result.asset_materializations_for_node("benchmarked_gains")[0].metadata
+    bench = bench_meta["benchmarks"].value
+    assert {"index", "statement", "before_ms", "after_ms", "gain_pct", "regression"} <= {c.name for c in bench.schema.columns}
+    flagged = [r.data for r in bench.records if r.data.get("regression")]
+    named = bench_meta["regressions"].value
+    assert all(f["index"] in named and f["statement"] in named for f in flagged)
+    assert f"regressions measured [{name}]" in bench_meta and "snapshot_id" not in bench_meta
+    log_meta = result.asset_materializations_for_node("optimization_log")[0].metadata
+    indexes = log_meta["indexes"].value
+    chosen = [r.data for r in indexes.records if r.data["decision"] == "chosen"]
+    assert len(chosen) == 1 and chosen[0]["size_mb"] > 0 and "upkeep_ms_per_s" in chosen[0]
+    markdown = log_meta["report"].value
+    assert "app mean" in markdown and "measured" in markdown and f"/runs/{result.run_id}" in markdown
+
+    # `dbarch report` prints the stored report again: the same text, nothing re-audited
+    assert cli.main(["report", "--target", name, "--store-dsn", store_dsn]) == 0
+    assert capsys.readouterr().out.strip() == markdown.strip()
+    assert cli.main(["report", "--target", name, "--week", key.keys_by_dimension["week"], "--format", "json",
+                     "--store-dsn", store_dsn]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"] == name and len(data["indexes"]) == 1
+    assert cli.main(["report", "--target", name, "--week", "2020-01-01", "--store-dsn", store_dsn]) == 2
+    assert "no stored report" in capsys.readouterr().err
+    assert cli.main(["report", "--target", "nosuch", "--store-dsn", store_dsn]) == 2
+    assert "unknown target 'nosuch'" in capsys.readouterr().err
+
+
+def test_similar_is_fast_from_the_cache_and_ranks_serving_indexes_first(week_rerun, resources_for, demo_target,
+                                                                         store_dsn):
+    import subprocess
+    import sys
+    import time
+
+    from dbarch_pipeline import similar
+
+    materialize_audit(resources_for(demo_target), partition_key=week_rerun[2])   # every index again
+    statement = "SELECT id, name, plan FROM users WHERE email = $1"
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        store.ensure_schema(conn)
+        first = similar.nearest(conn, statement, limit=10, min_similarity=0.0)
+        rows = first["rows"]
+        # an expression index on lower(email) cannot serve `email = $1`: never ranked above one that can
+        serving = [r["serves"] for r in rows]
+        assert serving == sorted(serving, reverse=True)
+        assert all(r["target"] for r in rows)
+        cut = similar.nearest(conn, statement, limit=10, min_similarity=0.95)["rows"]
+        assert all(r["similarity"] >= 0.95 for r in cut) and len(cut) <= len(rows)
+    # what serving means: the index's leading key is what the statement filters, joins or sorts on,
+    # in the same form
+    lower_ix = {"ddl": 'CREATE INDEX "users_lower_email_idx" ON "public"."users" ((lower("email")))',
+                "fingerprint": "x"}
+    plain_ix = {"ddl": 'CREATE INDEX "users_email_idx" ON "public"."users" ("email")', "fingerprint": "y"}
+    for sql_text, lower_serves, plain_serves in (
+            ("SELECT id FROM users WHERE email = $1", False, True),
+            ("SELECT id FROM users WHERE lower(email) = lower($1)", True, False),
+            ("SELECT u.id FROM users u JOIN orders o ON o.user_id = u.id WHERE u.email = $1", False, True),
+            ("SELECT id FROM users WHERE country = $1 ORDER BY email LIMIT 5", False, True),
+            ("SELECT id FROM courses WHERE title = $1", False, False)):
+        keys = similar.usable_keys(sql_text)
+        assert similar.can_serve(keys, lower_ix, "own") is lower_serves, sql_text
+        assert similar.can_serve(keys, plain_ix, "own") is plain_serves, sql_text
+    # a second call in a new process: the statement's vector comes from the store, the model (and
+    # torch) is never loaded
+    code = ("import sys, time; t = time.perf_counter(); from dbarch_pipeline import cli; "
+            f"rc = cli.main(['similar', {statement!r}, '--store-dsn', {store_dsn!r}, '--json']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', round(time.perf_counter() - t, 2), rc)")
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout.strip().splitlines()[-1].split()
+    assert tail[0] == "NO-TORCH" and tail[2] == "0", done.stdout
+    print(f"similar, second call: {tail[1]} s in-process, {time.perf_counter() - t:.2f} s with interpreter start")
+
+
+def test_every_cli_option_has_help():
+    import argparse
+
+    parser = cli.build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "dbarch")
+    assert not missing, missing

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("ask", help="ask the database a question in plain language (read-only SELECT)")
-    p.add_argument("question")
+    p.add_argument("question", help="the question, in plain language")
     _common(p)
     p.add_argument("--docs", nargs="+", default=[], metavar="PATH",
                    help="markdown or text files describing the data, added to the corpus")
@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_ask)
 
     p = subparsers.add_parser("explain-sql", help="explain a SELECT and its plan in plain language")
-    p.add_argument("sql")
+    p.add_argument("sql", help="the SELECT to explain ($1 placeholders allowed)")
     _common(p)
     p.set_defaults(func=cmd_explain_sql)
 

@@ -5,7 +5,7 @@ pgss_capture (hourly, per target) -> slow_query_snapshot -> query_embeddings -> 
 
 import dagster as dg
 
-from .. import audit, db
+from .. import audit, db, report
 from ..memory import store as store_mod
 from ..metrics import write_textfile_if_configured
 from ..resources.audit_settings import AuditSettingsResource
@@ -13,26 +13,10 @@ from ..resources.embedder import EmbedderResource
 from ..llm.gemini import GeminiResource
 from ..resources.postgres import SandboxDatabase, StoreDatabase, TargetDatabase
 from ..schema_guard import schema_digest
-from . import alerts
+from . import alerts, glance
 from .partitions import AUDIT_PARTITIONS, TARGETS, by_target, register_weeks, split, window
 
 GROUP = "weekly_audit"
-
-
-def _numeric(summary: dict) -> dict:
-    """Numbers become plottable metadata (stable keys); details go in as JSON."""
-    meta: dict = {}
-    for key, value in summary.items():
-        if isinstance(value, bool):
-            meta[key] = value
-        elif isinstance(value, (int, float)):
-            meta[key] = dg.MetadataValue.float(float(value)) if isinstance(value, float) else value
-        elif isinstance(value, (list, dict)):
-            if value:
-                meta[key] = dg.MetadataValue.json(value)
-        elif value is not None:
-            meta[key] = str(value)
-    return meta
 
 
 def _partition(context) -> tuple[str, str]:
@@ -58,9 +42,9 @@ def pgss_capture(context: dg.AssetExecutionContext, target: TargetDatabase, stor
     added = register_weeks(context.instance, first) if first else []
     if added:
         context.log.info(f"week partitions added: {', '.join(added)}")
-    summary.pop("captured_at", None)
-    summary.pop("capture_id", None)   # bookkeeping, not something to plot
-    return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["statements"]})
+    return dg.MaterializeResult(metadata={
+        **glance.plots(name, {"statements captured": summary["statements"]}), **glance.details(summary),
+        "dagster/row_count": summary["statements"]})
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres"}, partitions_def=AUDIT_PARTITIONS,
@@ -100,10 +84,20 @@ def slow_query_snapshot(context: dg.AssetExecutionContext, target: TargetDatabas
                                           observed=settings.observed)
         snap = store_mod.latest_snapshot(s, name, key)
         checks = alerts.snapshot_checks(s, snap)
+        alerts.notify_warnings(s, checks, target=name, week=week, asset="slow_query_snapshot",
+                               run_id=context.run.run_id, log=context.log)
+        queries = store_mod.snapshot_queries(s, snap["snapshot_id"])
     for note in summary["notes"]:
         context.log.info(note)
+    rows = report.slow_statement_rows({"queries": [
+        {"query": q.query_text, "calls": q.calls, "total_exec_ms": q.total_exec_ms, "mean_exec_ms": q.mean_exec_ms,
+         "rows": q.rows} for q in queries]})
     return dg.MaterializeResult(
-        metadata={**_numeric(summary), "dagster/row_count": summary["slow_queries"]},
+        metadata={"slow_statements": glance.table(rows, glance.SLOW_STATEMENTS[:-1]),
+                  **glance.plots(name, {"slow statements": len(queries),
+                                        "slow statements total time ms": round(sum(q.total_exec_ms for q in queries), 1)
+                                        if queries else None}),
+                  **glance.details(summary), "dagster/row_count": summary["slow_queries"]},
         check_results=checks)
 
 
@@ -115,7 +109,7 @@ def query_embeddings(context: dg.AssetExecutionContext, store: StoreDatabase, em
     name, key = _partition(context)
     with store.connect() as s:
         summary = audit.embed_queries(s, embedder.get(), target=name, partition_key=key)
-    return dg.MaterializeResult(metadata=_numeric(summary))
+    return dg.MaterializeResult(metadata=glance.details(summary))
 
 
 @dg.asset(group_name=GROUP, kinds={"sqlglot"}, deps=[query_embeddings], partitions_def=AUDIT_PARTITIONS)
@@ -129,7 +123,8 @@ def index_recommendations(context: dg.AssetExecutionContext, target: TargetDatab
     with target.connect(name) as t, store.connect() as s:
         summary = audit.recommend_indexes(t, s, target=name, settings=audit_settings.settings(), partition_key=key,
                                           gemini_client=client)
-    return dg.MaterializeResult(metadata={**_numeric(summary), "dagster/row_count": summary["candidates"]})
+    return dg.MaterializeResult(metadata={**glance.plots(name, {"candidate indexes": summary["candidates"]}),
+                                          **glance.details(summary), "dagster/row_count": summary["candidates"]})
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres"}, deps=[index_recommendations], partitions_def=AUDIT_PARTITIONS,
@@ -150,8 +145,16 @@ def benchmarked_gains(context: dg.AssetExecutionContext, sandbox: SandboxDatabas
         summary = audit.benchmark_candidates(sb, s, target=name, settings=settings, progress=context.log.info,
                                              partition_key=key)
         digest_after = schema_digest(sb)
+        snap = store_mod.latest_snapshot(s, name, key)
+        texts = {q.queryid: q.query_text for q in store_mod.snapshot_queries(s, snap["snapshot_id"])}
+        rows = report.benchmark_rows(store_mod.benchmarks(s, snap["snapshot_id"]), texts)
+    named = report.regressions(rows)
     return dg.MaterializeResult(
-        metadata={**_numeric(summary), "schema_digest": digest_after},
+        metadata={"benchmarks": glance.table(rows, glance.BENCHMARKS),
+                  "regressions": dg.MetadataValue.md("\n".join(f"- {r}" for r in named) if named else "none"),
+                  **glance.plots(name, {"candidates measured": sum(1 for r in rows if r["status"] == "measured"),
+                                        "regressions measured": len(named)}),
+                  **glance.details(summary), "schema_digest": digest_after},
         check_results=[dg.AssetCheckResult(
             check_name="target_schema_unchanged", passed=digest_before == digest_after,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -177,12 +180,26 @@ def optimization_log(context: dg.AssetExecutionContext, store: StoreDatabase,
     with store.connect() as s:
         summary = audit.write_log(s, target=name, settings=settings, partition_key=key)
         checks = alerts.log_checks(s, name, key, summary)
-        report_md = alerts.week_report(s, name, key, settings)
+        alerts.notify_warnings(s, checks, target=name, week=split(context.partition_key)[1], asset="optimization_log",
+                               run_id=context.run.run_id, log=context.log)
+        week = alerts.week_report(s, name, key, settings, run_id=context.run.run_id)
         textfile = write_textfile_if_configured(s)   # Prometheus textfile collector, when asked for
     extra = {"metrics_textfile": str(textfile)} if textfile else {}
+    has_recs = summary["recommendations"] > 0
     return dg.MaterializeResult(
-        metadata={**_numeric(summary), "dagster/row_count": summary["log_rows"],
-                  "report": dg.MetadataValue.md(report_md), **extra},
+        # the report first: the UI shows metadata in this order, so the week reads at the top
+        metadata={"report": dg.MetadataValue.md(week["markdown"]),
+                  "indexes": glance.table(week["indexes"], glance.INDEXES),
+                  **glance.plots(name, {
+                      "recommendations": summary["recommendations"],
+                      "indexes chosen": summary["indexes_recommended"],
+                      "index size MB": round(summary["index_bytes"] / 1_048_576, 2) if summary["indexes_recommended"]
+                      else None,
+                      "predicted gain %": summary["predicted_gain_pct"] if has_recs else None,
+                      "mean confidence": summary["mean_confidence"] if has_recs else None,
+                      "realized gain %": summary["realized_gain_pct"] if summary["realized_optimizations"]
+                      else None}),
+                  **glance.details(summary), "dagster/row_count": summary["current_recommendations"], **extra},
         check_results=checks)
 
 

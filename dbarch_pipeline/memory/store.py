@@ -119,6 +119,18 @@ def latest_snapshot(conn: psycopg.Connection, target: str, partition_key: str | 
         return cur.execute(named("select_latest_snapshot"), {"target": target}).fetchone()
 
 
+def save_report(conn: psycopg.Connection, snapshot_id: int, markdown: str, data: dict) -> None:
+    with conn.transaction():
+        conn.execute(named("update_snapshot_report"), {"snapshot_id": snapshot_id, "report_md": markdown,
+                                                       "report": Jsonb(data, dumps=_dumps)})
+
+
+def stored_report(conn: psycopg.Connection, target: str, week_start: datetime | None = None) -> dict | None:
+    """The week's stored report (the latest reported week when none is named)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_stored_report"), {"target": target, "week_start": week_start}).fetchone()
+
+
 def previous_snapshot(conn: psycopg.Connection, target: str, window_start: datetime) -> dict | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(named("select_previous_snapshot"),
