@@ -7,8 +7,9 @@ probes have true neighbours); the cache's HNSW index is built once after the bul
 restore would. The admin API runs on uvicorn on a free loopback port (model loaded at startup, as
 `dbarch serve` does) and one keep-alive client sends similar searches for statements it has never
 seen, so every request embeds its query, searches the index and reads the log: warm-up requests
-first, then the timed ones. Prints p50/p95/max per size with the load average; asserts nothing. The
-database is dropped at the end.
+first, then the timed ones. Then the two parts of a request are timed in-process (embedding the
+statement; the pooled store search), to show where the time goes. Prints p50/p95/max per size with
+the load average; asserts nothing. The database is dropped at the end.
 
 Run alone: .venv/bin/python benchmarks/bench_api_similar.py [--sizes 10000 100000] [--requests 300]
 """
@@ -86,6 +87,27 @@ def measure(url: str, probes: list[str], requests: int, warmup: int) -> list[flo
     return times
 
 
+def components(app, probes: list[str], n: int) -> dict[str, list[float]]:
+    """The same request's parts in-process, one after another with the server idle: embedding the
+    normalized statement, and the pooled search in the store."""
+    service = app.state.dbarch
+    out: dict[str, list[float]] = {"embed": [], "search": []}
+    for i in range(n):
+        t = time.perf_counter()
+        vector = service.embedder.embed_one(normalize(probes[i % len(probes)]))
+        out["embed"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        with service.store_conn() as conn:
+            store.similar_optimizations(conn, vector, limit=5)
+        out["search"].append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _p(times: list[float], q: float) -> float:
+    times = sorted(times)
+    return times[int(q * (len(times) - 1))]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -118,11 +140,17 @@ def main(argv: list[str] | None = None) -> dict:
                 times = sorted(measure(server.url, probes, args.requests, args.warmup))
                 after = os.getloadavg()
                 p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
+                parts = components(app, probes, min(100, args.requests))
                 results[size] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(times[-1], 1),
-                                 "requests": len(times), "load_before": before, "load_after": after}
+                                 "requests": len(times), "load_before": before, "load_after": after,
+                                 **{f"{k}_p50_ms": round(_p(v, 0.5), 1) for k, v in parts.items()},
+                                 **{f"{k}_p95_ms": round(_p(v, 0.95), 1) for k, v in parts.items()}}
                 print(f"  similar over HTTP, warm, {len(times)} requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
                       f"max {times[-1]:.1f} ms (load average {before[0]:.2f} -> {after[0]:.2f}, "
                       f"{os.cpu_count()} cores)", flush=True)
+                print(f"  of which, in-process: embedding p50 {_p(parts['embed'], 0.5):.1f} / p95 "
+                      f"{_p(parts['embed'], 0.95):.1f} ms, store search p50 {_p(parts['search'], 0.5):.1f} / p95 "
+                      f"{_p(parts['search'], 0.95):.1f} ms (load average {os.getloadavg()[0]:.2f})", flush=True)
     finally:
         embedded.drop_database(DB_NAME)
     return results
