@@ -16,6 +16,8 @@ import json
 import random
 import re
 import secrets
+import shutil
+import subprocess
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -423,6 +425,20 @@ def test_swagger_ui_is_served_from_local_files(api):
     assert {"/admin/database/optimizations", "/admin/database/optimizations/similar",
             "/admin/database/optimizations/{optimization_id}", "/admin/database/ask", "/admin/database/audits",
             "/admin/database/audits/{run_id}", "/metrics"} <= set(paths)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package `chromium`)")
+def test_headless_chromium_renders_the_endpoints_without_a_network(api):
+    """Every host but loopback unresolvable: the page renders from the server's own files or not at all."""
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                          "--virtual-time-budget=10000", "--dump-dom", str(api.base_url.join("/docs"))],
+                          capture_output=True, text=True, timeout=90)
+    rendered = set(re.findall(r'data-path="([^"]+)"', done.stdout))
+    assert set(api.get("/openapi.json").json()["paths"]) == rendered, done.stderr[-2000:]
 
 
 # -- binding rules and secrets --------------------------------------------------------------------------

@@ -14,11 +14,11 @@ import json
 import logging
 import threading
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Iterator
 
 import dagster as dg
 import psycopg
@@ -29,7 +29,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics
@@ -62,6 +65,10 @@ class ApiConfig:
     max_concurrent_asks: int = 2
     max_page: int = 500
     warm: bool = True   # load the embedding model at startup, so the first search is as fast as the rest
+    pool_size: int = 4  # store connections kept open for the read endpoints
+    # torch threads for embedding one short statement per request: 1 avoids the threads waiting on
+    # each other (several times slower on a busy machine); None leaves torch's default (tests do)
+    torch_threads: int | None = None
     redactor: Redactor = dataclasses.field(default_factory=Redactor)
 
 
@@ -82,6 +89,30 @@ class Service:
         self.corpus_lock = threading.Lock()
         self._audits: AuditRunner | None = None
         self._audits_lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+
+    @contextmanager
+    def store_conn(self) -> Iterator[psycopg.Connection]:
+        """A pooled store connection for the read endpoints: opening one per request costs more than
+        the search itself (a backend process per connection). The pool starts on first use, after the
+        store's own connect() has applied pending migrations and given its clear errors."""
+        with self._pool_lock:
+            if self._pool is None:
+                with self.store.connect():
+                    pass
+                self._pool = ConnectionPool(
+                    make_conninfo(self.store.conninfo(), application_name="dbarch-api"),
+                    min_size=1, max_size=self.config.pool_size, kwargs={"autocommit": True},
+                    configure=register_vector, check=ConnectionPool.check_connection, timeout=10, open=True)
+        with self._pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        if self._audits is not None:
+            self._audits.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.close()
 
     @property
     def store(self):
@@ -183,7 +214,7 @@ def list_optimizations(
     params = {"target": target, "week": week_of(datetime.combine(week, time())) if week else None,
               "status": status, "kind": kind, "min_confidence": min_confidence,
               "history": history or status == "superseded", "limit": limit, "offset": offset}
-    with service.store.connect() as s, s.cursor(row_factory=dict_row) as cur:
+    with service.store_conn() as s, s.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(named("api_select_optimizations"), params).fetchall()
         if not rows and offset:   # past the last page: the total still comes from the first row
             first = cur.execute(named("api_select_optimizations"), {**params, "limit": 1, "offset": 0}).fetchone()
@@ -212,7 +243,7 @@ def similar(
 
     service = _service(request)
     vector = service.embedder.embed_one(normalize(query))
-    with service.store.connect() as s:
+    with service.store_conn() as s:
         rows = store.similar_optimizations(s, vector, limit=limit)
     return {"query": query, "items": [r for r in rows if r["similarity"] >= min_similarity]}
 
@@ -221,7 +252,7 @@ def similar(
             responses={**ERRORS, 404: {"model": models.ErrorBody}}, summary="One recommendation")
 def get_optimization(request: Request, optimization_id: uuid.UUID, _role: Role = READ) -> dict:
     """One recommendation with its evidence, the audit that made it and its pull request."""
-    with _service(request).store.connect() as s, s.cursor(row_factory=dict_row) as cur:
+    with _service(request).store_conn() as s, s.cursor(row_factory=dict_row) as cur:
         row = cur.execute(named("api_select_optimization"), {"id": optimization_id}).fetchone()
     if row is None:
         raise ApiError(404, f"no recommendation {optimization_id}", "list them at GET /admin/database/optimizations")
@@ -311,11 +342,14 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.torch_threads:
+            import torch
+
+            torch.set_num_threads(config.torch_threads)
         if config.warm:
             service.embedder.embed_one("SELECT 1")
         yield
-        if service._audits is not None:
-            service._audits.shutdown(wait=False)
+        service.close()
 
     app = FastAPI(title="dbarch admin API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="The optimization history, the similar-optimization search, ask the database and "
@@ -360,6 +394,12 @@ def create_app(config: ApiConfig) -> FastAPI:
         return error(503, "a database dbarch needs is unavailable", "check the store and target servers; "
                      "the server log has the details", headers={"Retry-After": "30"})
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(_request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.error("no store connection available: %s", exc)
+        return error(503, "no store connection became available in time", "retry; if it persists, check the "
+                     "store server (the server log has the details)", headers={"Retry-After": "30"})
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error", exc_info=exc)
@@ -380,11 +420,11 @@ def create_app(config: ApiConfig) -> FastAPI:
     def prometheus_metrics() -> Response:
         """The store's metrics in the Prometheus text format (no token: scrapers rarely carry one, and
         the series hold names and numbers, no statement text)."""
-        return Response(generate_latest(metrics.registry_for(service.store.connect)), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry_for(service.store_conn)), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["monitoring"], summary="Liveness and store reachability")
     def healthz() -> dict:
-        with service.store.connect() as s:
+        with service.store_conn() as s:
             s.execute("SELECT 1")
         return {"status": "ok"}
 

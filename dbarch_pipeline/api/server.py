@@ -40,6 +40,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024, help="largest request body (default 65536)")
     p.add_argument("--max-concurrent-asks", type=int, default=2,
                    help="questions answered at once; more get 429 (default 2)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="threads torch uses to embed a search's statement (default 1: lowest latency per request)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -87,7 +89,8 @@ def build(args: argparse.Namespace):
     ask = AskSettings(schemas=tuple(args.schemas), max_rows=args.max_rows, statement_timeout_ms=args.timeout_ms,
                       read_only_role=args.read_only_role or None, allowed_functions=tuple(args.allow_functions))
     config = ApiConfig(resources=resources, tokens=tokens, ask_settings=ask, max_body_bytes=args.max_body_bytes,
-                       max_concurrent_asks=args.max_concurrent_asks, redactor=redactor_for(resources, tokens))
+                       max_concurrent_asks=args.max_concurrent_asks, redactor=redactor_for(resources, tokens),
+                       torch_threads=args.torch_threads or None)
     return create_app(config), config
 
 
