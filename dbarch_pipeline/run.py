@@ -85,8 +85,12 @@ def audit_resources(*, target_dsn: str | None = None, sandbox_dsn: str | None = 
         target_value, _ = _by_reference(target_dsn, TARGET_DSN_ENV)
         resources["target"] = TargetDatabase(dsn=target_value, name=target_name or "", registry_dsn=store_value)
         # experiments run on the target unless a sandbox is named
-        sandbox_value, _ = _by_reference(sandbox_dsn or target_dsn, SANDBOX_DSN_ENV)
-        resources["sandbox"] = SandboxDatabase(dsn=sandbox_value, named=bool(sandbox_dsn))
+        if sandbox_dsn:
+            resources["sandbox"] = SandboxDatabase(dsn=_by_reference(sandbox_dsn, SANDBOX_DSN_ENV)[0])
+        else:
+            # the target is its own sandbox, never named one (so rewrites are not proven on it); a DSN
+            # with a password stays in the target's environment reference, never in the sandbox's
+            resources["sandbox"] = SandboxDatabase(dsn=target_value, named=False)
     elif sandbox_dsn:
         resources["sandbox"] = SandboxDatabase(dsn=_by_reference(sandbox_dsn, SANDBOX_DSN_ENV)[0])
     if target_name and not target_dsn:

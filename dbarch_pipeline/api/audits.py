@@ -21,7 +21,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from ..defs.assets import AUDIT_ASSETS
-from ..defs.partitions import WEEK_START, audit_key, week_of
+from ..defs.partitions import audit_key, week_of
 from ..defs.schedules import weekly_audit_job
 from ..errors import DbarchError
 from ..run import QUIET_LOGS, register_target
@@ -53,9 +53,9 @@ def resolve_week(day: str | None, now: datetime | None = None) -> str:
     except ValueError:
         raise DbarchError(f"week {day!r} is not a date", "give any day of the week as YYYY-MM-DD") from None
     week = week_of(moment)
-    if week < WEEK_START or week > week_of(now):
-        raise DbarchError(f"week {week} is outside the audited weeks ({WEEK_START} to {week_of(now)})",
-                          "pick a week that has started, from the first partition on")
+    if week > week_of(now):
+        raise DbarchError(f"week {week} has not started yet (the week in progress is {week_of(now)})",
+                          "pick a week that has started")
     return week
 
 
@@ -92,7 +92,7 @@ class AuditRunner:
 
     def _execute(self, run_id: str, target: str, week: str) -> None:
         try:
-            register_target(self.instance, target)
+            register_target(self.instance, target, week)
             self.job.execute_in_process(
                 instance=self.instance, partition_key=audit_key(target, week), run_id=run_id,
                 run_config=QUIET_LOGS, raise_on_error=False,
