@@ -108,6 +108,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from . import report, run, targets
     from .db import connect
 
+    # the command line's own mistakes first, before anything connects
+    settings = _settings_from(args)
+    day = _parse_day(args.week) if args.week else None
     # what the schedules audit, before this command line's DSNs are put in the environment
     scheduled = run.scheduled_names(args.store_dsn)
     with connect(args.target_dsn, "target") as t, run.audit_resources(store_dsn=args.store_dsn)["store"].connect() as s:
@@ -115,14 +118,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         # another server's database holds that name
         name = targets.name_for(s, targets.identify(t), args.name)
     resources = run.audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn,
-                                    store_dsn=args.store_dsn, settings=_settings_from(args), target_name=name)
+                                    store_dsn=args.store_dsn, settings=settings, target_name=name)
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
     key = None
-    if args.week:
+    if day is not None:
         from .defs.partitions import audit_key, week_of
 
-        key = audit_key(name, week_of(_parse_day(args.week)))
+        key = audit_key(name, week_of(day))
     try:
         result = run.materialize_audit(resources, instance=instance, partition_key=key,
                                        pull_requests=not args.no_pull_requests)

@@ -109,7 +109,7 @@ def api_store(server, demo_target, embedder):
                         for q in range(3)], skipped={}, run_id=f"run-{target}-{week}",
                     partition_key=f"{target}|{week}", window=(start, start + timedelta(days=7)))
         store.write_optimization_log(s, [{**r, "snapshot_id": snapshots[(r["target"], r["week"])]} for r in rows])
-        ids = {r["fingerprint"]: r["id"] for r in store.list_optimizations(s, limit=1000)}
+        ids = {r["fingerprint"]: r["id"] for r in store.list_optimizations(s, limit=1000, history=True)}
         s.execute("UPDATE dbarch.optimization_log SET pr_url = %s, pr_state = 'open', pr_number = 7, "
                   "pr_branch = 'dbarch/i0' WHERE id = %s", ("https://github.example/pr/7", ids["fp0"]))
         store.record_realized_gain(s, ids["fp1"], 42.0, datetime.now(timezone.utc))
@@ -371,7 +371,7 @@ def test_audit_started_over_http_is_a_dagster_run_with_its_report(api, instance,
     unknown = api.post("/admin/database/audits", json={"target": "nowhere"}, headers=ADMIN)
     assert unknown.status_code == 404 and target in unknown.json()["fix"]
     future = api.post("/admin/database/audits", json={"week": "2999-01-01"}, headers=ADMIN)
-    assert future.status_code == 400 and "outside the audited weeks" in future.json()["error"]
+    assert future.status_code == 400 and "has not started yet" in future.json()["error"]
 
     started = api.post("/admin/database/audits", json={"target": target}, headers=ADMIN)
     assert started.status_code == 202, started.text
