@@ -69,3 +69,15 @@ def resources_for(store_dsn):
         return audit_resources(target_dsn=target_dsn, store_dsn=store_dsn,
                                settings={**FAST_SETTINGS, **settings})
     return build
+
+
+@pytest.fixture(autouse=True)
+def _process_environment():
+    """A CLI run hands DSNs holding a password to its resources through this process's environment
+    (never through Dagster's config). A real command line exits with that environment; a test must
+    not pass it on to the next one."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("DBARCH_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("DBARCH_") and k not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
