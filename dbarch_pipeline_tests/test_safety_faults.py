@@ -25,7 +25,10 @@ from dbarch_pipeline.resources.postgres import TargetDatabase
 from dbarch_pipeline.memory import store as store_mod
 from dbarch_pipeline.safety.faults import PID_TAG, fail_orphaned_runs
 
+from dbarch_pipeline.schema_guard import schema_digest
+
 from .conftest import fresh_database
+from .fakes.gemini_server import FakeGemini, json_reply
 
 FAST = ["--runs", "2", "--param-sets", "2", "--min-calls", "3", "--min-mean-ms", "0.5", "--no-pull-requests"]
 PASSWORD = "pw-never-stored-5e1d"
@@ -205,11 +208,24 @@ def test_store_lost_before_the_log_is_written_and_no_password_kept(demo_target, 
         return real(conn, rows)
 
     monkeypatch.setattr(store_mod, "write_optimization_log", lose_then_write)
+    # Gemini answers every statement with hostile rewrites: refused by the allow-list, reasons stored
+    fake = FakeGemini(handler=lambda _body: json_reply({"recommendations": [
+        {"kind": "rewrite", "sql": "SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM users')",
+         "rationale": "faster"},
+        {"kind": "rewrite", "sql": "SELECT count(*) FROM users WHERE pg_terminate_backend(pg_backend_pid())",
+         "rationale": "cheaper"}]})).start()
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("GEMINI_BASE_URL", fake.base_url)
+    with psycopg.connect(demo_target) as conn:
+        digest, users = schema_digest(conn), conn.execute("SELECT count(*) FROM users").fetchone()[0]
     dagster_db = fresh_database("dbarch_test_dagster_instance", pg_stat_statements=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_db.replace("postgresql://", "postgresql+psycopg2://", 1))
     with_password = demo_target.replace("postgres@", f"postgres:{PASSWORD}@", 1)
-    code = main(["audit", "--target-dsn", with_password, "--store-dsn", store_dsn, *FAST])
+    try:
+        code = main(["audit", "--target-dsn", with_password, "--store-dsn", store_dsn, *FAST])
+    finally:
+        fake.stop()
     err = capsys.readouterr().err
     assert code == EXIT_PROBLEM, err
     problem = next(line for line in err.splitlines() if line.startswith("dbarch: "))
@@ -218,6 +234,12 @@ def test_store_lost_before_the_log_is_written_and_no_password_kept(demo_target, 
     with psycopg.connect(store_dsn) as s:
         assert s.execute("SELECT count(*) FROM dbarch.benchmark").fetchone()[0] > 0
         assert s.execute("SELECT count(*) FROM dbarch.optimization_log").fetchone()[0] == 0
+        refused = [r for (o,) in s.execute("SELECT second_opinion FROM dbarch.index_candidate "
+                                           "WHERE second_opinion <> '{}'::jsonb") for r in o["rejected"]]
+    assert refused and all("ts_stat" in r["reason"] or "pg_terminate_backend" in r["reason"] for r in refused), refused
+    with psycopg.connect(demo_target) as conn:   # nothing hostile ran
+        assert schema_digest(conn) == digest
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == users
 
     database = psycopg.conninfo.conninfo_to_dict(demo_target)["dbname"]
     with psycopg.connect(dagster_db) as conn:
