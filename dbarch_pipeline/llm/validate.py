@@ -11,10 +11,12 @@
   same `$n` and return the same rows as the original for every parameter set (in order when the
   original has ORDER BY), both run in one read-only snapshot that is rolled back.
 
-What is executed is never trusted to the checks alone: `read_only()` runs statements in a READ ONLY
-transaction with a statement timeout (as a read-only role when one is configured), and
-`fetch_read_only()` goes through a server-side cursor, which PostgreSQL itself restricts to one
-SELECT without data-modifying WITH.
+sqlglot's checks give early, readable refusals; the authority is the allow-list resolved by
+PostgreSQL (`safety.allowlist.check_statement`), which `validate_rewrite` and ask apply before
+anything runs. What is executed is never trusted to the checks alone: `read_only()` runs statements
+in a READ ONLY transaction with timeouts (generated SQL as the least-privilege role, see
+safety.roles), and `fetch_read_only()` goes through a server-side cursor, which PostgreSQL itself
+restricts to one SELECT without data-modifying WITH.
 
 >>> validate_read_only_select("SELECT 1; DROP TABLE users").reason
 'several statements (2): only one SELECT may run'
