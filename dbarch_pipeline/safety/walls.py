@@ -53,12 +53,16 @@ def read_only_section(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
 
 
 def session_limits(conn: psycopg.Connection, *, idle_in_transaction_ms: int = IDLE_IN_TRANSACTION_MS,
-                   connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str = TEMP_FILE_LIMIT) -> dict:
-    """Set the session's limits where the role may; returns what was set (and what was not, why)."""
+                   connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str | None = None) -> dict:
+    """Set the session's limits where the role may; returns what was set (and what was not, why).
+    temp_file_limit is off by default here: dbarch's own index builds may sort more than generated
+    SQL ever may (transaction_limits sets it for that)."""
     done: dict[str, str] = {}
-    for name, value in (("idle_in_transaction_session_timeout", str(int(idle_in_transaction_ms))),
-                        ("client_connection_check_interval", str(int(connection_check_ms))),
-                        ("temp_file_limit", temp_file_limit)):
+    wanted = [("idle_in_transaction_session_timeout", str(int(idle_in_transaction_ms))),
+              ("client_connection_check_interval", str(int(connection_check_ms)))]
+    if temp_file_limit:
+        wanted.append(("temp_file_limit", temp_file_limit))
+    for name, value in wanted:
         try:
             conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
             done[name] = value
