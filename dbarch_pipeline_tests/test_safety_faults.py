@@ -95,12 +95,36 @@ SLEEPER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_an_interrupted_measurement_stops_on_the_server(server, sig):
+IN_DAGSTER = textwrap.dedent("""
+    import sys
+    import dagster as dg
+    from dbarch_pipeline.db import connect
+    from dbarch_pipeline.safety.walls import session_limits
+
+    @dg.asset
+    def measuring():
+        conn = connect(sys.argv[1], "sandbox")
+        session_limits(conn)
+        print(conn.info.backend_pid, flush=True)
+        conn.execute("SELECT pg_sleep(60)")
+
+    try:
+        dg.materialize([measuring], instance=dg.DagsterInstance.ephemeral())
+    except BaseException as exc:
+        print("interrupted", type(exc).__name__, flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig, script", [(signal.SIGTERM, SLEEPER), (signal.SIGKILL, SLEEPER),
+                                         (signal.SIGTERM, IN_DAGSTER)], ids=["sigterm", "sigkill", "dagster-sigterm"])
+def test_an_interrupted_measurement_stops_on_the_server(server, sig, script):
     """SIGTERM: psycopg cancels the statement in flight. SIGKILL cannot be caught: the session's
-    client_connection_check_interval stops the orphaned statement within about a second."""
+    client_connection_check_interval stops the orphaned statement within about a second. Inside a
+    Dagster run, Dagster turns the signal into its own interruption and the connection is dropped:
+    the same check stops the statement."""
     url = embedded.url("postgres")
-    child = subprocess.Popen([sys.executable, "-c", SLEEPER, url], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True,
+                             stderr=subprocess.DEVNULL)
     try:
         pid = int(child.stdout.readline())
         with psycopg.connect(url, autocommit=True) as admin:
