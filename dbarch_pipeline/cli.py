@@ -119,6 +119,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         name = targets.name_for(s, targets.identify(t), args.name)
     resources = run.audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn,
                                     store_dsn=args.store_dsn, settings=settings, target_name=name)
+    from .resources.postgres import with_generated_sql_role
+
+    resources = with_generated_sql_role(resources, args.read_only_role, args.accept_superuser_risk)
     run.preflight(resources)
     instance = None if args.ephemeral else run.persistent_instance()
     key = None
@@ -332,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this path")
     p.add_argument("--week", help="audit the week holding this day (YYYY-MM-DD) from stored captures; "
                                   "default: the week in progress, with a fresh capture")
+    p.add_argument("--read-only-role", help="role that proves Gemini's rewrites (default: dbarch_reader)")
+    p.add_argument("--i-accept-superuser-risk", action="store_true", dest="accept_superuser_risk",
+                   help="prove rewrites as a superuser when no least-privilege role exists (NOT advised)")
     _thresholds(p)
     p.set_defaults(func=cmd_audit)
 

@@ -25,7 +25,10 @@ from dbarch_pipeline.resources.postgres import TargetDatabase
 from dbarch_pipeline.memory import store as store_mod
 from dbarch_pipeline.safety.faults import PID_TAG, fail_orphaned_runs
 
+from dbarch_pipeline.schema_guard import schema_digest
+
 from .conftest import fresh_database
+from .fakes.gemini_server import FakeGemini, json_reply
 
 FAST = ["--runs", "2", "--param-sets", "2", "--min-calls", "3", "--min-mean-ms", "0.5", "--no-pull-requests"]
 PASSWORD = "pw-never-stored-5e1d"
@@ -92,12 +95,36 @@ SLEEPER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_an_interrupted_measurement_stops_on_the_server(server, sig):
+IN_DAGSTER = textwrap.dedent("""
+    import sys
+    import dagster as dg
+    from dbarch_pipeline.db import connect
+    from dbarch_pipeline.safety.walls import session_limits
+
+    @dg.asset
+    def measuring():
+        conn = connect(sys.argv[1], "sandbox")
+        session_limits(conn)
+        print(conn.info.backend_pid, flush=True)
+        conn.execute("SELECT pg_sleep(60)")
+
+    try:
+        dg.materialize([measuring], instance=dg.DagsterInstance.ephemeral())
+    except BaseException as exc:
+        print("interrupted", type(exc).__name__, flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig, script", [(signal.SIGTERM, SLEEPER), (signal.SIGKILL, SLEEPER),
+                                         (signal.SIGTERM, IN_DAGSTER)], ids=["sigterm", "sigkill", "dagster-sigterm"])
+def test_an_interrupted_measurement_stops_on_the_server(server, sig, script):
     """SIGTERM: psycopg cancels the statement in flight. SIGKILL cannot be caught: the session's
-    client_connection_check_interval stops the orphaned statement within about a second."""
+    client_connection_check_interval stops the orphaned statement within about a second. Inside a
+    Dagster run, Dagster turns the signal into its own interruption and the connection is dropped:
+    the same check stops the statement."""
     url = embedded.url("postgres")
-    child = subprocess.Popen([sys.executable, "-c", SLEEPER, url], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True,
+                             stderr=subprocess.DEVNULL)
     try:
         pid = int(child.stdout.readline())
         with psycopg.connect(url, autocommit=True) as admin:
@@ -205,11 +232,24 @@ def test_store_lost_before_the_log_is_written_and_no_password_kept(demo_target, 
         return real(conn, rows, **kwargs)
 
     monkeypatch.setattr(store_mod, "write_optimization_log", lose_then_write)
+    # Gemini answers every statement with hostile rewrites: refused by the allow-list, reasons stored
+    fake = FakeGemini(handler=lambda _body: json_reply({"recommendations": [
+        {"kind": "rewrite", "sql": "SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM users')",
+         "rationale": "faster"},
+        {"kind": "rewrite", "sql": "SELECT count(*) FROM users WHERE pg_terminate_backend(pg_backend_pid())",
+         "rationale": "cheaper"}]})).start()
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("GEMINI_BASE_URL", fake.base_url)
+    with psycopg.connect(demo_target) as conn:
+        digest, users = schema_digest(conn), conn.execute("SELECT count(*) FROM users").fetchone()[0]
     dagster_db = fresh_database("dbarch_test_dagster_instance", pg_stat_statements=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_db.replace("postgresql://", "postgresql+psycopg2://", 1))
     with_password = demo_target.replace("postgres@", f"postgres:{PASSWORD}@", 1)
-    code = main(["audit", "--target-dsn", with_password, "--store-dsn", store_dsn, *FAST])
+    try:
+        code = main(["audit", "--target-dsn", with_password, "--store-dsn", store_dsn, *FAST])
+    finally:
+        fake.stop()
     err = capsys.readouterr().err
     assert code == EXIT_PROBLEM, err
     problem = next(line for line in err.splitlines() if line.startswith("dbarch: ") and "Dagster storage" not in line)
@@ -218,6 +258,12 @@ def test_store_lost_before_the_log_is_written_and_no_password_kept(demo_target, 
     with psycopg.connect(store_dsn) as s:
         assert s.execute("SELECT count(*) FROM dbarch.benchmark").fetchone()[0] > 0
         assert s.execute("SELECT count(*) FROM dbarch.optimization_log").fetchone()[0] == 0
+        refused = [r for (o,) in s.execute("SELECT second_opinion FROM dbarch.index_candidate "
+                                           "WHERE second_opinion <> '{}'::jsonb") for r in o["rejected"]]
+    assert refused and all("ts_stat" in r["reason"] or "pg_terminate_backend" in r["reason"] for r in refused), refused
+    with psycopg.connect(demo_target) as conn:   # nothing hostile ran
+        assert schema_digest(conn) == digest
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == users
 
     database = psycopg.conninfo.conninfo_to_dict(demo_target)["dbname"]
     with psycopg.connect(dagster_db) as conn:

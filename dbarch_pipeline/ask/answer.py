@@ -207,7 +207,7 @@ def run_select_capped(conn: psycopg.Connection, text: str, settings: AskSettings
                 max_total_bytes=settings.max_total_bytes)
     with read_only(conn, statement_timeout_ms=settings.statement_timeout_ms, role=settings.read_only_role,
                    search_path=settings.schemas, generated=True, accept_superuser_risk=settings.accept_superuser_risk):
-        return fetch_capped_select(conn, text, params, caps=caps)
+        return fetch_capped_select(conn, text, params, caps=caps, cut_on_server=True)
 
 
 def error_text(exc: psycopg.Error, settings: AskSettings) -> str:

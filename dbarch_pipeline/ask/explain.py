@@ -20,7 +20,8 @@ from ..db import tag
 from ..errors import DbarchError
 from ..llm.gemini import GeminiClient
 from ..llm.prompts import EXPLAIN_PROMPT, EXPLAIN_SCHEMA, EXPLAIN_SYSTEM, NONE
-from ..llm.validate import Rejection, check_functions, read_only, validate_read_only_select
+from ..llm.validate import Rejection, read_only, validate_read_only_select
+from ..safety import allowlist
 from .answer import AskSettings
 from .corpus import table_documents
 
@@ -31,8 +32,12 @@ def explain_sql(text: str, *, conn: psycopg.Connection, client: GeminiClient | N
                 settings: AskSettings = AskSettings()) -> dict[str, Any]:
     checked = validate_read_only_select(text, settings.schemas, allow_params=True)
     if not isinstance(checked, Rejection):
-        # planning folds immutable functions: a database's own function could run at EXPLAIN time
-        checked = check_functions(conn, checked, settings.allowed_functions) or checked
+        # planning folds immutable functions: a database's own function could run at EXPLAIN time,
+        # so the allow-list (resolved by PostgreSQL) applies to what is only planned too
+        verdict = allowlist.check_statement(conn, checked.sql, allowed_schemas=settings.schemas,
+                                            search_path=settings.schemas, allowed_functions=settings.allowed_functions)
+        if not verdict.ok:
+            checked = Rejection(checked.sql, verdict.reason)
     if isinstance(checked, Rejection):
         raise DbarchError(f"refused to explain this statement: {checked.reason}",
                           "explain-sql explains one read-only SELECT over the allowed schemas (--schemas)")
@@ -57,7 +62,8 @@ def plan_of(conn: psycopg.Connection, text: str, *, has_params: bool, settings: 
     query = sql.SQL(tag("EXPLAIN ({}) ")).format(sql.SQL(options)) + sql.SQL(text)
     try:
         with read_only(conn, statement_timeout_ms=settings.statement_timeout_ms, role=settings.read_only_role,
-                       search_path=settings.schemas):
+                       search_path=settings.schemas, generated=True,
+                       accept_superuser_risk=settings.accept_superuser_risk):
             # without $n the extended protocol is used, which accepts one statement only; with $n
             # the simple protocol is needed for GENERIC_PLAN, and the READ ONLY transaction remains
             doc = conn.execute(query, prepare=not has_params).fetchone()[0]

@@ -11,10 +11,12 @@
   same `$n` and return the same rows as the original for every parameter set (in order when the
   original has ORDER BY), both run in one read-only snapshot that is rolled back.
 
-What is executed is never trusted to the checks alone: `read_only()` runs statements in a READ ONLY
-transaction with a statement timeout (as a read-only role when one is configured), and
-`fetch_read_only()` goes through a server-side cursor, which PostgreSQL itself restricts to one
-SELECT without data-modifying WITH.
+sqlglot's checks give early, readable refusals; the authority is the allow-list resolved by
+PostgreSQL (`safety.allowlist.check_statement`), which `validate_rewrite` and ask apply before
+anything runs. What is executed is never trusted to the checks alone: `read_only()` runs statements
+in a READ ONLY transaction with timeouts (generated SQL as the least-privilege role, see
+safety.roles), and `fetch_read_only()` goes through a server-side cursor, which PostgreSQL itself
+restricts to one SELECT without data-modifying WITH.
 
 >>> validate_read_only_select("SELECT 1; DROP TABLE users").reason
 'several statements (2): only one SELECT may run'
@@ -449,15 +451,22 @@ def fetch_read_only(conn: psycopg.Connection, text: str, params: Sequence[Any] |
     """
     # `text` has passed validate_read_only_select: it is the statement itself, so it is composed as
     # SQL; its $n stay raw and values are bound by the server.
-    columns, rows, truncated, _notes = fetch_capped_select(conn, text, params, caps=walls.Caps(max_rows=max_rows))
+    # rows compared for a proof are never cut (a cut value could make two rows look equal)
+    caps = walls.Caps(max_rows=max_rows, max_value_bytes=1 << 40, max_total_bytes=1 << 40)
+    columns, rows, truncated, _notes = fetch_capped_select(conn, text, params, caps=caps)
     return columns, rows, truncated
 
 
 def fetch_capped_select(conn: psycopg.Connection, text: str, params: Sequence[Any] | None = None, *,
-                        caps: walls.Caps) -> tuple[list[str], list[tuple], bool, list[str]]:
+                        caps: walls.Caps, cut_on_server: bool = False) -> tuple[list[str], list[tuple], bool, list[str]]:
     """fetch_read_only with every cap (rows, bytes per value, total bytes) enforced while fetching,
-    and notes saying what was cut."""
+    and notes saying what was cut. cut_on_server: long values are cut by the server before they are
+    sent (text to its first max_value_bytes characters, other variable-length values to NULL), so a
+    190 MB value never reaches the client."""
     query = sql.SQL(tag(text))
+    wrapped = cut_on_server and caps.max_value_bytes < (1 << 30) and not params
+    if wrapped:
+        query = walls.value_capped(conn, text, caps.max_value_bytes)
     name = f"dbarch_{uuid.uuid4().hex[:12]}"
     with psycopg.RawServerCursor(conn, name) as cur:
         cur.adapters.register_dumper(_Unknown, _UnknownDumper)
@@ -465,6 +474,12 @@ def fetch_capped_select(conn: psycopg.Connection, text: str, params: Sequence[An
         cur.execute(query, values)
         rows, notes = walls.fetch_capped(cur, caps)
         columns = [d.name for d in cur.description or []]
+    if wrapped:
+        cut = sum(int(r[-1] or 0) for r in rows[:caps.max_rows])
+        rows, columns = [r[:-1] for r in rows], columns[:-1]
+        if cut:
+            notes.append(f"{cut} value(s) longer than {caps.max_value_bytes:,} bytes were cut by the server "
+                         "(text shortened, other values shown as NULL)")
     truncated = len(rows) > caps.max_rows or bool(notes and notes[0].startswith("stopped"))
     return columns, rows[:caps.max_rows], truncated, notes
 

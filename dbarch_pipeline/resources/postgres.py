@@ -180,3 +180,16 @@ class StoreDatabase(dg.ConfigurableResource):
             store.ensure_schema(conn)
             with _named(conn, "store"):
                 yield conn
+
+
+def with_generated_sql_role(resources: dict, role: str | None, accept_superuser_risk: bool) -> dict:
+    """The resources with the role that runs SQL dbarch did not write (rewrite proofs, ask) set on
+    the target and the sandbox (the CLI's --read-only-role and --i-accept-superuser-risk)."""
+    if not role and not accept_superuser_risk:
+        return resources
+    out = dict(resources)
+    for key in ("target", "sandbox"):
+        if key in out:
+            out[key] = out[key].model_copy(update={"read_only_role": role or "",
+                                                   "accept_superuser_risk": accept_superuser_risk})
+    return out

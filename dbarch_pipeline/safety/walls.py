@@ -20,6 +20,8 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
+from ..db import tag
+
 CONNECTION_CHECK_MS = 1_000
 IDLE_IN_TRANSACTION_MS = 60_000
 TEMP_FILE_LIMIT = "256MB"
@@ -51,12 +53,16 @@ def read_only_section(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
 
 
 def session_limits(conn: psycopg.Connection, *, idle_in_transaction_ms: int = IDLE_IN_TRANSACTION_MS,
-                   connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str = TEMP_FILE_LIMIT) -> dict:
-    """Set the session's limits where the role may; returns what was set (and what was not, why)."""
+                   connection_check_ms: int = CONNECTION_CHECK_MS, temp_file_limit: str | None = None) -> dict:
+    """Set the session's limits where the role may; returns what was set (and what was not, why).
+    temp_file_limit is off by default here: dbarch's own index builds may sort more than generated
+    SQL ever may (transaction_limits sets it for that)."""
     done: dict[str, str] = {}
-    for name, value in (("idle_in_transaction_session_timeout", str(int(idle_in_transaction_ms))),
-                        ("client_connection_check_interval", str(int(connection_check_ms))),
-                        ("temp_file_limit", temp_file_limit)):
+    wanted = [("idle_in_transaction_session_timeout", str(int(idle_in_transaction_ms))),
+              ("client_connection_check_interval", str(int(connection_check_ms)))]
+    if temp_file_limit:
+        wanted.append(("temp_file_limit", temp_file_limit))
+    for name, value in wanted:
         try:
             conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
             done[name] = value
@@ -105,6 +111,53 @@ def hide_custom_settings(conn: psycopg.Connection) -> None:
     """SET LOCAL every custom setting to '' for the rest of the transaction (the generated SQL's)."""
     for name in custom_setting_names(conn):
         conn.execute(sql.SQL("SELECT set_config({}, '', true)").format(sql.Literal(name)))
+
+
+def describe(conn: psycopg.Connection, text: str) -> list[tuple[str, int]]:
+    """(name, type OID) of each column the statement returns, from PostgreSQL's description of it
+    (prepared, described and deallocated: nothing is executed)."""
+    pgconn = conn.pgconn
+    name = f"dbarch_describe_{id(text) & 0xffffff:x}".encode()
+    encoding = conn.info.encoding
+    result = pgconn.prepare(name, text.encode(encoding))
+    if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        from psycopg import errors
+
+        raise errors.error_from_result(result, encoding=encoding)
+    try:
+        desc = pgconn.describe_prepared(name)
+        return [(desc.fname(i).decode(encoding), desc.ftype(i)) for i in range(desc.nfields)]
+    finally:
+        pgconn.exec_(b"DEALLOCATE " + name)
+
+
+def value_capped(conn: psycopg.Connection, text: str, max_value_bytes: int) -> sql.Composed:
+    """The statement wrapped so that the server cuts every value longer than max_value_bytes before
+    sending it: text-like columns to their first max_value_bytes characters, other variable-length
+    ones (bytea, json, arrays, ...) to NULL; a last column counts the values cut in each row."""
+    columns = describe(conn, text)
+    kinds = {r[0]: (r[1], r[2]) for r in conn.execute(
+        "SELECT oid, typcategory = 'S', typlen < 0 FROM pg_type WHERE oid = ANY(%s)", ([t for _, t in columns],))}
+    cap = sql.Literal(int(max_value_bytes))
+    exprs, cuts = [], []
+    for i, (name, oid) in enumerate(columns, 1):
+        col = sql.SQL("dbarch_q.{}").format(sql.Identifier(f"c{i}"))
+        textual, variable = kinds.get(oid, (False, True))
+        too_long = sql.SQL("octet_length({}::text) > {}").format(col, cap)
+        if textual:
+            exprs.append(sql.SQL("CASE WHEN {} THEN left({}::text, {}) ELSE {} END AS {}").format(
+                too_long, col, cap, col, sql.Identifier(name)))
+        elif variable:
+            exprs.append(sql.SQL("CASE WHEN {} THEN NULL ELSE {} END AS {}").format(too_long, col, sql.Identifier(name)))
+        else:
+            exprs.append(sql.SQL("{} AS {}").format(col, sql.Identifier(name)))
+            continue
+        cuts.append(sql.SQL("(CASE WHEN {} THEN 1 ELSE 0 END)").format(too_long))
+    aliases = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(1, len(columns) + 1))) \
+        if columns else sql.SQL("")
+    count = sql.SQL(" + ").join(cuts) if cuts else sql.SQL("0")
+    return (sql.SQL(tag("SELECT ")) + sql.SQL(", ").join([*exprs, sql.SQL("{} AS dbarch_cut").format(count)])
+            + sql.SQL(" FROM (\n") + sql.SQL(text) + sql.SQL("\n) AS dbarch_q{}").format(aliases))
 
 
 @dataclass(frozen=True)
