@@ -598,7 +598,7 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
     # too few observed sets (the server samples the log): the others are calibrated
     seen_plan = (list(plan.provenance), dict(plan.how), dict(plan.calibration))
     slots = find_slots(query, catalog.columns_map(shape.tables, shape.schemas)) if query else {}
-    if not slots and not query:
+    if not slots:   # no text, or a text only the analyzer understood
         slots = _slots_from_shape(shape)
     builder = _Builder(conn, shape, catalog, plan, slots, n_sets - len(seen), seed, fixed or {}, target)
     sets = builder.calibrated(query, timeout_ms) if builder.ready() else []
