@@ -60,6 +60,9 @@ LOG_SETTINGS = {
     "log_parameter_max_length": "1024",
 }
 SERVER_SETTINGS.update(LOG_SETTINGS)
+# Values older versions of dbarch wrote themselves: replaced at the next start (the server reads the
+# last line for a setting), unlike values a user set.
+FORMER_DEFAULTS = {("logging_collector", "off")}
 
 
 class EmbeddedServerError(RuntimeError):
@@ -198,8 +201,13 @@ class LocalServer:
             text = conf.read_text()
         except OSError:
             return
-        present = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
-        missing = [(k, v) for k, v in self.settings if k not in present]
+        present = {}
+        for line in text.splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                present[key.strip()] = value.strip()   # the last one counts, as for the server
+        missing = [(k, v) for k, v in self.settings
+                   if k not in present or (k, present[k]) in FORMER_DEFAULTS]
         if missing:
             with conf.open("a") as fh:
                 fh.write("# added by dbarch\n")

@@ -176,3 +176,19 @@ def test_a_role_that_may_not_read_the_log_of_the_embedded_server(app, store):
     finally:
         with psycopg.connect(app["url"], autocommit=True) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_an_older_data_folder_gets_the_logging_settings_once(tmp_path):
+    """A folder initialised by an older dbarch (logging_collector off, no parameter logging) is
+    brought up to date at start; a value the user changed stays."""
+    conf = tmp_path / "postgresql.auto.conf"
+    conf.write_text("# written by dbarch\nlogging_collector = off\nwork_mem = '64MB'\n")
+    server = embedded.LocalServer(bin_dir=tmp_path, data_dir=tmp_path, port=1)
+    server._add_missing_settings()
+    server._add_missing_settings()
+    text = conf.read_text()
+    assert text.count("# added by dbarch") == 1
+    lines = [line for line in text.splitlines() if "=" in line]
+    last = {line.split("=")[0].strip(): line.split("=", 1)[1].strip() for line in lines}
+    assert last["logging_collector"] == "on" and last["work_mem"] == "'64MB'"
+    assert all(last[k] == v for k, v in embedded.LOG_SETTINGS.items())

@@ -600,7 +600,7 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
     # too few observed sets (the server samples the log): the others are calibrated
     seen_plan = (list(plan.provenance), dict(plan.how), dict(plan.calibration))
     slots = find_slots(query, catalog.columns_map(shape.tables, shape.schemas)) if query else {}
-    if not slots and not query:
+    if not slots:   # no text, or a text only the analyzer understood
         slots = _slots_from_shape(shape)
     builder = _Builder(conn, shape, catalog, plan, slots, n_sets - len(seen), seed, fixed or {}, target)
     sets = builder.calibrated(query, timeout_ms) if builder.ready() else []
@@ -802,12 +802,16 @@ class _Builder:
         rows = self.target.rows_per_call
         if query and self.has_level() and rows is not None:
             found = [self._by_estimate(query, k, rows) for k in range(self.n_sets)]
-            if all(f is not None for f in found):
-                levels = [f[0] for f in found]
+            known = sorted(f[0] for f in found if f is not None)
+            if known:
+                # a set whose estimate does not move with the level (the planner's statistics cannot
+                # tell its documents or prefixes apart) takes the median level of the others
+                median = known[len(known) // 2]
+                levels = [f[0] if f is not None else median for f in found]
                 method = "estimated rows"
                 self.plan.calibration = {"method": method, "target_rows_per_call": round(rows, 3),
                                          "levels": [round(t, 4) for t in levels],
-                                         "estimated_rows": [round(f[1], 1) for f in found]}
+                                         "estimated_rows": [round(f[1], 1) if f else None for f in found]}
         if (method is None and query and self.has_level() and self.target.mean_ms
                 and self.shape.is_read_only):
             found = self._by_time(query, self.target.mean_ms, timeout_ms)
