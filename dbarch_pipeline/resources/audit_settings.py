@@ -21,6 +21,7 @@ class AuditSettingsResource(dg.ConfigurableResource):
     min_gain_pct: float = 10.0
     storage_budget_mb: float = 0.0
     max_indexes: int = 10
+    time_budget_s: float = 0.0
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
         return AuditSettings(
@@ -32,4 +33,5 @@ class AuditSettingsResource(dg.ConfigurableResource):
             min_gain_pct=self.min_gain_pct,
             storage_budget_mb=self.storage_budget_mb,
             max_indexes=self.max_indexes,
+            time_budget_s=self.time_budget_s,
         )
