@@ -19,7 +19,7 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     if snap is None:
         return {"target": target, "slow_queries": 0, "recommendations": [], "queries": [],
                 "indexes": [], "declined": [], "drop_recommendations": [],
-                "next_in_line": [], "unmeasured": [], "unmeasured_count": 0}
+                "next_in_line": [], "unmeasured": [], "unmeasured_count": 0, "skipped_candidates": []}
     sid = snap["snapshot_id"]
     queries = store.snapshot_queries(store_conn, sid)
     benches = store.benchmarks(store_conn, sid)
@@ -75,6 +75,8 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
         "declined": [{"ddl": ddl, "reason": why} for ddl, why in selection.declined.items()],
         "next_in_line": audit.next_in_line(selection),
         "unmeasured": audit.unmeasured(benches), "unmeasured_count": len(audit.unmeasured(benches)),
+        "skipped_candidates": [{"queryid": b["queryid"], "ddl": b["ddl"], "reason": b["evidence"].get("why")}
+                               for b in benches if b["status"] == "skipped"],
         "drop_recommendations": [{**d, "kind": "drop", "drop_kind": d["kind"]}
                                  for d in store.drop_recommendations(store_conn, sid)],
     }
@@ -142,6 +144,9 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
         lines.append(f"  next in line #{n['rank']} (beyond the index cap): {n['ddl']}  gain "
                      f"{n['measured_gain_pct'] or 0:.1f}%  confidence {n['confidence'] or 0:.2f}  "
                      f"serves {len(n['serves_queryids'])} statement(s)")
+    skipped = result.get("skipped_candidates") or []
+    if skipped:
+        lines.append(f"  {len(skipped)} candidate experiment(s) not run: {skipped[0]['reason']}")
     if result.get("unmeasured_count"):
         lines.append(f"  {result['unmeasured_count']} slow statement(s) not measured (reasons above)")
     drops = result.get("drop_recommendations") or []

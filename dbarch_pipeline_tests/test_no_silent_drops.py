@@ -60,3 +60,4 @@ def test_every_slow_statement_is_measured_or_named_and_the_budget_names_what_it_
     assert sum("beyond the time budget" in r for r in reasons.values()) == 1
     assert data["recommendations"] == []
     assert "beyond the time budget" in data["text"]
+    assert data["skipped_candidates"] == []   # nothing was prepared, so no experiment was even planned
