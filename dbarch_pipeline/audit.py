@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -20,12 +21,13 @@ from .advisor.candidates import candidates_for, ddl_text
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
-from .advisor.selection import IndexChoice, Selection, select_indexes
+from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
+from .bench.evaluate import SIDE_EFFECT_CAP
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
-from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate, evaluate_rewrite,
-                           partial_values, prepare)
+from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
+                           evaluate_configuration, evaluate_rewrite, partial_values, prepare, twin_of)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -50,8 +52,9 @@ class AuditSettings:
     min_gain_pct: float = 10.0          # below this measured gain, no recommendation
     similar_limit: int = 5
     storage_budget_mb: float = 0.0      # 0: no budget
-    max_indexes: int = 10
+    max_indexes: int = 10               # beyond it, proven indexes are listed as next in line
     observed: observed_values.ObservedSettings = field(default_factory=observed_values.ObservedSettings)
+    time_budget_s: float = 0.0          # 0: none; else the measurement stage stops when it is spent
 
 
 class NoSnapshot(DbarchError):
@@ -243,9 +246,20 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                          settings: AuditSettings, progress: Progress | None = None,
                          partition_key: str | None = None) -> dict:
     """Measure every distinct candidate once on the sandbox, against every statement on its table;
-    each experiment is rolled back."""
+    each experiment is rolled back. Statements over several tables are also measured with the best
+    candidate of each table together. Every slow statement ends with a measurement or a named
+    reason (an `unmeasured` row); with a time budget, the most expensive statements go first and
+    what the budget left out is named."""
+    started = time.monotonic()
+    deadline = started + settings.time_budget_s if settings.time_budget_s > 0 else None
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    budget_reason = f"beyond the time budget ({settings.time_budget_s:g} s)"
     snap = _latest(store_conn, target, partition_key)
     queries = {q.queryid: q for q in store.snapshot_queries(store_conn, snap["snapshot_id"])}
+    priority = {qid: n for n, qid in enumerate(sorted(queries, key=lambda q: -queries[q].total_exec_ms))}
     by_ddl: dict[str, tuple[IndexCandidate, list[int]]] = {}
     cands_of: dict[int, list[IndexCandidate]] = {}
     rewrites: list[tuple[int, dict]] = []
@@ -262,81 +276,178 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     renamed = unique_names(sandbox_conn, [cand for cand, _ in by_ddl.values()])
     sources.update({ddl_text(new): sources.get(old, "advisor") for new, old in zip(renamed, by_ddl)})
     by_ddl = {ddl_text(new): (new, owners) for new, (_, owners) in zip(renamed, by_ddl.values())}
+    # the most expensive statements' candidates first, so a time budget keeps what matters most
+    by_ddl = dict(sorted(by_ddl.items(), key=lambda kv: (min(priority.get(q, 1 << 30) for q in kv[1][1]), kv[0])))
     tables = {cand.table for cand, _ in by_ddl.values()}
     rewritten = {qid for qid, _ in rewrites}
 
     catalog = Catalog(sandbox_conn)
     seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries.values()], settings.observed)
     items: dict[int, Prepared] = {}
-    skipped: list[dict] = []
-    for n, q in enumerate(queries.values(), 1):
+    unmeasured: dict[int, str] = {}
+    for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
+        q = queries[qid]
         try:
             shape = analyze_with_catalog(q.query_text, catalog)
-        except UnparseableQuery:
+        except UnparseableQuery as exc:
+            unmeasured[qid] = f"cannot be parsed: {exc}"
             continue
-        if not tables.intersection(shape.tables) and q.queryid not in rewritten:
+        if not tables.intersection(shape.tables) and qid not in rewritten:
+            if qid not in cands_of:
+                unmeasured[qid] = "no candidate index (already indexed, table too small, or nothing an index can serve)"
             continue
         reason = unsafe_reason(shape)
         if reason:
-            if q.queryid in cands_of:
-                skipped.append({"queryid": q.queryid, "reason": reason})
+            unmeasured[qid] = f"refused by the safety allow-list: {reason}"
+            continue
+        if out_of_time():
+            unmeasured[qid] = budget_reason
             continue
         if progress:
             progress(f"baseline {n}/{len(queries)}: {_one_line(q.query_text, 70)}")
         try:
-            items[q.queryid] = prepare(sandbox_conn, q.queryid, q.query_text, shape, catalog, settings.bench,
-                                       partial_values(shape, cands_of.get(q.queryid, [])),
-                                       target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
-                                       observed=seen.get(q.fingerprint))
+            items[qid] = prepare(sandbox_conn, qid, q.query_text, shape, catalog, settings.bench,
+                                 partial_values(shape, cands_of.get(qid, [])),
+                                 target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
+                                 observed=seen.get(q.fingerprint))
         except psycopg.Error as exc:
-            # e.g. pg_stat_statements turned a constant into $n where PostgreSQL cannot infer its type
-            skipped.append({"queryid": q.queryid, "reason": f"cannot be measured: "
-                                                            f"{str(exc).strip().splitlines()[0]}"})
+            unmeasured[qid] = _unbindable(exc)
 
     hypo = hypopg_status(sandbox_conn) if settings.bench.use_hypopg else "missing"
     guard = {"statement_timeout_ms": settings.bench.statement_timeout_ms,
              "lock_timeout_ms": settings.bench.lock_timeout_ms}
     rows: list[dict] = []
     screened = 0
-    for n, (ddl, (cand, owners)) in enumerate(by_ddl.items(), 1):
-        owner_items = [items[qid] for qid in owners if qid in items]
-        if not owner_items:
-            continue
-        others = [item for qid, item in items.items() if qid not in owners and cand.table in item.shape.tables]
-        whatif_costs = None
-        if hypo != "missing":
-            whatif_costs = whatif(sandbox_conn, cand, owner_items + others, status=hypo, **guard)
-            if not worth_building(whatif_costs):
-                screened += 1
-                rows.extend(_screened(ddl, cand, owner_items, whatif_costs))
+    with twin_of(sandbox_conn, settings.bench) as twin:
+        for n, (ddl, (cand, owners)) in enumerate(by_ddl.items(), 1):
+            owner_items = [items[qid] for qid in owners if qid in items]
+            if not owner_items:
                 continue
-        if progress:
-            progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
-                     f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
-        results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench)
-        for row in results:
-            row["evidence"]["source"] = sources.get(ddl, "advisor")
-            if whatif_costs is not None:
-                row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
-        rows.extend(results)
+            if out_of_time():
+                rows.extend(_not_run(ddl, cand, owner_items, budget_reason))
+                continue
+            others = [item for qid, item in items.items() if qid not in owners and cand.table in item.shape.tables]
+            whatif_costs = None
+            if hypo != "missing":
+                whatif_costs = whatif(sandbox_conn, cand, owner_items + others, status=hypo, **guard)
+                if not worth_building(whatif_costs):
+                    screened += 1
+                    rows.extend(_screened(ddl, cand, owner_items, whatif_costs))
+                    continue
+            if progress:
+                progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
+                         f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
+            results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench, twin=twin)
+            for row in results:
+                row["evidence"]["source"] = sources.get(ddl, "advisor")
+                if whatif_costs is not None:
+                    row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
+            rows.extend(results)
+        configurations = 0
+        for qid, members in configuration_members(items, rows, by_ddl).items():
+            if out_of_time():
+                rows.append(_not_run(";\n".join(ddl_text(c) for c, _ in members), members[0][0], [items[qid]],
+                                     budget_reason, label=" + ".join(c.label() for c, _ in members))[0])
+                continue
+            if progress:
+                progress(f"configuration for statement {qid}: {' + '.join(c.label() for c, _ in members)}")
+            rows.append(evaluate_configuration(sandbox_conn, members, items[qid], settings.bench, twin=twin))
+            configurations += 1
     for qid, spec in rewrites:
         if qid in items:
+            if out_of_time():
+                continue
             if progress:
                 progress(f"rewrite of statement {qid}: proving same rows, then timing")
             rows.append(evaluate_rewrite(sandbox_conn, items[qid], spec["sql"], settings.bench, spec))
+    rows.extend(_unmeasured_rows(queries, rows, unmeasured))
     store.replace_benchmarks(store_conn, snap["snapshot_id"], rows)
     measured = [r for r in rows if r["status"] == "measured"]
+    left = [r for r in rows if r["status"] == "unmeasured"]
     return {"snapshot_id": snap["snapshot_id"], "candidates_measured": len({r["ddl"] for r in measured}),
             "candidates_failed": len({r["ddl"] for r in rows if r["status"] == "failed"}),
             "statements_prepared": len(items),
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
+            "configurations_measured": configurations,
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
-            "queries_skipped": len(skipped), "skipped_detail": skipped,
+            "queries_skipped": len(left), "skipped_detail": [{"queryid": r["queryid"], "reason": r["evidence"]["why"]}
+                                                             for r in left],
+            "unmeasured_statements": sum(1 for r in left if not r["evidence"].get("no_candidate")),
+            "skipped_for_time_budget": sum(1 for r in rows if r["evidence"].get("why") == budget_reason),
+            "seconds": round(time.monotonic() - started, 1),
             # statements costed by the planner only because a `$n` could not be bound, with the reason
             "unbound_parameters": [{"queryid": qid, "reason": "; ".join(item.plan.problems)}
                                    for qid, item in items.items() if item.has_params and not item.param_sets],
             "costing": "hypopg" if hypo != "missing" else "real indexes in rolled-back transactions",
+            "interleaved": "yes (twin connection)" if settings.bench.interleave else "no",
             "screened_by_hypopg": screened}
+
+
+def _unbindable(exc: psycopg.Error) -> str:
+    """A named reason for a statement whose sampled values the server refused."""
+    first = str(exc).strip().splitlines()[0]
+    if (exc.sqlstate or "").startswith("22") or exc.sqlstate in ("42P18", "42804", "42883", "08P01"):
+        return f"cannot bind its parameters: {first}"
+    return f"cannot be measured: {first}"
+
+
+def _not_run(ddl: str, cand: IndexCandidate, owners: list[Prepared], why: str, label: str | None = None) -> list[dict]:
+    return [{"queryid": item.queryid, "ddl": ddl, "status": "skipped", "cost_before": None, "cost_after": None,
+             "ms_before": None, "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None,
+             "confidence": None, "evidence": {"index": label or cand.label(), "reason": cand.reason, "why": why,
+                                              "spec": cand.to_spec()}} for item in owners]
+
+
+def _unmeasured_rows(queries: dict[int, SlowQuery], rows: list[dict], unmeasured: dict[int, str]) -> list[dict]:
+    """One `unmeasured` row for every slow statement without a measurement: its named reason."""
+    measured = {r["queryid"] for r in rows if r["status"] in ("measured", "screened")}
+    out = []
+    for qid in queries:
+        if qid in measured:
+            continue
+        why = unmeasured.get(qid)
+        if why is None:
+            mine = [r for r in rows if r["queryid"] == qid]
+            failed = next((r for r in mine if r["status"] == "failed"), None)
+            skipped = next((r for r in mine if r["status"] == "skipped"), None)
+            why = (f"benchmark failed: {failed['evidence'].get('error')}" if failed
+                   else skipped["evidence"]["why"] if skipped
+                   else "no candidate index (already indexed, table too small, or nothing an index can serve)")
+        out.append({"queryid": qid, "ddl": "", "status": "unmeasured", "cost_before": None, "cost_after": None,
+                    "ms_before": None, "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None,
+                    "confidence": None, "evidence": {"why": why, "no_candidate": why.startswith("no candidate")}})
+    return out
+
+
+def configuration_members(items: dict[int, Prepared], rows: list[dict],
+                          by_ddl: dict[str, tuple[IndexCandidate, list[int]]]
+                          ) -> dict[int, list[tuple[IndexCandidate, dict]]]:
+    """For each statement over several tables: the best measured candidate of each table, when at
+    least two tables have one. Best: used by the plan, then the gain — candidates within the clock's
+    noise of the best gain tie, and ties go to the smaller index (by powers of two), the planner's
+    lower cost, then the name, so the same set is measured on every run."""
+    out: dict[int, list[tuple[IndexCandidate, dict]]] = {}
+    for qid, item in sorted(items.items()):
+        if len(set(item.shape.tables)) < 2:
+            continue
+        per_table: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["queryid"] == qid and r["status"] == "measured" and r["ddl"] in by_ddl:
+                per_table.setdefault(by_ddl[r["ddl"]][0].qualified_table, []).append(r)
+        best: dict[str, dict] = {}
+        for table, candidates in per_table.items():
+            used = [r for r in candidates if r["evidence"].get("index_used")] or candidates
+            top = max((_gain(r) if _gain(r) is not None else -1e9) for r in used)
+            close = [r for r in used if (_gain(r) if _gain(r) is not None else -1e9) >= top - MEMBER_NOISE_PCT]
+            best[table] = min(close, key=lambda r: (
+                round(math.log2((r["evidence"].get("index_bytes") or 0) + 1)),
+                round(math.log2((r["cost_after"] or 0) + 1) * 2), r["ddl"]))
+        if len(best) >= 2:
+            out[qid] = [(by_ddl[r["ddl"]][0], r["evidence"]) for _, r in sorted(best.items())]
+    return out
+
+
+MEMBER_NOISE_PCT = 10.0   # gains this close (percentage points) tie when choosing a configuration's member
 
 
 def _screened(ddl: str, cand: IndexCandidate, owners: list[Prepared], costs: dict[int, dict]) -> list[dict]:
@@ -391,7 +502,7 @@ def best_per_query(benchmarks: list[dict], min_gain_pct: float) -> dict[int, dic
     tie), then the higher confidence."""
     eligible: dict[int, list[dict]] = {}
     for b in benchmarks:
-        if b["status"] != "measured" or b["evidence"].get("cross_statement"):
+        if b["status"] != "measured" or b["evidence"].get("cross_statement") or b["evidence"].get("configuration"):
             continue
         gain = _gain(b)
         if gain is None or gain < min_gain_pct or not b["evidence"].get("index_used"):
@@ -456,6 +567,36 @@ def rewrite_choices(selection: Selection, benchmarks: list[dict], min_gain_pct: 
     return out
 
 
+def recommended_indexes(selection: Selection, row: dict) -> list[tuple[str, IndexChoice]]:
+    """The index(es) a statement's assigned benchmark row stands for: one, or a configuration's members."""
+    return [(ddl, selection.choice_of(ddl)) for ddl in members_of(row)]
+
+
+def next_in_line(selection: Selection) -> list[dict]:
+    """Proven indexes beyond max_indexes, ranked, with their evidence (for the JSON and the report)."""
+    out = []
+    for choice in selection.next_in_line:
+        best = max(choice.rows.values(), key=lambda r: _gain(r) or 0, default=None)
+        out.append({"rank": choice.rank, "ddl": choice.ddl, "table": choice.table, "index_bytes": choice.index_bytes,
+                    "serves_queryids": choice.serves(),
+                    "net_benefit_ms_per_s": round(choice.net_benefit_ms_per_s, 6),
+                    "read_benefit_ms_per_s": round(choice.read_benefit_ms_per_s, 6),
+                    "write_cost_ms_per_s": round(choice.write_cost_ms_per_s, 6),
+                    "measured_gain_pct": best["measured_gain_pct"] if best else None,
+                    "confidence": best["confidence"] if best else None,
+                    "evidence": {q: {"measured_gain_pct": r["measured_gain_pct"], "confidence": r["confidence"],
+                                     "ms_before": r["ms_before"], "ms_after": r["ms_after"],
+                                     "verdict": r["evidence"].get("verdict")}
+                                 for q, r in sorted(choice.rows.items())}})
+    return out
+
+
+def unmeasured(benchmarks: list[dict]) -> list[dict]:
+    """Slow statements that ended without a measurement, each with its named reason."""
+    return [{"queryid": b["queryid"], "reason": b["evidence"]["why"]}
+            for b in benchmarks if b["status"] == "unmeasured" and not b["evidence"].get("no_candidate")]
+
+
 def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
                         min_gain_pct: float = 10.0) -> float:
     """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal,
@@ -471,6 +612,9 @@ def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: floa
         confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
     if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms:
         confidence *= 0.75
+    if row["evidence"].get("cross_statement"):
+        # a side effect on another statement never carries a pull request by itself
+        confidence = min(confidence, SIDE_EFFECT_CAP)
     return round(confidence, 3)
 
 
@@ -481,34 +625,38 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
     benches = store.benchmarks(store_conn, snap["snapshot_id"])
     selection = select_for_snapshot(store_conn, snap, settings, queries=list(queries.values()), benchmarks=benches)
     rewrites = rewrite_choices(selection, benches, settings.min_gain_pct)
-    choices = {c.ddl: c for c in selection.chosen}
     served = {*selection.assignment, *rewrites}
     vectors = store.embeddings_for(store_conn, [queries[qid].fingerprint for qid in served])
     similar = {c["queryid"]: c["similar"] for c in store.candidates(store_conn, snap["snapshot_id"])}
     rows = []
     for queryid, b in selection.assignment.items():
         q = queries[queryid]
-        choice = choices[b["ddl"]]
-        evidence = dict(b["evidence"])
-        evidence.update(calls=q.calls, total_exec_ms=q.total_exec_ms, mean_exec_ms=q.mean_exec_ms,
-                        cost_before=b["cost_before"], cost_after=b["cost_after"],
-                        ms_before=b["ms_before"], ms_after=b["ms_after"],
-                        read_benefit_ms_per_s=round(choice.read_benefit_ms_per_s, 6),
-                        write_cost_ms_per_s=round(choice.write_cost_ms_per_s, 6),
-                        serves_queryids=sorted(qid for qid, v in choice.savings.items() if v > 0),
-                        sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
-                        if b["ms_before"] and q.mean_exec_ms else None,
-                        similar_optimizations=similar.get(queryid, []))
-        shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
-        rows.append({
-            "target": target, "fingerprint": q.fingerprint, "queryid": queryid,
-            "query_text": q.query_text,
-            "recommendation": f"Create index {evidence['index']} ({evidence['reason']}){shared}",
-            "kind": "index", "ddl": b["ddl"], "performance_gain": b["measured_gain_pct"],
-            "estimated_gain": b["estimated_gain_pct"],
-            "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
-            "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
-        })
+        for ddl, choice in recommended_indexes(selection, b):
+            evidence = dict(b["evidence"])
+            evidence.update(calls=q.calls, total_exec_ms=q.total_exec_ms, mean_exec_ms=q.mean_exec_ms,
+                            cost_before=b["cost_before"], cost_after=b["cost_after"],
+                            ms_before=b["ms_before"], ms_after=b["ms_after"],
+                            read_benefit_ms_per_s=round(choice.read_benefit_ms_per_s, 6),
+                            write_cost_ms_per_s=round(choice.write_cost_ms_per_s, 6),
+                            serves_queryids=choice.serves(),
+                            sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
+                            if b["ms_before"] and q.mean_exec_ms else None,
+                            similar_optimizations=similar.get(queryid, []))
+            shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
+            if evidence.get("configuration"):
+                others = [m["label"] for m in evidence["configuration"] if m["ddl"] != ddl]
+                label = next(m["label"] for m in evidence["configuration"] if m["ddl"] == ddl)
+                text = f"Create index {label}, together with {', '.join(others)} (measured as a set)"
+            else:
+                text = f"Create index {evidence['index']} ({evidence['reason']}){shared}"
+            rows.append({
+                "target": target, "fingerprint": q.fingerprint, "queryid": queryid,
+                "query_text": q.query_text, "recommendation": text,
+                "kind": "index", "ddl": ddl, "performance_gain": b["measured_gain_pct"],
+                "estimated_gain": b["estimated_gain_pct"],
+                "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
+                "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
+            })
     for queryid, b in rewrites.items():
         q = queries[queryid]
         evidence = {**b["evidence"], "calls": q.calls, "total_exec_ms": q.total_exec_ms,
@@ -531,6 +679,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
     realized = store.realized_gain(store_conn, target)
     return {"snapshot_id": snap["snapshot_id"], "recommendations": len(rows),
             "indexes_recommended": len(selection.chosen), "declined": len(selection.declined), **written,
+            "next_in_line": len(selection.next_in_line), "unmeasured_statements": len(unmeasured(benches)),
             "mean_confidence": round(statistics.fmean(confidences), 3) if confidences else 0.0,
             "mean_gain_pct": round(statistics.fmean(gains), 1) if gains else 0.0,
             # stable keys the UI plots week over week: predicted (measured on the sandbox) and realized

@@ -20,7 +20,8 @@ def _print(msg: str) -> None:
 
 
 def _settings_from(args: argparse.Namespace) -> dict:
-    keys = ("min_calls", "min_mean_ms", "top_n", "runs", "param_sets", "min_gain_pct")
+    keys = ("min_calls", "min_mean_ms", "top_n", "runs", "param_sets", "min_gain_pct", "max_indexes",
+            "storage_budget_mb", "time_budget_s")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     from .bench.observed import cli_settings
 
@@ -292,6 +293,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 
+def _non_negative(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is negative: use 0 for no limit")
+        return value
+    return parse
+
+
 def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-calls", type=int, help="ignore statements called fewer times (default 5)")
     p.add_argument("--min-mean-ms", type=float, help="ignore statements faster on average (default 1 ms)")
@@ -299,6 +312,13 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, help="timed runs per parameter set (default 5)")
     p.add_argument("--param-sets", type=int, help="parameter sets sampled per statement (default 4)")
     p.add_argument("--min-gain-pct", type=float, help="smallest measured gain worth recommending (default 10)")
+    p.add_argument("--max-indexes", type=_non_negative(int), help="recommend at most this many indexes; proven "
+                   "ones beyond it are listed as next in line (default 10, 0: no cap)")
+    p.add_argument("--storage-budget-mb", type=_non_negative(float),
+                   help="total size the recommended indexes may take (default 0: no budget)")
+    p.add_argument("--time-budget", dest="time_budget_s", type=_non_negative(float), metavar="SECONDS",
+                   help="stop measuring after this many seconds, keep the best found so far and name what "
+                        "was skipped (default 0: no budget)")
     p.add_argument("--ephemeral", action="store_true", help="do not record the run in the Dagster instance")
     p.add_argument("--no-pull-requests", action="store_true",
                    help="skip the pull-request step (GitHub with GITHUB_TOKEN, else a local git branch)")

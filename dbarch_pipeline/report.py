@@ -19,13 +19,13 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     snap = store.latest_snapshot(store_conn, target, partition_key)
     if snap is None:
         return {"target": target, "slow_queries": 0, "recommendations": [], "queries": [],
-                "indexes": [], "declined": [], "drop_recommendations": []}
+                "indexes": [], "declined": [], "drop_recommendations": [],
+                "next_in_line": [], "unmeasured": [], "unmeasured_count": 0, "skipped_candidates": []}
     sid = snap["snapshot_id"]
     queries = store.snapshot_queries(store_conn, sid)
     benches = store.benchmarks(store_conn, sid)
     cands = store.candidates(store_conn, sid)
     selection = audit.select_for_snapshot(store_conn, snap, settings, queries=queries, benchmarks=benches)
-    choices = {c.ddl: c for c in selection.chosen}
     rewrites = audit.rewrite_choices(selection, benches, settings.min_gain_pct)
     recommendations = []
     per_query = []
@@ -37,15 +37,15 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
                  "total_exec_ms": round(q.total_exec_ms, 1), "rows": q.rows, "candidates": len(own),
                  "recommendation": None}
         if b is not None:
-            choice = choices[b["ddl"]]
-            rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": b["ddl"],
-                   "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
-                   "confidence": audit.adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
-                   "ms_before": b["ms_before"],
-                   "ms_after": b["ms_after"], "shared": bool(b["evidence"].get("cross_statement")),
-                   "evidence": b["evidence"]}
-            recommendations.append(rec)
-            entry["recommendation"] = b["ddl"]
+            for ddl, choice in audit.recommended_indexes(selection, b):
+                rec = {"query": q.query_text, "queryid": q.queryid, "kind": "index", "ddl": ddl,
+                       "estimated_gain_pct": b["estimated_gain_pct"], "measured_gain_pct": b["measured_gain_pct"],
+                       "confidence": audit.adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
+                       "ms_before": b["ms_before"],
+                       "ms_after": b["ms_after"], "shared": bool(b["evidence"].get("cross_statement")),
+                       "evidence": b["evidence"]}
+                recommendations.append(rec)
+            entry["recommendation"] = ";\n".join(audit.members_of(b))
         if q.queryid in rewrites:
             r = rewrites[q.queryid]
             recommendations.append({
@@ -57,6 +57,9 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
         if b is None and q.queryid not in rewrites:
             tried = [x for x in benches if x["queryid"] == q.queryid]
             entry["why_none"] = _why_none(len(own), tried, settings.min_gain_pct, selection.declined)
+            reason = next((t["evidence"]["why"] for t in tried if t["status"] == "unmeasured"), None)
+            if reason:
+                entry["unmeasured"] = reason
         per_query.append(entry)
     recommendations.sort(key=lambda r: -(r["measured_gain_pct"] or 0))
     return {
@@ -72,12 +75,19 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
                      "read_benefit_ms_per_s": round(c.read_benefit_ms_per_s, 6),
                      "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6)} for c in selection.chosen],
         "declined": [{"ddl": ddl, "reason": why} for ddl, why in selection.declined.items()],
+        "next_in_line": audit.next_in_line(selection),
+        "unmeasured": audit.unmeasured(benches), "unmeasured_count": len(audit.unmeasured(benches)),
+        "skipped_candidates": [{"queryid": b["queryid"], "ddl": b["ddl"], "reason": b["evidence"].get("why")}
+                               for b in benches if b["status"] == "skipped"],
         "drop_recommendations": [{**d, "kind": "drop", "drop_kind": d["kind"]}
                                  for d in store.drop_recommendations(store_conn, sid)],
     }
 
 
 def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, declined: dict[str, str]) -> str:
+    left = next((t for t in tried if t["status"] == "unmeasured"), None)
+    if left is not None and not left["evidence"].get("no_candidate"):
+        return f"not measured: {left['evidence']['why']}"
     if n_candidates == 0:
         return "no candidate index (already indexed, table too small, or nothing an index can serve)"
     reasons = {declined[t["ddl"]] for t in tried if t["ddl"] in declined and t["status"] == "measured"
@@ -135,6 +145,15 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
         lines.append(f"{len(result['indexes'])} index(es) recommended for the workload, {total:.1f} MB in all")
     for d in result.get("declined", []):
         lines.append(f"  declined {d['ddl']}: {d['reason']}")
+    for n in result.get("next_in_line") or []:
+        lines.append(f"  next in line #{n['rank']} (beyond the index cap): {n['ddl']}  gain "
+                     f"{n['measured_gain_pct'] or 0:.1f}%  confidence {n['confidence'] or 0:.2f}  "
+                     f"serves {len(n['serves_queryids'])} statement(s)")
+    skipped = result.get("skipped_candidates") or []
+    if skipped:
+        lines.append(f"  {len(skipped)} candidate experiment(s) not run: {skipped[0]['reason']}")
+    if result.get("unmeasured_count"):
+        lines.append(f"  {result['unmeasured_count']} slow statement(s) not measured (reasons above)")
     drops = result.get("drop_recommendations") or []
     if drops:
         lines.append("")

@@ -9,7 +9,7 @@ import random
 
 import psycopg
 
-from dbarch_pipeline import report
+from dbarch_pipeline import demo, report
 from dbarch_pipeline.advisor.candidates import index_name
 from dbarch_pipeline.bench import naming
 from dbarch_pipeline.bench.naming import assign_names
@@ -51,7 +51,7 @@ def test_a_candidate_whose_name_is_taken_is_measured(server, store_dsn):
         # the name the advisor would give its candidate is taken by another index and by nothing else
         conn.execute("CREATE INDEX accounts_region_idx ON accounts (note)")
         conn.execute("VACUUM ANALYZE accounts")
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
+        demo.reset_statistics(conn)
         for region in range(6):
             conn.execute("SELECT count(*) FROM accounts WHERE region = %s", (region,))
         conn.execute("SELECT pg_stat_force_next_flush()")

@@ -17,6 +17,9 @@ from dbarch_pipeline.run import audit_resources, materialize_audit
 
 from .conftest import FAST_SETTINGS, fresh_database
 
+RESET_STATEMENTS = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()), 0)")
+
 
 def test_doctests():
     assert doctest.testmod(writes).failed == 0
@@ -62,7 +65,7 @@ def test_bulk_loaded_table_is_not_write_heavy(server, store_dsn):
         conn.execute("CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                      "sensor int NOT NULL, payload text NOT NULL)")
         # only pg_stat_statements is reset: the table counters keep the load, as after a restore
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
+        conn.execute(RESET_STATEMENTS)
         conn.execute("INSERT INTO readings (sensor, payload) SELECT g % 4000, repeat('x', 60) "
                      "FROM generate_series(1, 60000) g")
         conn.execute("VACUUM ANALYZE readings")

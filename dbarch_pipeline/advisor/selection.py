@@ -1,13 +1,22 @@
 """Workload-wide index selection: which measured candidates to recommend, all statements together.
 
 Every candidate was timed against each statement on its table (see bench.runner), so we know, per
-index and statement, the milliseconds saved per call. Weighted by how often each statement runs
-(calls per second over the pg_stat_statements window), that is the index's read benefit; its upkeep
-is the table's write rate times the write cost per row measured for that index. A greedy pass, in
-the manner of Microsoft's DTA, then picks the index with the largest net benefit given what is
-already picked, until nothing adds a meaningful gain or the storage budget / index count runs out.
-One index that serves several statements therefore beats several narrower ones, a statement made
-slower counts against an index, and an index whose upkeep outweighs its reads is declined.
+index and statement, the milliseconds saved per call; a statement over several tables was also
+timed with the best candidates of each table built together (a *configuration*). Weighted by how
+often each statement runs (calls per second over the pg_stat_statements window), that is the read
+benefit; upkeep is the table's write rate in the same window times the write cost per row measured
+for that index. A greedy pass, in the manner of Microsoft's DTA, then adds the move (one index, or
+the missing members of a configuration) with the largest net benefit given what is already picked,
+until nothing adds a meaningful gain or the storage budget runs out. A statement's saving under a
+set of indexes is the best of what any single index of the set, or any configuration wholly inside
+the set, measured for it: a join that needs two indexes is credited only when both are picked.
+
+A move counts only when the clock tells its improvement apart from noise (its bootstrap interval
+clears the current one; for a statement nothing serves yet, the planner's estimate may vouch for
+timings that stay within noise). Moves not told apart from the best (within 10%, or overlapping
+intervals) tie; ties go to fewer new indexes, the surer benefit (the low end of the interval, by
+25% steps), the smaller size (by powers of two), the planner's estimate, then the name, so a re-run on unchanged data picks the same set. Picks beyond `max_indexes` are not dropped: they stay ranked as
+*next in line*.
 
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
 ...              estimated_gain_pct=90.0, confidence=0.9, cost_after=1.0,
@@ -19,9 +28,11 @@ slower counts against an index, and an index whose upkeep outweighs its reads is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 MARGINAL_WRITE_SHARE = 0.5   # upkeep above half the read benefit makes an index marginal
+NET_NOISE = 0.10             # moves whose net benefits are this close (relative) tie
 
 
 @dataclass
@@ -33,6 +44,10 @@ class IndexChoice:
     savings: dict[int, float] = field(default_factory=dict)   # queryid -> ms saved per second
     rows: dict[int, dict] = field(default_factory=dict)       # queryid -> benchmark row
     net_benefit_ms_per_s: float = 0.0
+    set_savings: dict[int, float] = field(default_factory=dict)  # queryid -> saving as part of a configuration
+    bounds: dict[int, tuple[float, float]] = field(default_factory=dict)  # queryid -> saving's 95% interval
+    planned: dict[int, float] = field(default_factory=dict)   # queryid -> saving by the planner's estimate
+    rank: int = 0                                               # order in which the greedy pass picked it
 
     @property
     def read_benefit_ms_per_s(self) -> float:
@@ -40,18 +55,48 @@ class IndexChoice:
 
     @property
     def marginal(self) -> bool:
-        return self.write_cost_ms_per_s > MARGINAL_WRITE_SHARE * max(self.read_benefit_ms_per_s, 1e-12)
+        reads = max(self.read_benefit_ms_per_s, sum(self.set_savings.values()), 1e-12)
+        return self.write_cost_ms_per_s > MARGINAL_WRITE_SHARE * reads
+
+    def serves(self) -> list[int]:
+        return sorted({q for q, v in self.savings.items() if v > 0} | set(self.set_savings))
+
+
+@dataclass
+class Configuration:
+    """Indexes measured together for one statement (a join that filters one table and looks up
+    another by its key): credited only when every member is picked."""
+
+    members: tuple[str, ...]
+    savings: dict[int, float] = field(default_factory=dict)
+    rows: dict[int, dict] = field(default_factory=dict)
+    bounds: dict[int, tuple[float, float]] = field(default_factory=dict)
+    planned: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
 class Selection:
     chosen: list[IndexChoice]
-    assignment: dict[int, dict]            # queryid -> the benchmark row of the index that serves it
+    assignment: dict[int, dict]            # queryid -> the benchmark row of the index (or configuration) serving it
     declined: dict[str, str]               # ddl -> why it is not recommended
+    next_in_line: list[IndexChoice] = field(default_factory=list)   # proven, beyond max_indexes, ranked
+
+    def choice_of(self, ddl: str) -> IndexChoice | None:
+        return next((c for c in self.chosen if c.ddl == ddl), None)
+
+
+def _steps(value: float, base: float = 1.25) -> int:
+    return round(math.log(value) / math.log(base)) if value > 0 else -(1 << 30)
 
 
 def _gain(row: dict) -> float | None:
     return row["measured_gain_pct"] if row["measured_gain_pct"] is not None else row["estimated_gain_pct"]
+
+
+def members_of(row: dict) -> tuple[str, ...]:
+    """The indexes a benchmark row measured: one, or a configuration's members."""
+    members = row["evidence"].get("configuration")
+    return tuple(m["ddl"] for m in members) if members else (row["ddl"],)
 
 
 def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *,
@@ -63,35 +108,43 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
     heavier or lighter than what the application sends, so a saving is the measured fraction of
     the time the application really spends, not the sandbox's absolute milliseconds."""
     options: dict[str, IndexChoice] = {}
+    configurations: dict[tuple[str, ...], Configuration] = {}
     declined: dict[str, str] = {}
     baseline_rate: dict[int, float] = {}
-    for row in benchmarks:
-        if (row["evidence"].get("spec") or {}).get("kind") == "rewrite":
-            continue
-        if row["status"] != "measured":
-            why = row["evidence"].get("why") or f"benchmark failed: {row['evidence'].get('error')}"
-            declined.setdefault(row["ddl"], why)
-            continue
-        ev = row["evidence"]
-        spec = ev.get("spec") or {}
-        if spec.get("kind") == "rewrite":
-            continue   # a rewrite serves one statement and costs no upkeep: chosen per statement
-        table = f"{spec.get('schema', '')}.{spec.get('table', '')}"
-        choice = options.get(row["ddl"])
-        if choice is None:
+
+    def option(ddl: str, table: str, index_bytes: int, write_ms_per_row: float) -> IndexChoice:
+        if ddl not in options:
             writes = table_writes.get(table) or {}
             rate = writes.get("rows", 0) / writes["seconds"] if writes.get("seconds") else 0.0
-            choice = options[row["ddl"]] = IndexChoice(
-                ddl=row["ddl"], table=table, index_bytes=int(ev.get("index_bytes") or 0),
-                write_cost_ms_per_s=rate * float(ev.get("write_ms_per_row") or 0.0))
+            options[ddl] = IndexChoice(ddl=ddl, table=table, index_bytes=index_bytes,
+                                       write_cost_ms_per_s=rate * write_ms_per_row)
+        return options[ddl]
+
+    for row in sorted(benchmarks, key=lambda r: (r["queryid"], r["ddl"])):
+        ev = row["evidence"]
+        spec = ev.get("spec") or {}
+        if spec.get("kind") == "rewrite" or row["status"] in ("unmeasured", "skipped"):
+            continue   # a rewrite is chosen per statement; an unmeasured statement has its reason
+        if row["status"] != "measured":
+            if not ev.get("configuration"):
+                declined.setdefault(row["ddl"], ev.get("why") or f"benchmark failed: {ev.get('error')}")
+            continue
         qid = row["queryid"]
+        if ev.get("configuration"):
+            for m in ev["configuration"]:
+                option(m["ddl"], m["table"], int(m.get("index_bytes") or 0), float(m.get("write_ms_per_row") or 0.0))
+            target: IndexChoice | Configuration = configurations.setdefault(members_of(row),
+                                                                           Configuration(members_of(row)))
+        else:
+            target = option(row["ddl"], f"{spec.get('schema', '')}.{spec.get('table', '')}",
+                            int(ev.get("index_bytes") or 0), float(ev.get("write_ms_per_row") or 0.0))
         per_second = calls_per_second.get(qid, 0.0)
-        before = row["ms_before"] if row["ms_before"] is not None else None
+        before = row["ms_before"]
         gain = _gain(row)
-        if ev.get("regression") and before is not None:
+        if ev.get("regression") and before is not None and isinstance(target, IndexChoice):
             observed = (observed_ms or {}).get(qid) or before
-            choice.savings[qid] = per_second * observed * (before - row["ms_after"]) / before   # negative
-            choice.rows[qid] = row
+            target.savings[qid] = per_second * observed * (before - row["ms_after"]) / before   # negative
+            target.rows[qid] = row
             continue
         if not ev.get("index_used") or gain is None or gain < min_gain_pct:
             continue
@@ -104,62 +157,139 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         else:
             after = row["ms_after"]
         baseline_rate[qid] = per_second * before
-        choice.savings[qid] = per_second * (before - after)
-        choice.rows[qid] = row
+        target.savings[qid] = per_second * (before - after)
+        target.rows[qid] = row
+        if row["estimated_gain_pct"] is not None:
+            target.planned[qid] = per_second * before * max(0.0, row["estimated_gain_pct"]) / 100.0
+        ci = (ev.get("confidence_parts") or {}).get("ratio_ci")
+        if ci and row["ms_before"]:
+            # the bootstrap interval of the time ratio, applied to the same base as the saving
+            target.bounds[qid] = (per_second * before * (1 - ci[1]), per_second * before * (1 - ci[0]))
 
-    current: dict[int, float] = {}
-    chosen: list[IndexChoice] = []
+    def saving(picked: set[str], side: int | str | None = None) -> dict[int, float]:
+        """Each statement's best saving under the set; side 0 / 1: the low / high end of its interval,
+        "planner": by the planner's estimate."""
+        best: dict[int, float] = {}
+        holders = [options[ddl] for ddl in picked]
+        holders += [c for c in configurations.values() if set(c.members) <= picked]
+        for holder in holders:
+            for q, s in holder.savings.items():
+                if side == "planner":
+                    s = holder.planned.get(q, 0.0) if s > 0 else s
+                elif side is not None and s > 0:
+                    s = holder.bounds.get(q, (s, s))[side]
+                if s > best.get(q, 0.0):
+                    best[q] = s
+        return best
+
+    moves: list[tuple[str, ...]] = [(ddl,) for ddl in sorted(options)]
+    moves += sorted(c.members for c in configurations.values())
+    picked: list[str] = []
+    picks: list[tuple[tuple[str, ...], float, bool]] = []   # (new indexes, net, within the cap)
     used_bytes = 0
+    current: dict[int, float] = {}
+    current_high: dict[int, float] = {}
+    current_planned: dict[int, float] = {}
+    capped = max_indexes is not None
     while True:
-        best, best_net = None, 0.0
-        for ddl, choice in options.items():
-            if choice in chosen or ddl in declined:
+        scored = []
+        for move in moves:
+            new = [d for d in move if d not in picked]
+            if not new or any(d in declined for d in new):
                 continue
-            improvements = {q: s - current.get(q, 0.0) for q, s in choice.savings.items() if s > 0}
-            # it must fix something that is not fixed yet, by the same bar as a single statement
-            meaningful = [q for q, d in improvements.items()
-                          if baseline_rate.get(q) and d >= baseline_rate[q] * min_gain_pct / 100.0]
-            if not meaningful:
+            if capped and len(picked) + len(new) > max_indexes:
                 continue
-            regressions = sum(s for s in choice.savings.values() if s < 0)
-            net = sum(max(0.0, d) for d in improvements.values()) + regressions - choice.write_cost_ms_per_s
+            after = saving(set(picked) | set(new))
+            improvements = {q: s - current.get(q, 0.0) for q, s in after.items() if s > current.get(q, 0.0)}
+            # it must fix something that is not fixed yet, by the same bar as a single statement, and
+            # the clock must tell the improvement apart (the new low end beats the current high end);
+            # a statement nothing serves yet whose timings stay within noise may instead be vouched
+            # for by the planner's estimate. Near-bar noise then cannot flip the choice.
+            low, planned = saving(set(picked) | set(new), 0), saving(set(picked) | set(new), "planner")
+
+            def meaningful(q: int, d: float) -> bool:
+                bar = baseline_rate.get(q, 0.0) * min_gain_pct / 100.0
+                if not bar or d < bar:
+                    return False
+                if low.get(q, 0.0) > current_high.get(q, 0.0):
+                    return True
+                return current.get(q, 0.0) <= 0 and planned.get(q, 0.0) >= bar
+
+            if not any(meaningful(q, d) for q, d in improvements.items()):
+                continue
+            regressions = sum(s for d in new for s in options[d].savings.values() if s < 0)
+            upkeep = regressions - sum(options[d].write_cost_ms_per_s for d in new)
+            net = sum(improvements.values()) + upkeep
+            spread = [sum(max(0.0, v - current.get(q, 0.0)) for q, v in saving(set(picked) | set(new), side).items())
+                      + upkeep for side in (0, 1)]
+            planner = sum(max(0.0, v) for v in saving(set(picked) | set(new), "planner").values()) + upkeep
+            size = sum(options[d].index_bytes for d in new)
             if net <= 0:
                 continue
-            if storage_budget_bytes is not None and used_bytes + choice.index_bytes > storage_budget_bytes:
+            if storage_budget_bytes is not None and used_bytes + size > storage_budget_bytes:
                 continue
-            if net > best_net:
-                best, best_net = choice, net
-        if best is None or (max_indexes is not None and len(chosen) >= max_indexes):
+            scored.append((net, len(new), size, tuple(new), spread[0], spread[1], planner))
+        if not scored:
+            if capped:
+                capped = False   # the cap is reached: go on ranking what would come next
+                continue
             break
-        best.net_benefit_ms_per_s = best_net
-        chosen.append(best)
-        used_bytes += best.index_bytes
-        for q, s in best.savings.items():
-            if s > current.get(q, 0.0):
-                current[q] = s
+        best = max(scored, key=lambda s: (s[0], -s[1], s[3]))
+        # not told apart from the best (close, or their measured intervals overlap): a tie, broken
+        # by fewer new indexes, the surer benefit (the low end of its interval, by 25% steps: a noisy
+        # option does not win a tie because it is noisy), the smaller size (by powers of two; the
+        # same on every run over unchanged data), the planner's estimate, then the name
+        ties = [s for s in scored if s[0] >= best[0] * (1 - NET_NOISE) or s[5] >= best[4]]
+        net, _, size, new, *_ = min(ties, key=lambda s: (s[1], -_steps(s[4]), round(math.log2(s[2] + 1)),
+                                                         -_steps(s[6]), s[3]))
+        picks.append((new, net, capped or max_indexes is None))
+        picked.extend(new)
+        used_bytes += size
+        current = saving(set(picked))
+        current_high, current_planned = saving(set(picked), 1), saving(set(picked), "planner")
 
-    for ddl, choice in options.items():
-        if choice in chosen or ddl in declined or not choice.read_benefit_ms_per_s:
+    chosen: list[IndexChoice] = []
+    next_in_line: list[IndexChoice] = []
+    for rank, (new, net, within) in enumerate(picks, 1):
+        for ddl in new:
+            choice = options[ddl]
+            choice.net_benefit_ms_per_s = net / len(new)
+            choice.rank = rank
+            (chosen if within else next_in_line).append(choice)
+    in_effect = {c.ddl for c in chosen}
+    ranked = in_effect | {c.ddl for c in next_in_line}
+    for conf in configurations.values():
+        if set(conf.members) <= ranked:
+            for ddl in conf.members:
+                for q, s in conf.savings.items():
+                    options[ddl].set_savings[q] = s
+                    options[ddl].rows.setdefault(q, conf.rows[q])
+
+    listed = ranked
+    for ddl, choice in sorted(options.items()):
+        if ddl in listed or ddl in declined or not (choice.read_benefit_ms_per_s or
+                                                   any(ddl in c.members and c.savings for c in configurations.values())):
             continue
-        if choice.write_cost_ms_per_s >= choice.read_benefit_ms_per_s:
+        reads = choice.read_benefit_ms_per_s
+        if reads and choice.write_cost_ms_per_s >= reads:
             declined[ddl] = (f"write upkeep {choice.write_cost_ms_per_s:.3f} ms/s outweighs the read benefit "
-                             f"{choice.read_benefit_ms_per_s:.3f} ms/s")
+                             f"{reads:.3f} ms/s")
         elif any(r["evidence"].get("regression") for r in choice.rows.values()):
             declined[ddl] = "makes another statement slower"
         elif storage_budget_bytes is not None and used_bytes + choice.index_bytes > storage_budget_bytes:
             declined[ddl] = "does not fit the storage budget"
-        elif max_indexes is not None and len(chosen) >= max_indexes:
-            declined[ddl] = "beyond the configured number of indexes"
         else:
             declined[ddl] = "a chosen index already serves its statements as well"
 
     assignment: dict[int, dict] = {}
+    best: dict[int, float] = {}
     for choice in chosen:
-        for q, s in choice.savings.items():
-            if s > 0 and (q not in assignment or s > _saving_of(assignment[q], options, q)):
-                assignment[q] = choice.rows[q]
-    return Selection(chosen=chosen, assignment=assignment, declined=declined)
-
-
-def _saving_of(row: dict, options: dict[str, IndexChoice], q: int) -> float:
-    return options[row["ddl"]].savings.get(q, 0.0)
+        for q, s in sorted(choice.savings.items()):
+            if s > 0 and s > best.get(q, 0.0):
+                assignment[q], best[q] = choice.rows[q], s
+    for conf in sorted(configurations.values(), key=lambda c: c.members):
+        if set(conf.members) <= in_effect:
+            for q, s in sorted(conf.savings.items()):
+                if s > best.get(q, 0.0):
+                    assignment[q], best[q] = conf.rows[q], s
+    return Selection(chosen=chosen, assignment=assignment, declined=declined, next_in_line=next_in_line)

@@ -1,28 +1,56 @@
-"""Gain and confidence from measurements, never from a constant.
+"""Gain, statistical verdict and confidence from measurements, never from a constant.
 
-Confidence is the weighted evidence that the index really makes the statement faster:
-- consistency: the share of parameter sets whose median got at least 5% faster;
-- separation: the share of parameter sets where every run with the index beat every run without;
-- agreement: the planner's cost moved the same way as the clock (and the plan uses the index);
-- magnitude: the measured gain, saturating at 50%.
-An index the plans never use gets 0; a statement that could only be costed (no values to bind)
-gets at most 0.4, because nothing was timed.
+Timings come in pairs: each parameter set is run without and with the index in alternation
+(see bench.measure.measure_pair), so drift of the machine hits both sides alike. The evidence is a
+two-level bootstrap of the statement's time ratio (with / without): parameter sets are resampled,
+then the runs within each set, and the ratio of the mean of the per-set medians is recomputed
+each time. From it:
+- the verdict: "faster" when the 95% interval of the ratio lies below 0.95, "slower" when it lies
+  above 1.05, otherwise "within noise" (the audit then takes more runs, up to a limit);
+- the confidence, which is what a reviewer reads:
 
->>> round(confidence_from([[10, 11, 10]], [[1, 1.2, 1.1]], 0.8, used=True), 2)
-1.0
->>> confidence_from([[10, 11, 10]], [[10, 10.5, 9.9]], 0.1, used=True) < 0.3
+      confidence = 0.5 × P(at least 5% faster) + 0.5 × P(at least 2x faster, with a 10% margin)
+
+  both probabilities from the bootstrap. **What 0.8 promises:** at or above it, at least 9 in 10
+  recommendations are at least 2x faster when replayed with the same values — 0.8 needs at least
+  60% of the resamples at 2.2x or better, so the point estimate itself clears 2.2x and a replay
+  that loses the 10% margin still holds. Below 0.5 the speedup is real but under 2x, or not
+  separated from noise. `calibration_table` checks the promise on replayed suites.
+- An index the plans never use scores 0; a statement that could only be costed (nothing timed) at
+  most 0.4; a result "within noise" at most 0.4; a side-effect gain on another statement than the
+  one the index was proposed for at most 0.5, so it never carries a pull request by itself.
+
+The bootstrap's random generator is seeded from nothing but the data, so the same timings always
+give the same confidence.
+
+>>> parts = confidence_parts([[10, 11, 10, 10.5]], [[1, 1.2, 1.1, 1.0]], 0.8, used=True)
+>>> parts["verdict"], confidence_from([[10, 11, 10, 10.5]], [[1, 1.2, 1.1, 1.0]], 0.8, used=True)
+('faster', 1.0)
+>>> confidence_from([[10, 11, 10, 9.7]], [[10, 10.5, 9.9, 10.2]], 0.1, used=True) < 0.3
 True
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import random
 import statistics
-from typing import Sequence
+from typing import Iterable, Sequence
 
-WEIGHTS = {"consistency": 0.35, "separation": 0.25, "agreement": 0.2, "magnitude": 0.2}
+WEIGHTS = {"faster": 0.5, "twice_as_fast": 0.5}
+PART_MEANING = {
+    "faster": "bootstrap probability that the statement is at least 5% faster (parameter sets and runs resampled)",
+    "twice_as_fast": "bootstrap probability that it is at least 2x faster, with a 10% margin (2.2x)",
+}
 MEANINGFUL_SPEEDUP = 0.05
-FULL_MAGNITUDE = 0.5
+TARGET_SPEEDUP = 2.0
+REPLAY_MARGIN = 1.10         # 2x promised, 2.2x demanded of the resamples
 PLANNER_ONLY_CAP = 0.4
+WITHIN_NOISE_CAP = 0.4
+SIDE_EFFECT_CAP = 0.5        # below the pull-request bar: a side effect never carries one alone
+BOOTSTRAP = 400
+FULL_MAGNITUDE = 0.5
 
 
 def gain_pct(before: float | None, after: float | None) -> float | None:
@@ -31,43 +59,135 @@ def gain_pct(before: float | None, after: float | None) -> float | None:
     return round(100.0 * (before - after) / before, 2)
 
 
-def confidence_parts(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],
-                     planner_gain: float | None, *, used: bool) -> dict[str, float]:
-    sets = list(zip(before_runs, after_runs))
+def _seed(*runs: Sequence[Sequence[float]]) -> int:
+    text = repr([[round(t, 6) for t in r] for side in runs for r in side])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def bootstrap_ratios(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],
+                     n: int = BOOTSTRAP) -> list[float]:
+    """Resampled ratios (time with / time without) of the statement: sets, then runs within sets."""
+    sets = [(list(b), list(a)) for b, a in zip(before_runs, after_runs) if b and a]
     if not sets:
-        return {"consistency": 0.0, "separation": 0.0, "agreement": 0.0, "magnitude": 0.0}
-    faster = sum(1 for b, a in sets if statistics.median(a) < statistics.median(b) * (1 - MEANINGFUL_SPEEDUP))
-    separated = sum(1 for b, a in sets if max(a) < min(b))
-    before = statistics.fmean(statistics.median(b) for b, _ in sets)
-    after = statistics.fmean(statistics.median(a) for _, a in sets)
-    measured = (before - after) / before if before > 0 else 0.0
-    if planner_gain is None:
-        agreement = 0.5
-    elif measured > 0 and planner_gain > 0 or measured <= 0 and planner_gain <= 0:
-        agreement = 1.0 if used else 0.0
-    else:
-        agreement = 0.0
+        return []
+    rng = random.Random(_seed(before_runs, after_runs))
+    out = []
+    for _ in range(n):
+        picked = [sets[rng.randrange(len(sets))] for _ in sets]
+        before = statistics.fmean(statistics.median(rng.choices(b, k=len(b))) for b, _ in picked)
+        after = statistics.fmean(statistics.median(rng.choices(a, k=len(a))) for _, a in picked)
+        out.append(after / before if before > 0 else 1.0)
+    return sorted(out)
+
+
+def verdict(ratios: Sequence[float]) -> tuple[str, tuple[float, float] | None]:
+    """'faster', 'slower' or 'within noise', with the 95% interval of the ratio."""
+    if not ratios:
+        return "within noise", None
+    lo = ratios[int(0.025 * (len(ratios) - 1))]
+    hi = ratios[int(math.ceil(0.975 * (len(ratios) - 1)))]
+    if hi < 1 - MEANINGFUL_SPEEDUP:
+        return "faster", (lo, hi)
+    if lo > 1 + MEANINGFUL_SPEEDUP:
+        return "slower", (lo, hi)
+    return "within noise", (lo, hi)
+
+
+EQUIVALENT = 0.10   # an interval inside 1 ± 10%: whatever the difference, it is below the bar
+
+
+def separated(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]]) -> bool:
+    """Whether more runs are pointless: the two sides are told apart (faster or slower), or the
+    interval shows any difference is too small to matter."""
+    what, ci = verdict(bootstrap_ratios(before_runs, after_runs, n=200))
+    return what != "within noise" or ci is None or (ci[0] >= 1 - EQUIVALENT and ci[1] <= 1 + EQUIVALENT)
+
+
+def confidence_parts(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],
+                     planner_gain: float | None, *, used: bool) -> dict:
+    ratios = bootstrap_ratios(before_runs, after_runs)
+    if not ratios:
+        return {"faster": 0.0, "twice_as_fast": 0.0, "verdict": "within noise", "ratio_ci": None,
+                "planner_agrees": None}
+    what, ci = verdict(ratios)
+    point = statistics.median(ratios)
     return {
-        "consistency": faster / len(sets),
-        "separation": separated / len(sets),
-        "agreement": agreement,
-        "magnitude": max(0.0, min(1.0, measured / FULL_MAGNITUDE)),
+        "faster": round(sum(1 for r in ratios if r <= 1 - MEANINGFUL_SPEEDUP) / len(ratios), 4),
+        "twice_as_fast": round(sum(1 for r in ratios if r <= 1 / (TARGET_SPEEDUP * REPLAY_MARGIN)) / len(ratios), 4),
+        "verdict": what,
+        "speedup": round(1 / point, 3) if point > 0 else None,
+        "ratio_ci": [round(ci[0], 4), round(ci[1], 4)] if ci else None,
+        "runs_per_set": min((len(r) for r in after_runs), default=0),
+        "planner_agrees": None if planner_gain is None else (planner_gain > 0) == (point < 1),
+        "index_used": used,
     }
 
 
+def confidence_of(parts: dict, *, used: bool, cross: bool = False) -> float:
+    if not used or parts.get("verdict") == "slower":
+        return 0.0
+    value = sum(WEIGHTS[k] * parts.get(k, 0.0) for k in WEIGHTS)
+    if parts.get("verdict") != "faster":
+        value = min(value, WITHIN_NOISE_CAP)
+    if cross:
+        value = min(value, SIDE_EFFECT_CAP)
+    return round(value, 3)
+
+
 def confidence_from(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],
-                    planner_gain: float | None, *, used: bool) -> float:
+                    planner_gain: float | None, *, used: bool, cross: bool = False) -> float:
     """planner_gain is a fraction (0.8 = the planner expects 80% less cost)."""
     if not used:
         return 0.0
-    parts = confidence_parts(before_runs, after_runs, planner_gain, used=used)
-    if parts["magnitude"] <= 0:
-        # slower or equal: whatever the consistency, this is not evidence for the index
-        return round(min(0.1, 0.1 * parts["agreement"]), 3)
-    return round(sum(WEIGHTS[k] * v for k, v in parts.items()), 3)
+    return confidence_of(confidence_parts(before_runs, after_runs, planner_gain, used=used), used=used, cross=cross)
 
 
 def planner_only_confidence(planner_gain: float | None, *, used: bool) -> float:
     if not used or planner_gain is None or planner_gain <= 0:
         return 0.0
     return round(PLANNER_ONLY_CAP * min(1.0, planner_gain / FULL_MAGNITUDE), 3)
+
+
+CALIBRATION_BANDS = ((0.0, 0.2), (0.2, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 1.0001))
+
+
+def calibration_table(records: Iterable[dict], bands: Sequence[tuple[float, float]] = CALIBRATION_BANDS
+                      ) -> list[dict]:
+    """How often recommendations of each confidence band really held when replayed.
+
+    records: one dict per recommendation, with `confidence` (as the audit reported it) and either
+    `held` (bool: the replayed speedup was at least 2x) or `replayed_speedup` (time without / time
+    with, measured independently of the audit: other runs, ideally the application's own values).
+    Returns one row per band: {"band": "0.80-0.90", "count", "held", "share"} (share None when empty),
+    then a row "≥0.80" that states the promise (share should be at least 0.9).
+
+    >>> rows = calibration_table([{"confidence": 0.95, "held": True}, {"confidence": 0.85, "replayed_speedup": 1.5},
+    ...                           {"confidence": 0.3, "held": False}])
+    >>> [(r["band"], r["count"], r["share"]) for r in rows]
+    [('0.00-0.20', 0, None), ('0.20-0.50', 1, 0.0), ('0.50-0.80', 0, None), ('0.80-0.90', 1, 0.0), ('0.90-1.00', 1, 1.0), ('>=0.80', 2, 0.5)]
+    """
+    items = []
+    for r in records:
+        held = r.get("held")
+        if held is None:
+            speedup = r.get("replayed_speedup")
+            held = speedup is not None and speedup >= TARGET_SPEEDUP
+        items.append((float(r.get("confidence") or 0.0), bool(held)))
+    out = []
+    for lo, hi in bands:
+        inside = [h for c, h in items if lo <= c < hi]
+        out.append({"band": f"{lo:.2f}-{min(hi, 1.0):.2f}", "count": len(inside), "held": sum(inside),
+                    "share": round(sum(inside) / len(inside), 3) if inside else None})
+    top = [h for c, h in items if c >= 0.8]
+    out.append({"band": ">=0.80", "count": len(top), "held": sum(top),
+                "share": round(sum(top) / len(top), 3) if top else None})
+    return out
+
+
+def format_calibration_table(rows: Sequence[dict]) -> str:
+    """The table as markdown (for `make quality` and the README)."""
+    lines = ["| confidence | recommendations | held (≥2x on replay) | share |", "|---|---:|---:|---:|"]
+    for r in rows:
+        share = "–" if r["share"] is None else f"{r['share']:.0%}"
+        lines.append(f"| {r['band']} | {r['count']} | {r['held']} | {share} |")
+    return "\n".join(lines)

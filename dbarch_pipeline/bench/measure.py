@@ -152,3 +152,53 @@ def compact_plan(doc: dict | None, depth: int = 0, max_depth: int = 6) -> dict |
     if children and depth < max_depth:
         keep["Plans"] = [compact_plan(c, depth + 1, max_depth) for c in children]
     return keep
+
+
+def _timed(conn: psycopg.Connection, query: str, params: Sequence[str], m: Measurement, doc_out: list) -> float:
+    doc = analyze_once(conn, query, params)
+    doc_out[:] = [doc]
+    m.indexes_used |= indexes_in(doc)
+    return float(doc["Execution Time"]) + float(doc.get("Planning Time", 0.0))
+
+
+def measure_pair(with_conn: psycopg.Connection, without_conn: psycopg.Connection, query: str,
+                 param_sets: Sequence[Sequence[str]], *, has_params: bool, runs: int = 5, warmup: int = 1,
+                 param_count: int = 0, max_runs: int | None = None, separated=None
+                 ) -> tuple[Measurement, Measurement]:
+    """The statement without (on `without_conn`, which cannot see the uncommitted index) and with the
+    index (on `with_conn`), interleaved run by run — without, with, with, without, ... — so that drift
+    of the machine (other load, caches) hits both sides alike. When `separated(before, after)` says
+    the two are not yet told apart, rounds of `runs` more pairs are added, up to `max_runs`."""
+    ms = []
+    for conn in (without_conn, with_conn):
+        cost, plan = generic_cost(conn, query, has_params, param_count)
+        m = Measurement(generic_cost=cost, plan=plan)
+        m.indexes_used |= indexes_in(plan)
+        ms.append(m)
+    before, after = ms
+    for params in param_sets:
+        for _ in range(warmup):
+            analyze_once(without_conn, query, params)
+            analyze_once(with_conn, query, params)
+        before.timings_ms.append([])
+        after.timings_ms.append([])
+    limit = max(runs, max_runs or runs)
+    docs: list[list] = [[[], []] for _ in param_sets]
+    done = 0
+    while done < limit:
+        for n, params in enumerate(param_sets):
+            for r in range(done, min(done + runs, limit)):
+                order = ((without_conn, before, 0), (with_conn, after, 1))
+                for conn, m, side in (order if r % 2 == 0 else order[::-1]):
+                    m.timings_ms[n].append(_timed(conn, query, params, m, docs[n][side]))
+        done = min(done + runs, limit)
+        if separated is None or separated(before.timings_ms, after.timings_ms):
+            break
+    for n in range(len(param_sets)):
+        for m, side in ((before, 0), (after, 1)):
+            doc = docs[n][side][0]
+            m.costs.append(float(doc["Plan"]["Total Cost"]))
+            m.buffers.append(shared_blocks(doc))
+            if n == 0:
+                m.plan = doc
+    return before, after

@@ -2,7 +2,9 @@
 
 Each statement is prepared once (parameter sets sampled, baseline measured). Each candidate index is
 then built once, and inside the same rolled-back transaction:
-- the statements it was proposed for are timed in full;
+- the statements it was proposed for are timed in full, interleaved with runs on a second
+  connection (the *twin*) that cannot see the uncommitted index: without, with, with, without, ...
+  until the two are told apart or the run limit is reached (then the verdict is "within noise");
 - the other statements on the same table are re-planned, and timed when the plan uses the new index,
   so that an index serving several statements is credited for each and a regression is caught;
 - its upkeep is measured: rows inserted into a temporary sample copy of the table, with and
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -22,12 +25,11 @@ from psycopg import sql
 from ..advisor.analyze import QueryShape
 from ..advisor.candidates import ddl_text, index_ddl, index_name
 from ..advisor.catalog import Catalog
-from ..advisor.plan import indexes_with_parents
-from ..db import tag, named, rolled_back
+from ..db import connect, tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from ..safety import check_statement
 from . import evaluate
-from .measure import compact_plan, indexes_in, measure, median_ms, plan_once
+from .measure import compact_plan, indexes_in, measure, measure_pair, median_ms, plan_once
 from .naming import unique_names
 from .params import ParameterPlan, ValueTarget, sample_parameter_sets
 
@@ -46,6 +48,8 @@ class BenchSettings:
     measure_write_cost: bool = True
     use_hypopg: bool = True     # screen candidates with hypothetical indexes when the sandbox has HypoPG
     show_observed_values: bool = False   # observed values (maybe personal data) shown in evidence
+    max_runs: int = 10          # runs per parameter set when the first ones do not separate the two
+    interleave: bool = True     # time without / with in alternation on a twin connection
 
 
 @dataclass
@@ -108,19 +112,25 @@ def _planner_cost(m: Measurement) -> float | None:
     return statistics.fmean(m.costs) if m.costs else m.generic_cost
 
 
-def _result(item: Prepared, after: Measurement, name: str, *, cross: bool, show_observed: bool = False) -> dict:
-    before = item.baseline
-    used = name in after.indexes_used
+def _result(item: Prepared, after: Measurement, built: set[str] | str, *, cross: bool,
+            before: Measurement | None = None, show_observed: bool = False) -> dict:
+    """One benchmark row: `built` names the indexes the experiment created (a partitioned table's
+    index includes its partitions' own); `before` is the interleaved baseline when there is one."""
+    before = before or item.baseline
+    names = {built} if isinstance(built, str) else set(built)
+    used = bool(names & after.indexes_used) if names != {""} else True
     cost_before, cost_after = _planner_cost(before), _planner_cost(after)
     planner_gain = (cost_before - cost_after) / cost_before if cost_before else None
     ms_before, ms_after = median_ms(before), median_ms(after)
-    if item.timed:
-        confidence = evaluate.confidence_from(before.timings_ms, after.timings_ms, planner_gain, used=used)
+    if item.timed and before.timings_ms and after.timings_ms:
         parts = evaluate.confidence_parts(before.timings_ms, after.timings_ms, planner_gain, used=used)
+        confidence = evaluate.confidence_of(parts, used=used, cross=cross)
     else:
         confidence = evaluate.planner_only_confidence(planner_gain, used=used)
         parts = {"planner_only": True}
     measured = evaluate.gain_pct(ms_before, ms_after)
+    slower = parts.get("verdict") == "slower" if "verdict" in parts else \
+        bool(measured is not None and ms_after > ms_before * REGRESSION_FACTOR)
     return {
         "queryid": item.queryid, "status": "measured",
         "cost_before": cost_before, "cost_after": cost_after, "ms_before": ms_before, "ms_after": ms_after,
@@ -128,7 +138,9 @@ def _result(item: Prepared, after: Measurement, name: str, *, cross: bool, show_
         "measured_gain_pct": measured, "confidence": confidence,
         "evidence": {
             "index_used": used, "cross_statement": cross,
-            "regression": bool(measured is not None and ms_after > ms_before * REGRESSION_FACTOR),
+            "regression": bool(slower and measured is not None and ms_after > ms_before * REGRESSION_FACTOR),
+            "verdict": parts.get("verdict", "planner only"),
+            "interleaved": before is not item.baseline,
             "parameter_sets": item.plan.shown(item.param_sets, show_observed) if item.has_params else [],
             "parameter_values": item.plan.evidence() if item.has_params else {},
             "unmapped_parameters": item.plan.unmapped, "not_executed": item.not_executed,
@@ -145,50 +157,131 @@ def plan_of(conn: psycopg.Connection, item: Prepared) -> dict:
                      param_count=item.shape.param_count)
 
 
-def _uses_index(conn: psycopg.Connection, item: Prepared, name: str) -> bool:
-    """Would the planner use the new index for this statement (or its partitions' own indexes)?"""
-    return name in indexes_with_parents(conn, indexes_in(plan_of(conn, item)))
+@contextmanager
+def twin_of(conn: psycopg.Connection, settings: BenchSettings) -> Iterator[psycopg.Connection | None]:
+    """A second connection to the sandbox, for the interleaved baseline: it cannot see an index
+    created (uncommitted) by `conn`. None when interleaving is off or no second session can be had
+    (the baseline measured at preparation is then used)."""
+    if not settings.interleave:
+        yield None
+        return
+    try:
+        info = conn.info
+        dsn = psycopg.conninfo.make_conninfo(info.dsn, password=info.password) if info.password else info.dsn
+        twin = connect(dsn, "sandbox", quiet_stats=True)
+    except Exception:   # noqa: BLE001 - any failure only means no interleaving
+        yield None
+        return
+    try:
+        yield twin
+    finally:
+        twin.close()
+
+
+def built_names(conn: psycopg.Connection, schema: str, name: str) -> set[str]:
+    """The index and, on a partitioned table, its partitions' own indexes (the plans name those)."""
+    rows = conn.execute(named("select_index_tree"), {"schema": schema, "name": name}).fetchall()
+    return {r[0] for r in rows} | {name}
+
+
+def _timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Prepared, settings: BenchSettings,
+             *, runs: int, adaptive: bool) -> tuple[Measurement | None, Measurement]:
+    if twin is None:
+        return None, measure(conn, item.query, item.param_sets, has_params=item.has_params, runs=runs,
+                             warmup=settings.warmup, param_count=item.shape.param_count)
+    return measure_pair(conn, twin, item.query, item.param_sets, has_params=item.has_params, runs=runs,
+                        warmup=settings.warmup, param_count=item.shape.param_count,
+                        max_runs=settings.max_runs if adaptive else runs,
+                        separated=evaluate.separated if adaptive else None)
+
+
+def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, label: str, reason: str) -> list[dict]:
+    failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate, "index": label, "reason": reason}
+    return [{"queryid": item.queryid, "ddl": ddl, "status": "failed", "cost_before": None, "cost_after": None,
+             "ms_before": None, "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None,
+             "confidence": None, "evidence": failure} for item in owners]
 
 
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
-                       others: Sequence[Prepared], settings: BenchSettings) -> list[dict]:
+                       others: Sequence[Prepared], settings: BenchSettings,
+                       twin: psycopg.Connection | None = None) -> list[dict]:
     """Build the candidate in a rolled-back transaction and measure what it does to every statement
     on its table. Rows for the owners always; for the others only when their plan uses the index."""
     ddl = ddl_text(cand)
     name = index_name(cand)
     try:
-        with rolled_back(conn, **_guard(settings)):
+        with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             started = time.perf_counter()
             conn.execute(index_ddl(cand))
             build_ms = (time.perf_counter() - started) * 1000
             size = conn.execute(named("select_index_size"), {"schema": cand.schema, "name": name}).fetchone()[0]
+            built = built_names(conn, cand.schema, name)
             rows = []
             for item in owners:
-                after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
-                                runs=settings.runs, warmup=settings.warmup, param_count=item.shape.param_count)
-                after.indexes_used = indexes_with_parents(conn, after.indexes_used)
-                rows.append(_result(item, after, name, cross=False, show_observed=settings.show_observed_values))
+                before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=True)
+                rows.append(_result(item, after, built, cross=False, before=before,
+                                    show_observed=settings.show_observed_values))
             for item in others:
-                if not _uses_index(conn, item, name):
+                if not built & indexes_in(plan_of(conn, item)):
                     continue
-                after = measure(conn, item.query, item.param_sets, has_params=item.has_params,
-                                runs=min(settings.runs, 3), warmup=settings.warmup,
-                                param_count=item.shape.param_count)
-                after.indexes_used = indexes_with_parents(conn, after.indexes_used)
-                rows.append(_result(item, after, name, cross=True, show_observed=settings.show_observed_values))
+                before, after = _timings(conn, twin, item, settings, runs=min(settings.runs, 3), adaptive=False)
+                rows.append(_result(item, after, built, cross=True, before=before,
+                                    show_observed=settings.show_observed_values))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:
-        failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate,
-                   "index": cand.label(), "reason": cand.reason}
-        return [{"queryid": item.queryid, "ddl": ddl, "status": "failed", "cost_before": None, "cost_after": None,
-                 "ms_before": None, "ms_after": None, "estimated_gain_pct": None, "measured_gain_pct": None,
-                 "confidence": None, "evidence": failure} for item in owners]
+        return _failure_rows(owners, ddl, exc, cand.label(), cand.reason)
     for row in rows:
         row["ddl"] = ddl
         row["evidence"].update(index=cand.label(), reason=cand.reason, index_bytes=size,
                                build_ms=round(build_ms, 1), write_ms_per_row=write_ms,
                                spec=cand.to_spec())
     return rows
+
+
+@contextmanager
+def _maybe_rolled_back(twin: psycopg.Connection | None, settings: BenchSettings) -> Iterator[None]:
+    if twin is None:
+        yield
+        return
+    with rolled_back(twin, **_guard(settings)):
+        yield
+
+
+def evaluate_configuration(conn: psycopg.Connection, members: Sequence[tuple[IndexCandidate, dict]],
+                           item: Prepared, settings: BenchSettings,
+                           twin: psycopg.Connection | None = None) -> dict:
+    """The best candidates of several tables built together for one statement (a join that filters
+    one table and looks up another by its key): the statement is credited with the set. `members`
+    pairs each candidate with what its own experiment measured (size, write cost per row)."""
+    ddls = [ddl_text(c) for c, _ in members]
+    ddl = ";\n".join(ddls)
+    labels = " + ".join(c.label() for c, _ in members)
+    try:
+        with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
+            built: set[str] = set()
+            per_member = []
+            for cand, _ in members:
+                conn.execute(index_ddl(cand))
+                names = built_names(conn, cand.schema, index_name(cand))
+                built |= names
+                per_member.append(names)
+            before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=True)
+    except psycopg.Error as exc:
+        return _failure_rows([item], ddl, exc, labels, "configuration")[0]
+    row = _result(item, after, built, cross=False, before=before)
+    # the set is credited only when the plan uses every member (else one index does the work alone)
+    row["evidence"]["index_used"] = all(names & after.indexes_used for names in per_member)
+    if not row["evidence"]["index_used"]:
+        row["confidence"] = 0.0
+    row["ddl"] = ddl
+    row["evidence"].update(
+        index=labels, reason="indexes measured together for a statement over several tables",
+        configuration=[{"ddl": d, "table": c.qualified_table, "label": c.label(),
+                        "index_bytes": ev.get("index_bytes"), "write_ms_per_row": ev.get("write_ms_per_row")}
+                       for d, (c, ev) in zip(ddls, members)],
+        index_bytes=sum(int(ev.get("index_bytes") or 0) for _, ev in members),
+        spec={"kind": "configuration", "members": [c.to_spec() for c, _ in members]})
+    return row
 
 
 def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, settings: BenchSettings,
@@ -269,6 +362,7 @@ def benchmark_statement(conn: psycopg.Connection, query: str, shape: QueryShape,
                    target=target)
     candidates = unique_names(conn, candidates)
     rows = []
-    for cand in candidates:
-        rows.extend(evaluate_candidate(conn, cand, [item], [], settings))
+    with twin_of(conn, settings) as twin:
+        for cand in candidates:
+            rows.extend(evaluate_candidate(conn, cand, [item], [], settings, twin=twin))
     return rows

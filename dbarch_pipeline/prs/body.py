@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ..bench.evaluate import WEIGHTS
+from ..bench.evaluate import PART_MEANING, WEIGHTS
 from .migrations import IndexMigration, MigrationFile
 
 MARKER_PREFIX = "<!-- dbarch-pull-request "
@@ -29,12 +29,6 @@ MATERIAL_CONFIDENCE = 0.1
 MAX_BODY_CHARS = 60_000
 MAX_PLAN_CHARS = 6_000
 
-PART_MEANING = {
-    "consistency": "share of parameter sets whose median time got at least 5% faster",
-    "separation": "share of parameter sets where every timed run with the index beat every run without",
-    "agreement": "the planner's cost moved the same way as the clock, and the plan uses the index",
-    "magnitude": "the measured gain, counting fully from 50%",
-}
 
 
 @dataclass(frozen=True)
@@ -266,7 +260,7 @@ def _confidence(row: dict) -> list[str]:
         return out
     if not parts:
         return out + ["The log holds no breakdown for this confidence.", ""]
-    out += ["From the measurements, never a constant: a weighted sum of four parts.", "",
+    out += ["From the measurements, never a constant: a weighted sum of its parts.", "",
             "| part | weight | score | meaning |", "|---|---:|---:|---|"]
     total = 0.0
     for name, weight in WEIGHTS.items():

@@ -29,6 +29,7 @@ class AuditSettingsResource(dg.ConfigurableResource):
     log_files: list[str] = []
     log_dirs: list[str] = []
     show_observed_values: bool = False
+    time_budget_s: float = 0.0
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
         observed = ObservedSettings.from_env(enabled=self.observed_params, keep_per_statement=self.observed_keep,
@@ -45,4 +46,5 @@ class AuditSettingsResource(dg.ConfigurableResource):
             storage_budget_mb=self.storage_budget_mb,
             max_indexes=self.max_indexes,
             observed=observed,
+            time_budget_s=self.time_budget_s,
         )

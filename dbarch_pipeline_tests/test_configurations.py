@@ -1,0 +1,105 @@
+"""Configurations: a statement over several tables is measured with the best candidate of each table
+built together, and selection credits the set (both indexes, or neither). Re-running the audit on
+unchanged data chooses the same set. The cap keeps proven indexes beyond it visible, ranked."""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+
+from dbarch_pipeline import demo, report
+from dbarch_pipeline.advisor.selection import select_indexes
+from dbarch_pipeline.cli import build_parser
+from dbarch_pipeline.db import database_name
+from dbarch_pipeline.run import audit_resources, materialize_audit
+
+from .conftest import FAST_SETTINGS, fresh_database
+
+
+def bench(qid, ddl, before, after, *, table="t", size=1000, configuration=None, cross=False):
+    ev = {"index_used": True, "index_bytes": size, "write_ms_per_row": 0.0, "regression": False,
+          "cross_statement": cross, "spec": {"schema": "public", "table": table}}
+    if configuration:
+        ev["configuration"] = [{"ddl": d, "table": f"public.{t}", "label": d, "index_bytes": size,
+                                "write_ms_per_row": 0.0} for d, t in configuration]
+    return {"queryid": qid, "ddl": ddl, "status": "measured", "ms_before": before, "ms_after": after,
+            "measured_gain_pct": 100 * (before - after) / before, "estimated_gain_pct": 50.0,
+            "confidence": 0.9, "cost_after": 1.0, "evidence": ev}
+
+
+def test_a_set_is_credited_only_when_both_members_are_chosen():
+    rows = [bench(1, "F", 10, 9.5, table="a"),           # the filter's index alone: 5%, under the bar
+            bench(1, "K", 10, 8.0, table="b"),           # the key lookup's alone: 20%
+            bench(1, "F;\nK", 10, 0.2, configuration=[("F", "a"), ("K", "b")])]
+    sel = select_indexes(rows, {1: 1.0}, table_writes={}, min_gain_pct=10)
+    assert sorted(c.ddl for c in sel.chosen) == ["F", "K"]
+    assert sel.assignment[1]["ddl"] == "F;\nK"
+    assert all(1 in c.serves() for c in sel.chosen)
+    # the cap counts indexes: a set of two does not fit one slot, and is next in line
+    sel = select_indexes(rows, {1: 1.0}, table_writes={}, min_gain_pct=10, max_indexes=1)
+    assert [c.ddl for c in sel.chosen] == ["K"]
+
+
+def test_selection_is_deterministic_and_ties_within_noise_go_to_the_smaller_index():
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    for _ in range(30):
+        # two indexes serving the same statement, gains within the clock's noise of each other
+        wide = bench(1, "wide", 10, 0.30 + rng.uniform(-0.1, 0.1), size=8_000_000)
+        narrow = bench(1, "narrow", 10, 0.30 + rng.uniform(-0.1, 0.1), size=2_000_000)
+        rows = [wide, narrow]
+        rng.shuffle(rows)
+        sel = select_indexes(rows, {1: 1.0}, table_writes={}, min_gain_pct=10)
+        assert [c.ddl for c in sel.chosen] == ["narrow"], seed
+
+
+def test_cap_keeps_the_rest_ranked_as_next_in_line():
+    rows = [bench(q, f"I{q}", 10, 10 - q, table=f"t{q}") for q in range(1, 6)]
+    sel = select_indexes(rows, {q: 1.0 for q in range(1, 6)}, table_writes={}, min_gain_pct=10, max_indexes=2)
+    assert [c.ddl for c in sel.chosen] == ["I5", "I4"]
+    assert [(c.ddl, c.rank) for c in sel.next_in_line] == [("I3", 3), ("I2", 4), ("I1", 5)]
+    assert not set(sel.declined) & {"I1", "I2", "I3"}
+    args = build_parser().parse_args(["audit", "--target-dsn", "x", "--max-indexes", "3",
+                                      "--storage-budget-mb", "50", "--time-budget", "120"])
+    assert (args.max_indexes, args.storage_budget_mb, args.time_budget_s) == (3, 50.0, 120.0)
+
+
+def _join_db() -> str:
+    url = fresh_database("dbarch_test_join")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE devices (serial text NOT NULL, owner int NOT NULL, note text NOT NULL)")
+        conn.execute("CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "batch int NOT NULL, device_serial text NOT NULL, value int NOT NULL)")
+        conn.execute("INSERT INTO devices SELECT 'dev-' || g, g % 97, repeat('n', 30) FROM generate_series(1, 40000) g")
+        conn.execute("INSERT INTO readings (batch, device_serial, value) "
+                     "SELECT g % 5000, 'dev-' || (1 + (g * 7919) % 40000), g FROM generate_series(1, 60000) g")
+        conn.execute("VACUUM ANALYZE devices")
+        conn.execute("VACUUM ANALYZE readings")
+        demo.reset_statistics(conn)
+        for batch in range(8):
+            conn.execute("SELECT d.owner, r.value FROM readings r JOIN devices d ON d.serial = r.device_serial "
+                         "WHERE r.batch = %s", (batch,))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    return url
+
+
+def _audit(url: str, store_dsn: str) -> dict:
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
+    assert materialize_audit(resources).success
+    with psycopg.connect(store_dsn) as conn:
+        return report.audit_result(conn, target=database_name(url), settings=resources["audit_settings"].settings())
+
+
+def test_join_gets_both_indexes_credited_together_and_a_rerun_chooses_the_same(server, store_dsn):
+    url = _join_db()
+    first = _audit(url, store_dsn)
+    join = [r for r in first["recommendations"] if "JOIN" in r["query"]]
+    tables = sorted(r["ddl"].split(" ON ")[1].split(" ")[0] for r in join)
+    assert tables == ['"public"."devices"', '"public"."readings"'], (first["indexes"], first["declined"], [
+        (r["ddl"], r["measured_gain_pct"], r["evidence"].get("verdict"),
+         (r["evidence"].get("confidence_parts") or {}).get("ratio_ci")) for r in join])
+    assert all(r["evidence"].get("configuration") for r in join)
+    assert join[0]["measured_gain_pct"] > 80
+    second = _audit(url, store_dsn)
+    assert sorted(i["ddl"] for i in second["indexes"]) == sorted(i["ddl"] for i in first["indexes"])

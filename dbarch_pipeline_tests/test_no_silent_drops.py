@@ -1,0 +1,63 @@
+"""No silent drops: every slow statement ends with a measurement or a named reason, in the report and
+the JSON (with a count of the unmeasured ones); a time budget stops the measurement gracefully and
+names what it skipped."""
+
+from __future__ import annotations
+
+import psycopg
+
+from dbarch_pipeline import demo, report
+from dbarch_pipeline.db import database_name
+from dbarch_pipeline.run import audit_resources, materialize_audit
+
+from .conftest import FAST_SETTINGS, fresh_database
+
+
+def _db() -> str:
+    url = fresh_database("dbarch_test_drops")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "shelf int NOT NULL, code text NOT NULL)")
+        conn.execute("CREATE SEQUENCE tickets")
+        conn.execute("INSERT INTO items (shelf, code) SELECT g % 2500, md5(g::text) FROM generate_series(1, 30000) g")
+        conn.execute("VACUUM ANALYZE items")
+        demo.reset_statistics(conn)
+        for shelf in range(6):
+            conn.execute("SELECT count(*) FROM items WHERE shelf = %s", (shelf,))
+            # a rollback cannot undo nextval(): never executed on the sandbox, and said so
+            conn.execute("SELECT nextval('tickets'), count(*) FROM items WHERE code = %s", (str(shelf),))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    return url
+
+
+def _audit(url: str, store_dsn: str, **settings) -> dict:
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn,
+                                settings={**FAST_SETTINGS, "min_mean_ms": 0.2, **settings})
+    assert materialize_audit(resources).success
+    with psycopg.connect(store_dsn) as conn:
+        data = report.audit_result(conn, target=database_name(url), settings=resources["audit_settings"].settings())
+    data["text"] = report.format_report(data)
+    return data
+
+
+def test_every_slow_statement_is_measured_or_named_and_the_budget_names_what_it_skipped(server, store_dsn):
+    url = _db()
+    data = _audit(url, store_dsn)
+    assert data["slow_queries"] == 2
+    by_query = {q["query"]: q for q in data["queries"]}
+    refused = next(q for text, q in by_query.items() if "nextval" in text)
+    assert refused["unmeasured"].startswith("refused by the safety allow-list: calls nextval()")
+    assert data["unmeasured_count"] == 1
+    assert data["unmeasured"] == [{"queryid": refused["queryid"], "reason": refused["unmeasured"]}]
+    assert "refused by the safety allow-list" in data["text"]
+    measured = next(q for text, q in by_query.items() if "shelf" in text)
+    assert measured["recommendation"] and "unmeasured" not in measured
+
+    # a budget already spent: nothing is measured, everything is named, the audit still completes
+    data = _audit(url, store_dsn, time_budget_s=1e-6)
+    reasons = {q["queryid"]: q.get("unmeasured") for q in data["queries"]}
+    assert data["unmeasured_count"] == 2 and all(reasons.values()), reasons
+    assert sum("beyond the time budget" in r for r in reasons.values()) == 1
+    assert data["recommendations"] == []
+    assert "beyond the time budget" in data["text"]
+    assert data["skipped_candidates"] == []   # nothing was prepared, so no experiment was even planned

@@ -1,0 +1,120 @@
+"""Stable verdicts and a confidence a reviewer can trust: interleaved timings on a twin connection
+that cannot see the uncommitted index, a bootstrap verdict ("faster", "slower", "within noise"),
+a confidence that is deterministic given the timings, whose 0.8 keeps its promise on simulated
+replays, that a side effect never lifts to a pull request, and the calibration table."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import random
+
+import psycopg
+
+from dbarch_pipeline.bench import evaluate
+from dbarch_pipeline.bench.evaluate import calibration_table, confidence_from, confidence_parts
+from dbarch_pipeline.bench.measure import indexes_in, measure_pair, plan_once
+from dbarch_pipeline.bench.runner import BenchSettings, twin_of
+from dbarch_pipeline.db import rolled_back
+
+from .conftest import fresh_database
+
+
+def test_doctests():
+    assert doctest.testmod(evaluate).failed == 0
+
+
+def _runs(rng: random.Random, ms: float, noise: float, n: int) -> list[float]:
+    return [ms * math.exp(rng.gauss(0, noise)) for _ in range(n)]
+
+
+def test_confidence_keeps_its_promise_on_simulated_replays():
+    """Statements with true speedups from 1x to 8x, measured with lognormal clock noise: of those
+    scored 0.8 or more, at least 9 in 10 replay (fresh timings, same truth) at 2x or better."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    records = []
+    for _ in range(300):
+        speedup = math.exp(rng.uniform(0, math.log(8)))
+        noise = rng.choice([0.05, 0.15, 0.3])
+        sets = rng.randint(1, 4)
+        base = [rng.uniform(1, 50) for _ in range(sets)]
+        before = [_runs(rng, b, noise, 5) for b in base]
+        after = [_runs(rng, b / speedup, noise, 5) for b in base]
+        conf = confidence_from(before, after, 0.5, used=True)
+        replay_before = [_runs(rng, b, noise, 5) for b in base]
+        replay_after = [_runs(rng, b / speedup, noise, 5) for b in base]
+        mb = sum(sorted(r)[2] for r in replay_before) / sets
+        ma = sum(sorted(r)[2] for r in replay_after) / sets
+        records.append({"confidence": conf, "replayed_speedup": mb / ma})
+    table = {r["band"]: r for r in calibration_table(records)}
+    top = table[">=0.80"]
+    assert top["count"] > 20 and top["share"] >= 0.9, (seed, table)
+
+
+def test_side_effects_and_noise_stay_below_the_pull_request_bar():
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    for _ in range(40):
+        base = rng.uniform(100, 900)
+        # a solid 13.9% gain: real, but not the 2x a pull request promises
+        before = [_runs(rng, base, 0.01, 5)]
+        after = [_runs(rng, base * 0.861, 0.01, 5)]
+        assert confidence_from(before, after, 0.14, used=True) <= 0.5, seed
+        # a big side effect on another statement is capped all the same
+        fast = [_runs(rng, base / 20, 0.01, 5)]
+        assert confidence_from(before, fast, 0.9, used=True, cross=True) <= evaluate.SIDE_EFFECT_CAP, seed
+        assert confidence_from(before, fast, 0.9, used=True) >= 0.9, seed
+        # the same distribution on both sides: within noise
+        same = [_runs(rng, base, 0.2, 5)]
+        parts = confidence_parts(before, same, 0.0, used=True)
+        assert parts["verdict"] in ("within noise", "slower", "faster")
+        if parts["verdict"] == "within noise":
+            assert confidence_from(before, same, 0.0, used=True) <= evaluate.WITHIN_NOISE_CAP
+        # deterministic: the same timings always give the same confidence
+        assert confidence_from(before, fast, 0.9, used=True) == confidence_from(before, fast, 0.9, used=True)
+
+
+def test_interleaved_pairs_on_a_twin_that_cannot_see_the_index(server):
+    url = fresh_database("dbarch_test_twin")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int, k int, pad text)")
+        conn.execute("INSERT INTO t SELECT g, g % 3000, repeat('p', 40) FROM generate_series(1, 30000) g")
+        conn.execute("VACUUM ANALYZE t")
+        settings = BenchSettings(runs=3, max_runs=9)
+        query = "SELECT count(*) FROM t WHERE k = $1"
+        with twin_of(conn, settings) as twin, rolled_back(conn, statement_timeout_ms=10_000, lock_timeout_ms=2_000):
+            assert twin is not None
+            conn.execute("CREATE INDEX t_k_probe ON t (k)")
+            assert "t_k_probe" in indexes_in(plan_once(conn, query, [("7",)], has_params=True, param_count=1))
+            with rolled_back(twin, statement_timeout_ms=10_000, lock_timeout_ms=2_000):
+                assert "t_k_probe" not in indexes_in(plan_once(twin, query, [("7",)], has_params=True,
+                                                               param_count=1))
+                before, after = measure_pair(conn, twin, query, [("7",), ("11",)], has_params=True, runs=3,
+                                             param_count=1, max_runs=9, separated=evaluate.separated)
+        assert "t_k_probe" in after.indexes_used and "t_k_probe" not in before.indexes_used
+        assert [len(r) for r in before.timings_ms] == [len(r) for r in after.timings_ms]
+        assert all(3 <= len(r) <= 9 for r in after.timings_ms)
+        assert confidence_parts(before.timings_ms, after.timings_ms, 0.9, used=True)["verdict"] == "faster"
+        assert conn.execute("SELECT to_regclass('t_k_probe')").fetchone()[0] is None
+
+
+def test_an_index_on_a_partitioned_table_counts_as_used(server):
+    """The plans name the partitions' own indexes: those count as the candidate's."""
+    from dbarch_pipeline.advisor.analyze import analyze
+    from dbarch_pipeline.advisor.catalog import Catalog
+    from dbarch_pipeline.bench.runner import benchmark_statement
+    from dbarch_pipeline.models import IndexCandidate
+
+    url = fresh_database("dbarch_test_parts")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pt (id int, k int, pad text) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE pt_a PARTITION OF pt FOR VALUES FROM (0) TO (20000)")
+        conn.execute("CREATE TABLE pt_b PARTITION OF pt FOR VALUES FROM (20000) TO (40000)")
+        conn.execute("INSERT INTO pt SELECT g, g % 2000, repeat('p', 40) FROM generate_series(0, 39999) g")
+        conn.execute("ANALYZE pt")
+        query = "SELECT count(*) FROM pt WHERE k = $1"
+        rows = benchmark_statement(conn, query, analyze(query), [IndexCandidate("public", "pt", ("k",), "k")],
+                                   Catalog(conn), BenchSettings(runs=3, param_sets=2, max_runs=6))
+    assert rows[0]["status"] == "measured" and rows[0]["evidence"]["index_used"] is True, rows[0]["evidence"]
+    assert rows[0]["measured_gain_pct"] > 50 and rows[0]["evidence"]["verdict"] == "faster"
