@@ -1,7 +1,8 @@
 -- Size, columns, column types and collations of one table, resolved through the search_path when the schema
 -- is empty; with the database's collation (LIKE 'prefix%%' can use a plain btree only under C).
+-- reltuples is -1 for a table never vacuumed or analyzed, and for a partitioned table (no storage).
 SELECT n.nspname AS schema, c.relname AS table, c.oid AS oid, greatest(c.reltuples, 0)::bigint AS reltuples,
-       c.relpages, pg_total_relation_size(c.oid) AS total_bytes,
+       c.reltuples < 0 AS never_analyzed, c.relkind::text AS relkind, c.relpages, pg_total_relation_size(c.oid) AS total_bytes,
        array(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
        array(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
