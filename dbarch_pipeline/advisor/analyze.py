@@ -202,7 +202,7 @@ NOT_INDEXABLE = (exp.Select, exp.Subquery, exp.Query, exp.AggFunc, exp.Window, e
 PG_TEXT = "pg_text"   # meta key: the operand as PostgreSQL printed it in the plan
 
 
-def _indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]
+def indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]
                ) -> tuple[str, str, bool] | None:
     """(table, column-or-expression, is_expression) for a column, lower(column)-like node, or (from
     a plan, where PostgreSQL's own text of the operand is known) any expression over one table."""
@@ -261,7 +261,7 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
         conditions += _conjuncts(join.args.get("on"))
 
     for cond in conditions:
-        _add_condition(cond, aliases, columns, shape)
+        add_condition(cond, aliases, columns, shape)
 
     if isinstance(scope, exp.Select):
         for projection in scope.expressions:
@@ -272,14 +272,14 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
                 if isinstance(col.this, exp.Star):
                     shape.select_star = True
                     continue
-                target = _indexable(col, aliases, columns)
+                target = indexable(col, aliases, columns)
                 if target and target not in [(t, c, False) for t, c in shape.selected]:
                     shape.selected.append((target[0], target[1]))
         order = scope.args.get("order")
         if order is not None:
             outputs = _output_expressions(scope)
             for ordered in order.expressions:
-                target = _indexable(_order_target(ordered.this, outputs), aliases, columns)
+                target = indexable(_order_target(ordered.this, outputs), aliases, columns)
                 if target is None:
                     # keys after one no index can hold are of no use to an index
                     shape.order_incomplete = True
@@ -291,7 +291,7 @@ def _analyze_scope(scope: exp.Expression, shape: QueryShape, ctes: set[str],
         group = scope.args.get("group")
         if group is not None:
             for g in group.expressions:
-                target = _indexable(g, aliases, columns)
+                target = indexable(g, aliases, columns)
                 if target and not target[2]:
                     shape.group_by.append((target[0], target[1]))
         limit = scope.args.get("limit")
@@ -335,13 +335,13 @@ def _order_target(node: exp.Expression, outputs: tuple[dict[str, exp.Expression]
     return node
 
 
-def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]],
+def add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]],
                    shape: QueryShape) -> None:
     while isinstance(cond, exp.Paren):
         cond = cond.this
     if isinstance(cond, exp.EQ):
-        left = _indexable(cond.left, aliases, columns)
-        right = _indexable(cond.right, aliases, columns)
+        left = indexable(cond.left, aliases, columns)
+        right = indexable(cond.right, aliases, columns)
         if left and right and not left[2] and not right[2] and left[0] != right[0]:
             shape.joins.append(JoinKey(left[0], left[1], right[0], right[1]))
             return
@@ -355,8 +355,8 @@ def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappi
         return
     for cls, symbol in RANGE_OPS.items():
         if isinstance(cond, cls):
-            left = _indexable(cond.left, aliases, columns)
-            right = _indexable(cond.right, aliases, columns)
+            left = indexable(cond.left, aliases, columns)
+            right = indexable(cond.right, aliases, columns)
             if left and _is_value(cond.right):
                 side, other, op = left, cond.right, symbol
             elif right and _is_value(cond.left):
@@ -368,14 +368,14 @@ def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappi
                                               side[2], op, params))
             return
     if isinstance(cond, exp.Between):
-        side = _indexable(cond.this, aliases, columns)
+        side = indexable(cond.this, aliases, columns)
         if side and _is_value(cond.args["low"]) and _is_value(cond.args["high"]):
             params = tuple(_params_in(cond.args["low"]) + _params_in(cond.args["high"]))
             shape.predicates.append(Predicate(side[0], side[1], "range", params[0] if params else None,
                                               side[2], "BETWEEN", params))
         return
     if isinstance(cond, exp.In):
-        side = _indexable(cond.this, aliases, columns)
+        side = indexable(cond.this, aliases, columns)
         values = cond.expressions
         if side and values and all(_is_value(v) for v in values):
             params = tuple(p for v in values for p in _params_in(v))
@@ -387,7 +387,7 @@ def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappi
                                               side[2], "= ANY", params))
         return
     if isinstance(cond, (exp.Like, exp.ILike)):
-        side = _indexable(cond.this, aliases, columns)
+        side = indexable(cond.this, aliases, columns)
         if side and _is_value(cond.expression):
             params = tuple(_params_in(cond.expression))
             op = "ILIKE" if isinstance(cond, exp.ILike) else "LIKE"
@@ -396,13 +396,13 @@ def _add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappi
         return
     for cls, op in GIN_OPS.items():
         if isinstance(cond, cls):
-            side = _indexable(cond.this, aliases, columns)
+            side = indexable(cond.this, aliases, columns)
             if side and not side[2] and _is_value(cond.expression):
                 params = tuple(_params_in(cond.expression))
                 shape.predicates.append(Predicate(side[0], side[1], op, params[0] if params else None,
                                                   False, GIN_SYMBOLS[op], params))
             return
     if isinstance(cond, exp.Is) and isinstance(cond.expression, exp.Null):
-        side = _indexable(cond.this, aliases, columns)
+        side = indexable(cond.this, aliases, columns)
         if side:
             shape.predicates.append(Predicate(side[0], side[1], "null", None, side[2], "IS NULL"))

@@ -39,7 +39,7 @@ from sqlglot.tokens import TokenType
 
 from ..bench.measure import generic_cost
 from ..db import named
-from .analyze import PG_TEXT, JoinKey, Predicate, QueryShape, _add_condition, _indexable, analyze
+from .analyze import PG_TEXT, JoinKey, Predicate, QueryShape, add_condition, analyze, indexable
 from .catalog import Catalog
 
 PLAN_TIMEOUT_MS = 10_000
@@ -114,11 +114,11 @@ def seen_shape(doc: dict, conn: psycopg.Connection) -> QueryShape:
                 for conjunct in _split_conjuncts(node[key]):
                     parsed = _parse_condition(conjunct, set(aliases))
                     if parsed is not None:
-                        _add_condition(parsed, aliases, {}, shape)
+                        add_condition(parsed, aliases, {}, shape)
     for text in _order_keys(root):
         key, dirs = _sort_key(text)
         node = _parse_operand(key, set(aliases))
-        target = _indexable(node, aliases, {}) if node is not None else None
+        target = indexable(node, aliases, {}) if node is not None else None
         if target is None:
             shape.order_incomplete = True
             break
