@@ -491,9 +491,10 @@ def variants(seed: int, count: int, scale: float = 1.0) -> GeneratedWorkload:
     while len(out) < count:
         st = rng.choice(READS)(schema, rng)
         k = per_template[st.name] = per_template.get(st.name, -1) + 1
-        # pg_stat_statements replaces constants by $n but keeps the expression's shape: a sum of k+1
-        # terms in the select list makes the k-th draw of a template a statement of its own
-        text = st.text.replace("SELECT ", "SELECT " + " + ".join(["1"] * (k + 1)) + " AS variant, ", 1)
+        # the k-th draw of a template repeats its first output column k more times: a statement of its
+        # own to pg_stat_statements (the target list is part of the fingerprint), with no new parameter
+        first = st.text[len("SELECT "):].split(",", 1)[0].strip()
+        text = st.text.replace("SELECT ", "SELECT " + "".join(f"{first}, " for _ in range(k)), 1)
         out.append(GenStatement(name=f"{st.name}_{k}", text=text, calls=max(5, st.calls // 4),
                                 expect=st.expect, args=st.args, replay_sets=st.replay_sets, refs=st.refs,
                                 template=st.template))
