@@ -83,7 +83,7 @@ def test_a_failed_log_write_keeps_what_was_stored(server):
         good = {"target": "t", "fingerprint": "f1", "queryid": 1, "query_text": "SELECT 1",
                 "recommendation": "r", "kind": "index", "ddl": "CREATE INDEX a ON t (a)",
                 "performance_gain": 50.0, "estimated_gain": 40.0, "confidence": 0.9, "evidence": {}}
-        assert store.write_optimization_log(conn, [good]) == {"inserted": 1, "updated": 0}
+        assert store.write_optimization_log(conn, [good]) == {"inserted": 1, "updated": 0, "superseded": 0}
         bad = {**good, "fingerprint": "f2", "confidence": 7.0}  # violates the 0..1 check
         with pytest.raises(psycopg.errors.CheckViolation):
             store.write_optimization_log(conn, [{**good, "fingerprint": "f3"}, bad])
