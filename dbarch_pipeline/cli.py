@@ -189,6 +189,20 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
     from . import targets
 
     with _store(args).connect() as s:
+        if args.decline:
+            import uuid
+
+            try:
+                uuid.UUID(args.decline)
+            except ValueError:
+                raise DbarchError(f"{args.decline!r} is not a recommendation id", "copy an id from "
+                                  "`dbarch optimizations --json`") from None
+            done = store.decline(s, args.decline)
+            if done is None:
+                raise DbarchError(f"no proposed recommendation with id {args.decline}",
+                                  "only proposed rows can be declined; see `dbarch optimizations --json`")
+            _print(f"declined [{done['target']}] {done['ddl']}: never published, kept declined by later runs")
+            return 0
         if args.target:
             targets.require_known(s, args.target)
         rows = store.list_optimizations(s, target=args.target, limit=args.limit, history=args.history)
@@ -333,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="include superseded rows (what earlier runs proposed and a later run replaced)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--decline", metavar="ID",
+                   help="decline a proposed recommendation (never published; later runs keep it declined)")
     p.set_defaults(func=cmd_optimizations)
 
     p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")

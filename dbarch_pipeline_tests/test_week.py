@@ -220,3 +220,20 @@ def test_chosen_again_a_superseded_row_is_current_again(week_rerun, week_store):
     per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in third)
     assert max(per_statement.values()) == 1
     assert len(third) >= len(second)
+
+
+def test_a_declined_recommendation_stays_declined_and_unpublished(week_rerun, week_store, capsys):
+    """Runs after the re-runs: a person declines the current row; a further run keeps it declined."""
+    resources, name, key, *_ = week_rerun
+    store_dsn = week_store
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--decline", row["id"]]) == 0
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--decline", "not-an-id"]) == 2
+    materialize_audit(resources, partition_key=key)
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        status = conn.execute("SELECT status FROM dbarch.optimization_log WHERE id = %s", (row["id"],)).fetchone()[0]
+        assert status == "declined"
+        store.ensure_schema(conn)
+        picked = publish.select(conn, target=name, settings=publish.PublishSettings(min_confidence=0.0))
+    assert row["id"] not in {str(r["id"]) for r in picked.eligible}
