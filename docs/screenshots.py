@@ -1,8 +1,9 @@
 """Three weeks of one target in a fresh Dagster instance, for the screenshots in docs/.
 
-A small `items` table (60k rows) whose labels come in blocks along created_at: an index on
-created_at, proposed for the newest-first listing, makes the per-label listing walk the index (a
-regression the benchmark measures and names). Each week's captures are dated in that week, the
+A small `items` table (60k rows, stored in an order unrelated to created_at) whose labels come in
+blocks along created_at: an index on created_at, proposed for the newest-first listing, can make the
+per-label listing walk the index through random heap pages (a regression the benchmark measures and
+names, when the planner takes that path). Each week's captures are dated in that week, the
 workload grows, and each week is audited from the stored captures through the real asset graph.
 Then the webserver serves the instance and Debian's headless Chromium (driven by Playwright, which
 `pip install playwright` adds; no browser is downloaded) takes the pictures.
@@ -55,8 +56,11 @@ def build(port: int) -> tuple[dict, str]:
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, owner int NOT NULL, label text NOT NULL, "
                      "created_at timestamptz NOT NULL)")
-        conn.execute("INSERT INTO items SELECT g, g % 3000, 'L' || (g / 1000), "
-                     "timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 60000) g")
+        # rows stored in an order unrelated to created_at (a permutation of g): walking an index on
+        # created_at fetches heap pages at random; labels come in blocks along created_at
+        conn.execute("INSERT INTO items SELECT g, g % 3000, 'L' || (p / 1000), "
+                     "timestamptz '2026-01-01' + p * interval '1 minute' "
+                     "FROM generate_series(1, 60000) g, LATERAL (SELECT (g * 7919) % 60000 AS p) x")
         conn.execute("VACUUM ANALYZE items")
         conn.execute("SELECT pg_stat_reset()")
     instance = run.persistent_instance()
@@ -107,8 +111,10 @@ def shoot(base: str, week: str, out: Path) -> None:
         page.get_by_text("slow_statements").first.scroll_into_view_if_needed()
         page.screenshot(path=str(out / "slow_statements.png"))
         # candidates x statements, before/after, regressions named
+        page.set_viewport_size({"width": 2000, "height": 1150})   # every column, the regression flag too
         open_(f"/assets/benchmarked_gains?view=events&partition={key}", "benchmarks")
         page.screenshot(path=str(out / "benchmarks.png"))
+        page.set_viewport_size({"width": 1500, "height": 1150})
         # the plots over the three weeks of the target
         open_("/assets/optimization_log", "Plots")
         page.get_by_text("Plots", exact=True).first.click()
