@@ -178,10 +178,34 @@ def _write_json(path: str, data: dict) -> None:
 
 # -- memory ------------------------------------------------------------------------------------------
 
-def _store(args: argparse.Namespace):
-    from .resources.postgres import StoreDatabase
+class _Store:
+    """The store without importing Dagster (a second of start-up the read-only commands need not
+    pay): the same precedence as StoreDatabase, --store-dsn > $DBARCH_STORE_DSN > the embedded server."""
 
-    return StoreDatabase(dsn=args.store_dsn or "")
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    def connect(self):
+        from contextlib import contextmanager
+
+        from . import db, embedded
+        from .memory import store
+        from .settings import STORE_DSN_ENV, env_dsn
+
+        @contextmanager
+        def opened():
+            dsn = self.dsn or env_dsn(STORE_DSN_ENV)
+            if not dsn:
+                embedded.ensure_running()
+                dsn = embedded.url("dbarch")
+            with db.connect(dsn, "store") as conn:
+                store.ensure_schema(conn)
+                yield conn
+        return opened()
+
+
+def _store(args: argparse.Namespace) -> _Store:
+    return _Store(args.store_dsn or "")
 
 
 def cmd_optimizations(args: argparse.Namespace) -> int:
