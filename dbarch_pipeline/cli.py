@@ -188,10 +188,34 @@ def _write_json(path: str, data: dict) -> None:
 
 # -- memory ------------------------------------------------------------------------------------------
 
-def _store(args: argparse.Namespace):
-    from .resources.postgres import StoreDatabase
+class _Store:
+    """The store without importing Dagster (a second of start-up the read-only commands need not
+    pay): the same precedence as StoreDatabase, --store-dsn > $DBARCH_STORE_DSN > the embedded server."""
 
-    return StoreDatabase(dsn=args.store_dsn or "")
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    def connect(self):
+        from contextlib import contextmanager
+
+        from . import db, embedded
+        from .memory import store
+        from .settings import STORE_DSN_ENV, env_dsn
+
+        @contextmanager
+        def opened():
+            dsn = self.dsn or env_dsn(STORE_DSN_ENV)
+            if not dsn:
+                embedded.ensure_running()
+                dsn = embedded.url("dbarch")
+            with db.connect(dsn, "store") as conn:
+                store.ensure_schema(conn)
+                yield conn
+        return opened()
+
+
+def _store(args: argparse.Namespace) -> _Store:
+    return _Store(args.store_dsn or "")
 
 
 def cmd_optimizations(args: argparse.Namespace) -> int:
@@ -199,6 +223,20 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
     from . import targets
 
     with _store(args).connect() as s:
+        if args.decline:
+            import uuid
+
+            try:
+                uuid.UUID(args.decline)
+            except ValueError:
+                raise DbarchError(f"{args.decline!r} is not a recommendation id", "copy an id from "
+                                  "`dbarch optimizations --json`") from None
+            done = store.decline(s, args.decline)
+            if done is None:
+                raise DbarchError(f"no proposed recommendation with id {args.decline}",
+                                  "only proposed rows can be declined; see `dbarch optimizations --json`")
+            _print(f"declined [{done['target']}] {done['ddl']}: never published, kept declined by later runs")
+            return 0
         if args.target:
             targets.require_known(s, args.target)
         rows = store.list_optimizations(s, target=args.target, limit=args.limit, history=args.history)
@@ -368,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="include superseded rows (what earlier runs proposed and a later run replaced)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--decline", metavar="ID",
+                   help="decline a proposed recommendation (never published; later runs keep it declined)")
     p.set_defaults(func=cmd_optimizations)
 
     p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")

@@ -89,7 +89,9 @@ def test_rerun_neither_duplicates_log_rows_nor_re_embeds(first_audit, store_dsn)
     plotted = [k for k, v in meta.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)]
     assert all(k.endswith(f"[{name}]") or k.startswith("dagster/") for k in plotted), plotted
     assert log_meta["inserted"] == len(after) - len(before)
-    assert log_meta["updated"] >= len(before) - 1
+    # every row of the first run was chosen again (updated) or, when the clock's noise flipped the
+    # choice, superseded: never left current beside the new choice
+    assert log_meta["updated"] + log_meta["superseded"] >= len(before) - 1
 
 
 def test_target_indexes_and_tables_identical_after_audit(first_audit, demo_target):

@@ -19,7 +19,9 @@ from dbarch_pipeline.defs.sensors import slow_query_spike
 from dbarch_pipeline.defs.partitions import audit_key, week_of
 from dbarch_pipeline.memory import store
 from dbarch_pipeline.prs import publish
-from dbarch_pipeline.run import materialize_audit
+from dbarch_pipeline.run import audit_resources, materialize_audit
+
+from .conftest import FAST_SETTINGS, fresh_database
 
 
 def _current(store_dsn: str, target: str) -> list[tuple]:
@@ -28,22 +30,30 @@ def _current(store_dsn: str, target: str) -> list[tuple]:
                             "WHERE target = %s AND status <> 'superseded'", (target,)).fetchall()
 
 
-@pytest.fixture()
-def week_rerun(demo_target, resources_for, store_dsn):
-    """The same week audited three times, the workload-wide choice changing between runs (first
-    every index worth it, then at most one, then every one again)."""
-    resources = resources_for(demo_target)
+@pytest.fixture(scope="module")
+def week_store(server) -> str:
+    return fresh_database("dbarch_test_store_week", pg_stat_statements=False)
+
+
+@pytest.fixture(scope="module")
+def week_rerun(demo_target, week_store):
+    """The same week audited twice (once per module: the tests only read, the one that audits again
+    runs last), the workload-wide choice changing between runs (every index worth it, then at most
+    one)."""
+    store_dsn = week_store
+    resources = audit_resources(target_dsn=demo_target, store_dsn=store_dsn, settings=FAST_SETTINGS)
     name = resources["target"].target_name()
     key = audit_key(name, week_of(datetime.now(timezone.utc)))
     materialize_audit(resources, partition_key=key)
     first = _current(store_dsn, name)
-    narrow = resources_for(demo_target, max_indexes=1)
+    narrow = audit_resources(target_dsn=demo_target, store_dsn=store_dsn, settings={**FAST_SETTINGS, "max_indexes": 1})
     result = materialize_audit(narrow, partition_key=key)
     second = _current(store_dsn, name)
     return resources, name, key, first, second, result
 
 
-def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, store_dsn, capsys):
+def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, week_store, capsys):
+    store_dsn = week_store
     resources, name, key, first, second, result = week_rerun
     assert len(first) >= 2, first
     for rows in (first, second):
@@ -81,15 +91,6 @@ def test_rerun_leaves_one_current_recommendation_per_statement(week_rerun, store
             {ddl for *_, ddl, _ in second}
 
 
-def test_chosen_again_a_superseded_row_is_current_again(week_rerun, resources_for, demo_target, store_dsn):
-    resources, name, key, first, second, _ = week_rerun
-    materialize_audit(resources, partition_key=key)
-    third = _current(store_dsn, name)
-    per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in third)
-    assert max(per_statement.values()) == 1
-    assert len(third) >= len(second)
-
-
 def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_for, store_dsn):
     """What `dbarch demo` does (capture, workload, audit of this week), then the spike sensor's first
     tick with an empty cursor, as the daemon started by `make ui` evaluates it: no run."""
@@ -110,7 +111,8 @@ def test_demo_then_the_daemon_first_tick_launches_no_run(demo_target, resources_
         assert len(instance.get_runs()) == launched
 
 
-def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, store_dsn, capsys):
+def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, week_store, capsys):
+    store_dsn = week_store
     resources, name, key, first, second, result = week_rerun
     snap_meta = result.asset_materializations_for_node("slow_query_snapshot")[0].metadata
     slow = snap_meta["slow_statements"].value
@@ -147,15 +149,14 @@ def test_week_at_a_glance_tables_and_the_stored_report(week_rerun, store_dsn, ca
     assert "unknown target 'nosuch'" in capsys.readouterr().err
 
 
-def test_similar_is_fast_from_the_cache_and_ranks_serving_indexes_first(week_rerun, resources_for, demo_target,
-                                                                         store_dsn):
+def test_similar_is_fast_from_the_cache_and_ranks_serving_indexes_first(week_rerun, week_store):
+    store_dsn = week_store
     import subprocess
     import sys
     import time
 
     from dbarch_pipeline import similar
 
-    materialize_audit(resources_for(demo_target), partition_key=week_rerun[2])   # every index again
     statement = "SELECT id, name, plan FROM users WHERE email = $1"
     with psycopg.connect(store_dsn, autocommit=True) as conn:
         store.ensure_schema(conn)
@@ -210,3 +211,31 @@ def test_every_cli_option_has_help():
 
     walk(parser, "dbarch")
     assert not missing, missing
+
+
+def test_chosen_again_a_superseded_row_is_current_again(week_rerun, week_store):
+    """Runs last among the tests of week_rerun: it audits the week once more."""
+    store_dsn = week_store
+    resources, name, key, first, second, _ = week_rerun
+    materialize_audit(resources, partition_key=key)
+    third = _current(store_dsn, name)
+    per_statement = Counter((fp, kind) for fp, kind, _ddl, _status in third)
+    assert max(per_statement.values()) == 1
+    assert len(third) >= len(second)
+
+
+def test_a_declined_recommendation_stays_declined_and_unpublished(week_rerun, week_store, capsys):
+    """Runs after the re-runs: a person declines the current row; a further run keeps it declined."""
+    resources, name, key, *_ = week_rerun
+    store_dsn = week_store
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--target", name, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--decline", row["id"]]) == 0
+    assert cli.main(["optimizations", "--store-dsn", store_dsn, "--decline", "not-an-id"]) == 2
+    materialize_audit(resources, partition_key=key)
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        status = conn.execute("SELECT status FROM dbarch.optimization_log WHERE id = %s", (row["id"],)).fetchone()[0]
+        assert status == "declined"
+        store.ensure_schema(conn)
+        picked = publish.select(conn, target=name, settings=publish.PublishSettings(min_confidence=0.0))
+    assert row["id"] not in {str(r["id"]) for r in picked.eligible}

@@ -305,6 +305,12 @@ def list_optimizations(conn: psycopg.Connection, *, target: str | None = None, l
     return rows
 
 
+def decline(conn: psycopg.Connection, optimization_id: str) -> dict | None:
+    """Mark a proposed recommendation declined; None when there is no such proposed row."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("decline_optimization"), {"id": optimization_id}).fetchone()
+
+
 def log_counts(conn: psycopg.Connection, target: str) -> dict[str, int]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(named("count_optimization_log"), {"target": target}).fetchone()

@@ -43,7 +43,7 @@ from .migrations import IndexMigration, MigrationFile, MigrationLayout, Unsuppor
 
 PER = ("recommendation", "table")
 # Statuses a human or a later stage set: the recommendation needs no pull request any more.
-FINISHED_STATUSES = ("applied", "rejected")
+FINISHED_STATUSES = ("applied", "declined", "rejected")
 DEFAULT_LABELS = ("dbarch", "database-performance")
 
 
