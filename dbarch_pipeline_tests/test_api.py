@@ -109,7 +109,7 @@ def api_store(server, demo_target, embedder):
                         for q in range(3)], skipped={}, run_id=f"run-{target}-{week}",
                     partition_key=f"{target}|{week}", window=(start, start + timedelta(days=7)))
         store.write_optimization_log(s, [{**r, "snapshot_id": snapshots[(r["target"], r["week"])]} for r in rows])
-        ids = {r["fingerprint"]: r["id"] for r in store.list_optimizations(s, limit=1000)}
+        ids = {fp: str(i) for fp, i in s.execute("SELECT fingerprint, id FROM dbarch.optimization_log")}
         s.execute("UPDATE dbarch.optimization_log SET pr_url = %s, pr_state = 'open', pr_number = 7, "
                   "pr_branch = 'dbarch/i0' WHERE id = %s", ("https://github.example/pr/7", ids["fp0"]))
         store.record_realized_gain(s, ids["fp1"], 42.0, datetime.now(timezone.utc))

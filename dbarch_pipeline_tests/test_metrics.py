@@ -58,7 +58,7 @@ def fill(dsn: str) -> dict[str, str]:
                                                                                       status="superseded"),
                                          log_row(new, "app", 1, 80.0, 0.9),
                                          log_row(new, "app", 2, 60.0, 0.7, kind="rewrite")])
-        ids = {r["fingerprint"]: r["id"] for r in store.list_optimizations(s)}
+        ids = {fp: str(i) for fp, i in s.execute("SELECT fingerprint, id FROM dbarch.optimization_log")}
         store.record_realized_gain(s, ids["fp1"], 75.0, datetime.now(timezone.utc))
     return ids
 
