@@ -473,3 +473,29 @@ def test_no_dsn_or_token_in_errors_or_logs(demo_target, instance, caplog):
             _no_secret(response)
     assert "127.0.0.1:1" in caplog.text or "unavailable" in caplog.text or "error" in caplog.text.lower()
     assert password not in caplog.text and READ_TOKEN not in caplog.text
+
+
+def test_redacting_filter_keeps_formatters_working():
+    """uvicorn's access formatter reads the record's arguments by position: they are masked one by
+    one, and messages, arguments and tracebacks lose every secret."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    from dbarch_pipeline.api.redact import Redactor, RedactingFilter
+
+    password = secrets.token_urlsafe(12)
+    flt = RedactingFilter(Redactor([READ_TOKEN]))
+    access = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", f"/x?t={READ_TOKEN}", "1.1", 200), None)
+    assert flt.filter(access)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(access)
+    assert line.startswith("127.0.0.1:5 - \"GET /x?t=*** HTTP/1.1\" 200") and READ_TOKEN not in line
+    try:
+        raise RuntimeError(f"cannot connect to postgresql://u:{password}@db/x")
+    except RuntimeError as exc:
+        record = logging.LogRecord("dbarch.api", logging.ERROR, __file__, 1, "failed: %s", (exc,),
+                                   (type(exc), exc, exc.__traceback__))
+    assert flt.filter(record)
+    text = DefaultFormatter("%(levelprefix)s %(message)s").format(record)
+    assert "postgresql://u:***@db/x" in text and password not in text and "Traceback" in text
