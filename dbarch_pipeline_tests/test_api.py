@@ -499,3 +499,15 @@ def test_redacting_filter_keeps_formatters_working():
     assert flt.filter(record)
     text = DefaultFormatter("%(levelprefix)s %(message)s").format(record)
     assert "postgresql://u:***@db/x" in text and password not in text and "Traceback" in text
+
+
+def test_without_tokens_the_loopback_server_is_open(api_store, demo_target, instance):
+    """No DBARCH_ADMIN_TOKENS: `dbarch serve` binds loopback only (above), and there every request
+    is served without a header."""
+    resources = audit_resources(target_dsn=demo_target, store_dsn=api_store[0], settings=FAST_SETTINGS)
+    app = create_app(ApiConfig(resources=resources, instance_factory=lambda: instance, warm=False))
+    with Background(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/admin/database/optimizations", params={"limit": 1})
+        assert page.status_code == 200 and page.json()["total"] == len(_expected(api_store[1]))
+        missing = client.get("/admin/database/audits/00000000-0000-0000-0000-000000000000")
+        assert missing.status_code == 404
