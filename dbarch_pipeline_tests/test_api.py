@@ -46,7 +46,7 @@ from dbarch_pipeline.schema_guard import schema_digest
 from dbarch_pipeline.settings import PROJECT_ROOT
 
 from .conftest import FAST_SETTINGS, fresh_database
-from .fakes.gemini_server import FakeGemini, Reply, json_reply
+from .fakes.gemini_server import FakeGemini
 
 READ_TOKEN, ADMIN_TOKEN = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 READ, ADMIN = {"Authorization": f"Bearer {READ_TOKEN}"}, {"Authorization": f"Bearer {ADMIN_TOKEN}"}
