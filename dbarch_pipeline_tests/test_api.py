@@ -46,7 +46,7 @@ from dbarch_pipeline.schema_guard import schema_digest
 from dbarch_pipeline.settings import PROJECT_ROOT
 
 from .conftest import FAST_SETTINGS, fresh_database
-from .fakes.gemini_server import FakeGemini, Reply, json_reply
+from .fakes.gemini_server import FakeGemini
 
 READ_TOKEN, ADMIN_TOKEN = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 READ, ADMIN = {"Authorization": f"Bearer {READ_TOKEN}"}, {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -109,7 +109,7 @@ def api_store(server, demo_target, embedder):
                         for q in range(3)], skipped={}, run_id=f"run-{target}-{week}",
                     partition_key=f"{target}|{week}", window=(start, start + timedelta(days=7)))
         store.write_optimization_log(s, [{**r, "snapshot_id": snapshots[(r["target"], r["week"])]} for r in rows])
-        ids = {r["fingerprint"]: r["id"] for r in store.list_optimizations(s, limit=1000, history=True)}
+        ids = {fp: str(i) for fp, i in s.execute("SELECT fingerprint, id FROM dbarch.optimization_log")}
         s.execute("UPDATE dbarch.optimization_log SET pr_url = %s, pr_state = 'open', pr_number = 7, "
                   "pr_branch = 'dbarch/i0' WHERE id = %s", ("https://github.example/pr/7", ids["fp0"]))
         store.record_realized_gain(s, ids["fp1"], 42.0, datetime.now(timezone.utc))
@@ -473,3 +473,42 @@ def test_no_dsn_or_token_in_errors_or_logs(demo_target, instance, caplog):
             _no_secret(response)
     assert "127.0.0.1:1" in caplog.text or "unavailable" in caplog.text or "error" in caplog.text.lower()
     assert password not in caplog.text and READ_TOKEN not in caplog.text
+
+
+def test_redacting_filter_keeps_formatters_working():
+    """uvicorn's access formatter reads the record's arguments by position: they are masked one by
+    one, and messages, arguments and tracebacks lose every secret."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    from dbarch_pipeline.api.redact import Redactor, RedactingFilter
+
+    password = secrets.token_urlsafe(12)
+    flt = RedactingFilter(Redactor([READ_TOKEN]))
+    access = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", f"/x?t={READ_TOKEN}", "1.1", 200), None)
+    assert flt.filter(access)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(access)
+    assert line.startswith("127.0.0.1:5 - \"GET /x?t=*** HTTP/1.1\" 200") and READ_TOKEN not in line
+    try:
+        raise RuntimeError(f"cannot connect to postgresql://u:{password}@db/x")
+    except RuntimeError as exc:
+        record = logging.LogRecord("dbarch.api", logging.ERROR, __file__, 1, "failed: %s", (exc,),
+                                   (type(exc), exc, exc.__traceback__))
+    assert flt.filter(record)
+    text = DefaultFormatter("%(levelprefix)s %(message)s").format(record)
+    assert "postgresql://u:***@db/x" in text and password not in text and "Traceback" in text
+
+
+def test_without_tokens_the_loopback_server_is_open(api_store, demo_target, instance):
+    """No DBARCH_ADMIN_TOKENS: `dbarch serve` binds loopback only (above), and there every request
+    is served without a header."""
+    resources = audit_resources(target_dsn=demo_target, store_dsn=api_store[0], settings=FAST_SETTINGS)
+    app = create_app(ApiConfig(resources=resources, instance_factory=lambda: instance, warm=False))
+    with Background(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        # the generated target only: the audit test adds the demo target's rows to this store
+        page = client.get("/admin/database/optimizations", params={"limit": 1, "target": "app"})
+        assert page.status_code == 200 and page.json()["total"] == len(_expected(api_store[1], target="app"))
+        missing = client.get("/admin/database/audits/00000000-0000-0000-0000-000000000000")
+        assert missing.status_code == 404

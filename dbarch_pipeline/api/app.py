@@ -108,6 +108,17 @@ class Service:
         with self._pool.connection() as conn:
             yield conn
 
+    def embed(self, text: str):
+        """One statement's vector. torch's thread count is per calling thread (OpenMP), so it is set
+        in the worker thread that serves the request, not once at startup."""
+        threads = self.config.torch_threads
+        if threads:
+            import torch
+
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        return self.embedder.embed_one(text)
+
     def close(self) -> None:
         if self._audits is not None:
             self._audits.shutdown(wait=False)
@@ -242,7 +253,7 @@ def similar(
     from ..memory.fingerprint import normalize
 
     service = _service(request)
-    vector = service.embedder.embed_one(normalize(query))
+    vector = service.embed(normalize(query))
     with service.store_conn() as s:
         rows = store.similar_optimizations(s, vector, limit=limit)
     return {"query": query, "items": [r for r in rows if r["similarity"] >= min_similarity]}
@@ -342,12 +353,8 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if config.torch_threads:
-            import torch
-
-            torch.set_num_threads(config.torch_threads)
         if config.warm:
-            service.embedder.embed_one("SELECT 1")
+            service.embed("SELECT 1")
         yield
         service.close()
 

@@ -56,7 +56,7 @@ def parse_tokens(spec: str) -> tuple[Token, ...]:
         if not sep or role_name not in ROLES:
             raise DbarchError(f"{TOKENS_ENV} entry {position} does not start with a role "
                               f"({' or '.join(ROLES)}) and a colon",
-                              f"write entries as read:TOKEN or admin:TOKEN, separated by commas")
+                              "write entries as read:TOKEN or admin:TOKEN, separated by commas")
         if len(secret) < MIN_TOKEN_LENGTH or not _TOKEN_CHARS.match(secret):
             raise DbarchError(f"{TOKENS_ENV} entry {position} ({role_name}) is shorter than {MIN_TOKEN_LENGTH} "
                               "characters or holds spaces or non-ASCII characters",

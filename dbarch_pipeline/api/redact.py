@@ -29,22 +29,31 @@ class Redactor:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that formats the record and masks secrets in its message and traceback."""
+    """A logging filter that masks secrets in a record's message, its arguments and its traceback.
+    Arguments are masked one by one, not merged into the message: formatters such as uvicorn's
+    access formatter read them by position."""
 
     def __init__(self, redactor: Redactor):
         super().__init__("dbarch-redact")
         self.redactor = redactor
 
+    def _mask(self, value: object) -> object:
+        if isinstance(value, str):
+            return self.redactor(value)
+        if isinstance(value, BaseException):
+            return self.redactor(str(value))
+        return value
+
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:   # a broken format string: keep the raw text
-            message = str(record.msg)
-        record.msg, record.args = self.redactor(message), ()
+        if isinstance(record.msg, str):
+            record.msg = self.redactor(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._mask(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._mask(v) for k, v in record.args.items()}
         if record.exc_info and record.exc_info[0] is not None:
-            formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, None
-            record.msg = f"{record.msg}\n{self.redactor(formatted)}"
+            # formatters use exc_text when it is set: the traceback, masked
+            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
         return True
 
 
