@@ -98,14 +98,19 @@ class TargetDatabase(dg.ConfigurableResource):
         listed = self.listed()
         if target in listed:
             return listed[target]
-        if target == self.target_name():
+        default = target == self.target_name()
+        if default and env_dsn(TARGET_DSN_ENV):
             return self.conninfo()
         from .. import targets
         from ..errors import DbarchError
 
+        # a name given without a DSN (`audit_resources(target_name=...)`) is the registered target's,
+        # never the embedded demo's
         registered = targets.registered_dsn(target, self.registry_dsn)
         if registered:
             return registered
+        if default:
+            return self.conninfo()
         raise DbarchError(f"unknown target {target!r}: it is neither the default target, in DBARCH_TARGETS, nor registered",
                           f"add it to DBARCH_TARGETS as {target}=postgresql://user@host:5432/db, or "
                           f"`dbarch targets add {target} --dsn-env VAR`")
