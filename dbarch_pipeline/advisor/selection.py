@@ -14,8 +14,8 @@ the set, measured for it: a join that needs two indexes is credited only when bo
 A move counts only when the clock tells its improvement apart from noise (its bootstrap interval
 clears the current one; for a statement nothing serves yet, the planner's estimate may vouch for
 timings that stay within noise). Moves not told apart from the best (within 10%, or overlapping
-intervals) tie; ties go to fewer new indexes, the surer benefit (the low end of the interval, by
-25% steps), the smaller size (by powers of two), the planner's estimate, then the name, so a re-run on unchanged data picks the same set. Picks beyond `max_indexes` are not dropped: they stay ranked as
+intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the surer
+benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name, so a re-run on unchanged data picks the same set. Picks beyond `max_indexes` are not dropped: they stay ranked as
 *next in line*.
 
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
@@ -236,11 +236,12 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             break
         best = max(scored, key=lambda s: (s[0], -s[1], s[3]))
         # not told apart from the best (close, or their measured intervals overlap): a tie, broken
-        # by fewer new indexes, the surer benefit (the low end of its interval, by 25% steps: a noisy
-        # option does not win a tie because it is noisy), the smaller size (by powers of two; the
-        # same on every run over unchanged data), the planner's estimate, then the name
+        # by fewer new indexes, the smaller size (by powers of two: the same on every run over
+        # unchanged data, and less to store and maintain for a benefit the clock cannot tell apart),
+        # the surer benefit (the low end of its interval, by 25% steps), the planner's estimate, then
+        # the name
         ties = [s for s in scored if s[0] >= best[0] * (1 - NET_NOISE) or s[5] >= best[4]]
-        net, _, size, new, *_ = min(ties, key=lambda s: (s[1], -_steps(s[4]), round(math.log2(s[2] + 1)),
+        net, _, size, new, *_ = min(ties, key=lambda s: (s[1], round(math.log2(s[2] + 1)), -_steps(s[4]),
                                                          -_steps(s[6]), s[3]))
         picks.append((new, net, capped or max_indexes is None))
         picked.extend(new)
