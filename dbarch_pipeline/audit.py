@@ -424,7 +424,7 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
                           ) -> dict[int, list[tuple[IndexCandidate, dict]]]:
     """For each statement over several tables: the best measured candidate of each table, when at
     least two tables have one. Best: used by the plan, then the gain — candidates within the clock's
-    noise of the best gain tie, and ties go to the smaller index (by powers of two), the planner's
+    noise of the best gain (10 points, or overlapping bootstrap intervals) tie, and ties go to the smaller index (by powers of two), the planner's
     lower cost, then the name, so the same set is measured on every run."""
     out: dict[int, list[tuple[IndexCandidate, dict]]] = {}
     for qid, item in sorted(items.items()):
@@ -437,8 +437,10 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
         best: dict[str, dict] = {}
         for table, candidates in per_table.items():
             used = [r for r in candidates if r["evidence"].get("index_used")] or candidates
-            top = max((_gain(r) if _gain(r) is not None else -1e9) for r in used)
-            close = [r for r in used if (_gain(r) if _gain(r) is not None else -1e9) >= top - MEMBER_NOISE_PCT]
+            top_row = max(used, key=lambda r: _gain(r) if _gain(r) is not None else -1e9)
+            top = _gain(top_row) if _gain(top_row) is not None else -1e9
+            close = [r for r in used if (_gain(r) if _gain(r) is not None else -1e9) >= top - MEMBER_NOISE_PCT
+                     or _overlaps(r, top_row)]
             best[table] = min(close, key=lambda r: (
                 round(math.log2((r["evidence"].get("index_bytes") or 0) + 1)),
                 round(math.log2((r["cost_after"] or 0) + 1) * 2), r["ddl"]))
@@ -448,6 +450,14 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
 
 
 MEMBER_NOISE_PCT = 10.0   # gains this close (percentage points) tie when choosing a configuration's member
+
+
+def _overlaps(row: dict, best: dict) -> bool:
+    """Whether the clock cannot tell `row` from `best`: their bootstrap intervals of the time ratio
+    (after / before) overlap."""
+    a = (row["evidence"].get("confidence_parts") or {}).get("ratio_ci")
+    b = (best["evidence"].get("confidence_parts") or {}).get("ratio_ci")
+    return bool(a and b and a[0] <= b[1])
 
 
 def _screened(ddl: str, cand: IndexCandidate, owners: list[Prepared], costs: dict[int, dict]) -> list[dict]:
