@@ -47,7 +47,11 @@ def test_audit_finds_the_missing_index_and_measures_a_gain(first_audit, store_ds
     assert rec["ddl"].startswith('CREATE INDEX "behavior_log_user_id') and '("user_id"' in rec["ddl"]
     assert rec["measured_gain_pct"] > 50
     assert rec["ms_after"] < rec["ms_before"]
-    assert 0.5 < rec["confidence"] <= 1.0
+    if rec["evidence"].get("cross_statement"):
+        # measured as a side effect of an index proposed for another statement: capped, never a PR alone
+        assert 0 < rec["confidence"] <= 0.5
+    else:
+        assert 0.5 < rec["confidence"] <= 1.0
     assert rec["evidence"]["index_used"] is True
     assert len(rec["evidence"]["parameter_sets"]) == 3
     # the full-table aggregate gets no index of its own (an index chosen for another statement may
