@@ -81,3 +81,28 @@ def _process_environment():
     for key in [k for k in os.environ if k.startswith("DBARCH_") and k not in saved]:
         del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture()
+def webhook():
+    """A local alert receiver speaking real HTTP: (its URL, the JSON bodies POSTed to it)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/alerts", received
+    httpd.shutdown()
+    httpd.server_close()

@@ -203,32 +203,14 @@ def test_healthy_week_passes_every_snapshot_check(items_db, store_dsn):
 
 
 @pytest.fixture()
-def webhook(monkeypatch):
-    """A local HTTP receiver (real HTTP) set as DBARCH_ALERT_WEBHOOK_URL."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("DBARCH_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{httpd.server_address[1]}/alerts")
-    yield received
-    httpd.shutdown()
-    httpd.server_close()
+def alert_inbox(webhook, monkeypatch):
+    """The local receiver (conftest) set as DBARCH_ALERT_WEBHOOK_URL: what it received."""
+    url, received = webhook
+    monkeypatch.setenv("DBARCH_ALERT_WEBHOOK_URL", url)
+    return received
 
 
-def test_week_over_week_regression_names_the_statement(items_db, store_dsn, webhook):
+def test_week_over_week_regression_names_the_statement(items_db, store_dsn, alert_inbox):
     """The WARN check names the target, the week and the statement, and reaches the webhook once
     per target and week, with a link to the run."""
     resources = audit_resources(target_dsn=items_db, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_calls": 2})
@@ -251,7 +233,7 @@ def test_week_over_week_regression_names_the_statement(items_db, store_dsn, webh
         assert regression.passed is False and regression.severity == dg.AssetCheckSeverity.WARN
         assert "label" in regression.description and "slower" in regression.description
         assert regression.description.startswith(f"[{name}, week of 2026-09-13]")
-        alerts_sent = [a for a in webhook if a["check"] == "week_over_week_regressions"]
+        alerts_sent = [a for a in alert_inbox if a["check"] == "week_over_week_regressions"]
         assert len(alerts_sent) == 1
         alert = alerts_sent[0]
         assert (alert["target"], alert["week"], alert["asset"]) == (name, "2026-09-13", "slow_query_snapshot")
@@ -261,7 +243,7 @@ def test_week_over_week_regression_names_the_statement(items_db, store_dsn, webh
         again = materialize_audit(resources, instance=instance, partition_key=audit_key(name, "2026-09-13"))
         assert not {e.asset_check_key.name: e for e in again.get_asset_check_evaluations()}[
             "week_over_week_regressions"].passed
-        assert len([a for a in webhook if a["check"] == "week_over_week_regressions"]) == 1
+        assert len([a for a in alert_inbox if a["check"] == "week_over_week_regressions"]) == 1
 
 
 def test_capacity_and_confidence_alerts_fail_only_when_broken(store_dsn):

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import numpy as np
 import psycopg
-import pytest
 
 from dbarch_pipeline import history, watch
 from dbarch_pipeline.advisor.candidates import ddl_text
@@ -207,26 +204,6 @@ def test_similar_lookup_puts_realized_gains_first(store_dsn):
 
 
 # -- run_failure_alert -------------------------------------------------------------------------------
-
-@pytest.fixture()
-def webhook():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/alerts", received
-    httpd.shutdown()
-    httpd.server_close()
-
 
 @dg.op
 def explode():

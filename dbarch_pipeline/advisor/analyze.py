@@ -106,7 +106,7 @@ def analyze(sql_text: str, columns: Mapping[str, set[str]] | None = None) -> Que
     tree = parse(sql_text)
     kind = _kind(tree)
     shape = QueryShape(kind=kind)
-    shape.param_count = max((_param_index(p) or 0 for p in tree.find_all(exp.Parameter)), default=0)
+    shape.param_count = max((param_index(p) or 0 for p in tree.find_all(exp.Parameter)), default=0)
     shape.functions = {(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
                        for f in tree.find_all(exp.Func)}
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -175,7 +175,8 @@ def _resolve(column: exp.Column, aliases: dict[str, str], columns: Mapping[str, 
     return owners[0] if len(owners) == 1 else None
 
 
-def _param_index(node: exp.Expression) -> int | None:
+def param_index(node: exp.Expression) -> int | None:
+    """n of a `$n` node (None for anything else)."""
     if isinstance(node, exp.Parameter):
         inner = node.this
         try:
@@ -186,7 +187,7 @@ def _param_index(node: exp.Expression) -> int | None:
 
 
 def _params_in(node: exp.Expression) -> list[int]:
-    found = [_param_index(p) for p in node.find_all(exp.Parameter)]
+    found = [param_index(p) for p in node.find_all(exp.Parameter)]
     return [p for p in found if p is not None]
 
 

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 from sqlglot import exp
 
-from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, parse
+from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, param_index as _param_index, parse
 from ..advisor.candidates import key_sql
 from ..advisor.catalog import Catalog
 from ..db import rolled_back, tag
@@ -198,16 +198,6 @@ class Slot:
     value_sql: str | None
     position: int = 0           # BETWEEN: 0 low, 1 high; IN lists: the item's place
     lowered: str | None = None  # lower / upper applied to both sides
-
-
-def _param_index(node: exp.Expression) -> int | None:
-    if isinstance(node, exp.Parameter):
-        inner = node.this
-        try:
-            return int(inner.this if isinstance(inner, exp.Literal) else inner.name)
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def _scope_aliases(node: exp.Expression) -> dict[str, tuple[str, str]]:
