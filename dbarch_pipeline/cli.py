@@ -447,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # sqlglot warns on every statement it parses as an opaque command (dbarch's own DDL, VACUUM):
+    # noise for a user, who gets a named reason for each statement that matters
+    import logging
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     from .safety.faults import interrupt_on_sigterm
 
