@@ -302,3 +302,25 @@ def test_hostile_rewrite_through_the_audit(mode, name, _ask, rewrite_sql, hostil
         assert not proof["accepted"], (name, proof)
         assert all(r["reason"] for r in proof["rejected"] + ideas["rejected"])
     check_after(mode, name, before, target, holder, outputs, caplog)
+
+
+def test_a_misspelt_statement_is_a_syntax_error_not_another_kind_of_statement():
+    """sqlglot reads `SELEC id` as an expression; the refusal must say what PostgreSQL would: a
+    syntax error. Misspellings generated from a printed seed."""
+    import random
+
+    from dbarch_pipeline.llm.validate import validate_read_only_select
+
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    for _ in range(40):
+        word = list("SELECT")
+        i = rng.randrange(len(word))
+        word[i:i + 1] = rng.choice([[], [rng.choice("AEIOUXZ")], [word[i], word[i]]])
+        typo = "".join(word)
+        if typo.upper() in ("SELECT", "SET", "SELECTT"):
+            continue
+        rest = rng.choice(["", " id", " id FROM items", " * FROM items WHERE id = $1"])
+        refusal = validate_read_only_select(typo + rest)
+        reason = getattr(refusal, "reason", "")   # a SafeSelect has none: it would have been accepted
+        assert "syntax error" in reason or "cannot parse" in reason, (seed, typo + rest, refusal)

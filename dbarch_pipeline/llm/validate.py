@@ -162,6 +162,20 @@ def _statement_text(text: str, tokens: list) -> str:
     return text[body[0].start: body[-1].end + 1]
 
 
+# The words a PostgreSQL statement can start with (the SQL Commands chapter of its manual): sqlglot
+# falls back to an opaque command for any first word, so a word outside these is a typo, not a command.
+PG_COMMAND_WORDS = frozenset("""ABORT ALTER ANALYZE ANALYSE BEGIN CALL CHECKPOINT CLOSE CLUSTER COMMENT COMMIT COPY
+CREATE DEALLOCATE DECLARE DELETE DISCARD DO DROP END EXECUTE EXPLAIN FETCH GRANT IMPORT INSERT LISTEN LOAD LOCK
+MERGE MOVE NOTIFY PREPARE REASSIGN REFRESH REINDEX RELEASE RESET REVOKE ROLLBACK SAVEPOINT SECURITY SELECT SET
+SHOW START TABLE TRUNCATE UNLISTEN UPDATE VACUUM VALUES WITH""".split())
+
+
+_STATEMENTS = tuple(getattr(exp, name) for name in (
+    "Query", "DML", "DDL", "Command", "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Copy", "Alter",
+    "TruncateTable", "Set", "Transaction", "Commit", "Rollback", "Describe", "Grant", "Analyze", "Use", "Show")
+    if hasattr(exp, name))
+
+
 def _kind_name(tree: exp.Expression) -> str:
     """DROP TABLE, CREATE INDEX, COPY, INSERT, EXPLAIN ...: what the statement is, as SQL says it."""
     if isinstance(tree, exp.Command):
@@ -202,6 +216,15 @@ def _validate_read_only_select(text: str, allowed_schemas: Sequence[str] | None,
         return Rejection(text, reason)
     tree, tokens = parsed
 
+    if not isinstance(tree, _STATEMENTS):
+        # sqlglot reads a lone expression (a misspelt keyword becomes a column or an alias) without
+        # complaint; PostgreSQL would not
+        first = text.strip().split(None, 1)[0] if text.strip() else ""
+        return Rejection(text, f"syntax error at or near {first!r}: this is not an SQL statement (a typo?); "
+                               "only a read-only SELECT may run")
+    if isinstance(tree, exp.Command) and str(tree.this).upper() not in PG_COMMAND_WORDS:
+        return Rejection(text, f"syntax error at or near {str(tree.this)!r}: no SQL statement starts with it "
+                               "(a typo?); only a read-only SELECT may run")
     if not isinstance(tree, (exp.Select, exp.SetOperation)):
         return Rejection(text, f"{_kind_name(tree)} is not a SELECT: only a read-only SELECT may run")
     for select in tree.find_all(exp.Select):
