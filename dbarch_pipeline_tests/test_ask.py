@@ -412,6 +412,11 @@ def test_cli_ask_and_explain(demo_target, ask_store, gemini, monkeypatch, capsys
     captured = capsys.readouterr()
     assert code == 0 and "NOTE: Gemini is off" in captured.out and "(3 rows)" in captured.out
     assert captured.err.count("Gemini is off: GEMINI_API_KEY is not set") == 1
+    # nothing stored is close and no key: a problem the user can fix (exit 2), the fix named once
+    code = run_cli(["ask", "Which penguin species nest on volcanic islands?", "--target-dsn", demo_target,
+                    "--store-dsn", ask_store])
+    captured = capsys.readouterr()
+    assert code == 2 and "no known question is close to yours" in captured.out, captured
 
     code = run_cli(["explain-sql", EXPLAINED, "--target-dsn", demo_target])
     assert code == 0 and "Seq Scan on behavior_log" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """`dbarch ask` and `dbarch explain-sql`: the CLI face of the ask package.
 
 `register(subparsers)` adds both subcommands to the `dbarch` parser. Problems a user can fix raise
-DbarchError (the CLI prints the problem and the fix, exit 2); an answer that could not be produced
-(every reply refused or failing, no known pair) prints why and exits 1.
+DbarchError (the CLI prints the problem and the fix, exit 2); without Gemini, a question no stored
+pair is close to also exits 2 (its note names the fix: a key, or examples); an answer that could not
+be produced (every reply refused or failing) prints why and exits 1.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         print(format_answer(result))
+    if result.status == "no_match":
+        return 2   # without Gemini, nothing stored is close: the label names the fix (a key, or examples)
     return 0 if result.ok else 1
 
 
