@@ -35,7 +35,7 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import ValueTarget
+from .bench.params import ValueTarget, typed_statement
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -152,7 +152,7 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     usage: dict[str, int] = {}
     for q in queries:
         try:
-            shape = analyze_with_catalog(q.query_text, catalog)
+            shape = analyze_with_catalog(typed_statement(target_conn, q.query_text), catalog)
         except UnparseableQuery as exc:
             unparseable.append({"queryid": q.queryid, "reason": str(exc)})
             continue
@@ -287,8 +287,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     unmeasured: dict[int, str] = {}
     for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
         q = queries[qid]
+        # the `$n` pg_stat_statements made of literals, typed as those literals were
+        text = typed_statement(sandbox_conn, q.query_text)
         try:
-            shape = analyze_with_catalog(q.query_text, catalog)
+            shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
             unmeasured[qid] = f"cannot be parsed: {exc}"
             continue
@@ -306,7 +308,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         if progress:
             progress(f"baseline {n}/{len(queries)}: {_one_line(q.query_text, 70)}")
         try:
-            items[qid] = prepare(sandbox_conn, qid, q.query_text, shape, catalog, settings.bench,
+            items[qid] = prepare(sandbox_conn, qid, text, shape, catalog, settings.bench,
                                  partial_values(shape, cands_of.get(qid, [])),
                                  target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
                                  observed=seen.get(q.fingerprint))
@@ -480,6 +482,7 @@ def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSet
     """The whole advisor for one statement on one connection: candidates, measurement, the best
     index if it clears the bar (None otherwise). Used by tests and the quality benchmarks."""
     catalog = Catalog(conn)
+    query = typed_statement(conn, query)
     shape = analyze_with_catalog(query, catalog)
     if unsafe_reason(shape):
         return None

@@ -164,16 +164,125 @@ def parameter_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
 
 
 def _inferred_types(conn: psycopg.Connection, query: str) -> tuple[dict[int, str], str | None]:
-    name = sql.Identifier("dbarch_param_types")
+    types, exc = _prepared_types(conn, query, None)
+    return types, (_first_line(exc) if exc is not None else None)
+
+
+PREPARED_NAME = "dbarch_param_types"
+
+
+def _prepared_types(conn: psycopg.Connection, query: str, declared: Sequence[str] | None
+                    ) -> tuple[dict[int, str], psycopg.Error | None]:
+    """The types PostgreSQL gives the `$n` of a statement prepared with `declared` types (`unknown`
+    lets it infer one), or the error it raised."""
+    head = sql.SQL(tag("PREPARE {} ")).format(sql.Identifier(PREPARED_NAME))
+    if declared:
+        head += sql.SQL("({}) ").format(sql.SQL(", ").join(sql.SQL(t) for t in declared))
     try:
         with conn.transaction():
-            conn.execute(sql.SQL(tag("PREPARE {} AS ")).format(name) + sql.SQL(query))
+            conn.execute(head + sql.SQL("AS ") + sql.SQL(query))
             row = conn.execute("SELECT parameter_types::regtype[]::text[] FROM pg_prepared_statements "
-                               "WHERE name = 'dbarch_param_types'").fetchone()
-            conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+                               "WHERE name = %s", (PREPARED_NAME,)).fetchone()
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PREPARED_NAME)))
     except psycopg.Error as exc:
-        return {}, _first_line(exc)
+        return {}, exc
     return {i + 1: t.strip('"') for i, t in enumerate(row[0] if row else [])}, None
+
+
+# -- $n that stand for the application's literals -----------------------------------------------------
+
+# operator or function is not unique (`unknown * unknown`); could not determine the type of `$n`
+UNTYPED = {"42725", "42P18"}
+# how PostgreSQL types a literal: an integer, a number with a point, a quoted string
+LITERAL_TYPES = ("integer", "numeric", "text")
+
+
+def _param_tokens(query: str) -> list[tuple[int, int, int]]:
+    """(n, start, end) of each `$n` in the text (character offsets, end exclusive), strings and
+    comments aside."""
+    from sqlglot.dialects.postgres import Postgres
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Postgres().tokenize(query)
+    except SqlglotError:
+        return []
+    out = []
+    for a, b in zip(tokens, tokens[1:]):
+        if a.token_type == TokenType.PARAMETER and b.token_type == TokenType.NUMBER and a.end + 1 == b.start:
+            out.append((int(b.text), a.start, b.end + 1))
+    return out
+
+
+def literal_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
+    """Types for the `$n` PostgreSQL cannot type by itself, as it would have typed the literals they
+    stand for, or {} when every `$n` is typed (or none of these tries helps).
+
+    pg_stat_statements replaces every constant with a `$n`: `price BETWEEN $1 * 100 AND ...` becomes
+    `$1 * $3`, which PostgreSQL cannot resolve (`operator is not unique: unknown * unknown`) although
+    the application's statement, with its literal, was fine. The `$n` nearest where PostgreSQL
+    reports the problem is given the type of an integer literal, else a numeric one, else a string,
+    the first one that resolves it (the statement prepares, or the problem moves on to another
+    place); then the next problem. The constants pg_stat_statements made are numbered after the
+    application's own parameters, so at the same distance the higher `$n` is typed first."""
+    params = _param_tokens(query)
+    count = max((n for n, _s, _e in params), default=0)
+    if not count:
+        return {}
+    declared = ["unknown"] * count
+    _types, exc = _prepared_types(conn, query, declared)
+    if exc is None or exc.sqlstate not in UNTYPED:
+        return {}
+    for _round in range(count):
+        where = _error_offset(conn, exc, declared)
+        named_param = re.search(r"parameter \$(\d+)", exc.diag.message_primary or "")
+        first = int(named_param.group(1)) if named_param else None
+        order = sorted({n for n, _s, _e in params if declared[n - 1] == "unknown"},
+                       key=lambda n: (n != first, min(abs(s - (where or 0)) for m, s, _e in params if m == n), -n))
+        moved = False
+        for n in order:
+            for type_name in LITERAL_TYPES:
+                trial = list(declared)
+                trial[n - 1] = type_name
+                _types, error = _prepared_types(conn, query, trial)
+                if error is None:
+                    return {i + 1: t for i, t in enumerate(trial) if t != "unknown"}
+                if error.sqlstate in UNTYPED and ((_error_offset(conn, error, trial), error.diag.message_primary)
+                                                  != (where, exc.diag.message_primary)):
+                    declared, exc, moved = trial, error, True
+                    break
+            if moved:
+                break
+        if not moved:
+            return {}
+    return {}
+
+
+def _error_offset(conn: psycopg.Connection, exc: psycopg.Error, declared: Sequence[str]) -> int | None:
+    """Where in the statement (0-based) PostgreSQL reports the problem, the PREPARE before it aside."""
+    position = exc.diag.statement_position
+    if not position:
+        return None
+    head = sql.SQL(tag("PREPARE {} ")).format(sql.Identifier(PREPARED_NAME)).as_string(conn)
+    head += ("(" + ", ".join(declared) + ") " if declared else "") + "AS "
+    return int(position) - 1 - len(head)
+
+
+def typed_statement(conn: psycopg.Connection, query: str) -> str:
+    """The statement with a cast on each `$n` PostgreSQL cannot type by itself (`literal_types`), so
+    that it prepares, plans and binds values like the application's statement did; the text as it
+    was when nothing is missing."""
+    types = literal_types(conn, query)
+    if not types:
+        return query
+    out, pos = [], 0
+    for n, _start, end in _param_tokens(query):
+        if n in types:
+            out.append(query[pos:end] + "::" + types[n])
+            pos = end
+    out.append(query[pos:])
+    return "".join(out)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -244,21 +353,32 @@ def _columns_side(node: exp.Expression, aliases: dict[str, tuple[str, str]],
     return schema, table, bare.sql(dialect="postgres"), plain
 
 
+CONSTANT = "dbarch_param_{}"   # another `$k` in an expression solved for `$n`, replaced by its value
+
+
 def _value_side(node: exp.Expression, n: int) -> str | None:
     """The side holding `$n` as SQL with `$n` renamed `$1`, or None when it is `$n` itself (cast or
-    not). Other parameters in the same expression are not supported (None is returned for the
-    caller to treat `$n` as the value)."""
+    not). Any other `$k` in the same expression (a constant pg_stat_statements turned into a
+    parameter: `$1 * $3`) is written `dbarch_param_k`, replaced by that constant's value before the
+    expression is solved."""
     inner = node
     while isinstance(inner, TRANSPARENT):
         inner = inner.this
     if isinstance(inner, exp.Parameter):
         return None
-    params = [_param_index(p) for p in node.find_all(exp.Parameter)]
-    if any(p != n for p in params):
-        return None
-    renamed = node.copy().transform(
-        lambda x: exp.Parameter(this=exp.Literal.number(1)) if isinstance(x, exp.Parameter) else x)
-    return renamed.sql(dialect="postgres")
+
+    def rename(x: exp.Expression) -> exp.Expression:
+        if not isinstance(x, exp.Parameter):
+            return x
+        k = _param_index(x)
+        return exp.Parameter(this=exp.Literal.number(1)) if k == n else exp.var(CONSTANT.format(k))
+
+    return node.copy().transform(rename).sql(dialect="postgres")
+
+
+def _others(node: exp.Expression, n: int) -> list[int]:
+    """The other `$k` in the side of a comparison that holds `$n`."""
+    return sorted({k for k in (_param_index(p) for p in node.find_all(exp.Parameter)) if k is not None and k != n})
 
 
 def _lowered(column_side: exp.Expression, value_side: exp.Expression) -> str | None:
@@ -285,6 +405,11 @@ def find_slots(query: str, columns: dict[str, set[str]] | None = None) -> dict[i
                                                           *GIN, exp.Where, exp.Select, exp.Limit, exp.Offset)):
             node, child = node.parent, node
         if node is None or isinstance(node, (exp.Where, exp.Select, exp.Limit, exp.Offset)):
+            continue
+        if any(k < n for k in _others(child, n)):
+            # several `$n` on one side: the application's own parameter is the lowest (the constants
+            # pg_stat_statements made of its literals are numbered after it); the others keep a
+            # constant's neutral value
             continue
         slot = _slot(node, child, n, _scope_aliases(node), columns)
         if slot is not None:
@@ -344,6 +469,25 @@ class Column:
     mcv_freqs: list[float] = field(default_factory=list)
     bounds: list[str] = field(default_factory=list)   # ascending; quantiles come from here
     numbers: list[float] = field(default_factory=list)  # the bounds as numbers, when the type has them
+    _key_shares: list[tuple[float, str]] | None = None
+
+    def key_shares(self) -> list[tuple[float, str]]:
+        """(share of the sampled documents holding the key, key) for every top-level key of the
+        sampled jsonb values, rarest first."""
+        if self._key_shares is None:
+            counts: dict[str, int] = defaultdict(int)
+            docs = 0
+            for value in self.values:
+                try:
+                    doc = json.loads(value)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    docs += 1
+                    for key in doc:
+                        counts[key] += 1
+            self._key_shares = sorted((n / docs, key) for key, n in counts.items()) if docs else []
+        return self._key_shares
 
     def quantile(self, q: float) -> str:
         """The value below which a share q of the rows lies: interpolated between histogram bounds
@@ -434,6 +578,13 @@ def _level_value(slot: Slot, col: Column, k: int, t: float, paired: bool, seed: 
     if slot.op == "like":
         length = max(1, math.ceil(len(pick) * (1.0 - t)))
         return _like_escape(pick[:length]) + "%", f"a {length}-character prefix of a sampled {where}"
+    if slot.op == "key" and col.key_shares():
+        # the key held by about the share t of the rows (a key every row holds finds every row)
+        shares = col.key_shares()
+        nearest = sorted(shares, key=lambda s: (abs(math.log(max(s[0], 1e-9) / max(t, 1e-9))), s[1]))
+        close = [s for s in nearest if abs(math.log(s[0] / nearest[0][0])) < 0.7] or nearest[:1]
+        share, key = close[k % len(close)]
+        return key, f"a key of {where} held by {share * 100:.3g}% of the sampled rows"
     if slot.op in ("contains", "key", "overlap"):
         return _gin_value(slot.op, pick, k, t), f"taken from a sampled {where}"
     # ranges
@@ -481,7 +632,7 @@ def _array_item(value: str) -> str:
 
 
 def _has_level(slot: Slot) -> bool:
-    return slot.op in ("like", "range", "contains", "overlap")
+    return slot.op in ("like", "range", "contains", "overlap", "key")
 
 
 # -- solving an expression for $n ------------------------------------------------------------------------
@@ -536,17 +687,21 @@ def solve(conn: psycopg.Connection, value_sql: str, param_type: str, target_text
     x0, x1 = 0.0, 86_400.0 if param_type in EPOCH_TYPES else 1000.0
     f0, f1 = f(x0), f(x1)
     tolerance = 1e-6 * max(1.0, abs(goal))
-    for _ in range(8):
+    best = min((x0, f0), (x1, f1), key=lambda p: abs(p[1] - goal))
+    for step in range(8):
         if f1 == f0:
-            raise Unsolvable("the expression does not change with the parameter")
+            if step == 0:
+                raise Unsolvable("the expression does not change with the parameter")
+            break   # a step function (round, integer division): as close as its steps allow
         x2 = x1 + (goal - f1) * (x1 - x0) / (f1 - f0)
         if not math.isfinite(x2):
             raise Unsolvable("no finite solution")
         x0, f0, x1 = x1, f1, x2
         f1 = f(x1)
+        best = min(best, (x1, f1), key=lambda p: abs(p[1] - goal))
         if abs(f1 - goal) <= tolerance or (param_type in INTEGER_TYPES and abs(x1 - x0) < 1):
             break
-    return _param_text(x1, param_type)
+    return _param_text(best[0], param_type)
 
 
 # -- binding checks -------------------------------------------------------------------------------------
@@ -753,9 +908,11 @@ class _Builder:
                                          self.seed, self._avoid_common)
             value = _apply_case(value, slot.lowered)
             ptype = self.plan.types.get(n)
+            if slot.op == "key" and (ptype or "").endswith("[]") and not value.startswith("{"):
+                value = "{" + _array_item(value) + "}"     # ?| and ?& take an array of keys
             if slot.value_sql and ptype and slot.op in ("eq", "range", "in"):
                 try:
-                    value = solve(self.conn, slot.value_sql, ptype, value, col.type)
+                    value = solve(self.conn, self._with_constants(slot.value_sql), ptype, value, col.type)
                     how[n] = f"{slot.value_sql} solved for $1 to meet {how[n]}"
                 except (Unsolvable, psycopg.Error) as exc:
                     why = exc if isinstance(exc, Unsolvable) else _first_line(exc)
@@ -773,6 +930,17 @@ class _Builder:
             return None, problems
         self.plan.how.update(how)
         return tuple(out[n] for n in range(1, self.shape.param_count + 1)), {}
+
+    def _with_constants(self, value_sql: str) -> str:
+        """The expression with the other `$k` it holds replaced by their (neutral) values."""
+        for k, value in self.constants.items():
+            name = CONSTANT.format(k)
+            if name in value_sql:
+                literal = "'" + value.replace("'", "''") + "'"
+                value_sql = re.sub(rf"\b{name}\b", f"{literal}::{self.plan.types.get(k) or 'text'}", value_sql)
+        if "dbarch_param_" in value_sql:
+            raise Unsolvable("it holds another parameter with a value of its own")
+        return value_sql
 
     def sets_at(self, levels: list[float]) -> list[tuple[str, ...]] | None:
         sets = []

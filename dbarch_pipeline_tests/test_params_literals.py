@@ -1,0 +1,126 @@
+"""The `$n` pg_stat_statements made of the application's literals (bench/params.py).
+
+The application sends `cents BETWEEN $1 * 100 AND $2 * 100 + 99`; pg_stat_statements keeps
+`cents BETWEEN $1 * $3 AND $2 * $4 + $5`, which PostgreSQL cannot prepare (`operator is not unique:
+unknown * unknown`). dbarch types each such `$n` as PostgreSQL typed the literal (integer, numeric,
+text: the first that resolves), gives it a constant's value and solves the expression for the
+application's own `$n`. The statements here are generated from random seeds (printed; replay with
+DBARCH_TEST_SEEDS=s1,s2), run by the application with bound parameters, and read back from
+pg_stat_statements exactly as an audit reads them."""
+
+from __future__ import annotations
+
+import os
+import random
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from dbarch_pipeline.advisor.analyze import analyze
+from dbarch_pipeline.advisor.catalog import Catalog
+from dbarch_pipeline.audit import AuditSettings, recommend_statement
+from dbarch_pipeline.bench.measure import analyze_once
+from dbarch_pipeline.bench.params import ValueTarget, literal_types, parameter_types, sample_parameter_sets, \
+    typed_statement
+from dbarch_pipeline.bench.runner import BenchSettings
+from dbarch_pipeline.db import rolled_back
+
+from .conftest import fresh_database
+
+ROWS = 30_000
+SEEDS = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s] or \
+    [random.randrange(1, 10**6) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def literals_db(server):
+    url = fresh_database("dbarch_test_literals")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"""
+            CREATE TABLE prices (id int PRIMARY KEY, cents int NOT NULL, amount numeric NOT NULL,
+                                 code text NOT NULL);
+            INSERT INTO prices SELECT g, (g::bigint * 7919) % 100000, round(((g::bigint * 104729) % 100000) / 37.0, 2),
+                                      'c' || (g % 5000)
+            FROM generate_series(1, {ROWS}) g;
+            ANALYZE prices""")
+    return url
+
+
+def _shape(rng: random.Random) -> tuple[str, object]:
+    """(the application's WHERE with its literals and `%s`, the values it sends per call)."""
+    k = rng.randint(2, 300)
+    d = rng.randint(0, 2)
+    f = round(rng.uniform(1.1, 9.9), 1)
+    cents = lambda r: r.randrange(0, 100000)   # noqa: E731
+    shapes = [
+        (f"cents BETWEEN %s * {k} AND %s * {k} + {k - 1}", lambda r: (lambda v: (v, v))(cents(r) // k)),
+        (f"cents = %s * {k}", lambda r: (cents(r) // k,)),
+        (f"cents > %s + {k} AND cents < %s - {k}", lambda r: (lambda v: (v, v + 2 * k + 50))(cents(r))),
+        (f"cents <= %s / {k} AND cents >= %s / {k} - {k}", lambda r: (lambda v: (v * k, v * k))(cents(r))),
+        (f"amount > round(%s, {d}) AND amount < round(%s, {d}) + {f}",
+         lambda r: (lambda v: (v, v))(Decimal(f"{r.uniform(0, 2700):.3f}"))),
+        (f"amount BETWEEN %s * {f} AND %s * {f} + 1", lambda r: (lambda v: (v, v))(Decimal(f"{r.uniform(0, 2700) / f:.2f}"))),
+        ("code = %s || 'x' OR cents = %s * 2", lambda r: (f"c{r.randrange(5000)}", cents(r) // 2)),
+    ]
+    return rng.choice(shapes)
+
+
+def _normalized(url: str, where: str, args, rng: random.Random) -> tuple[str, float]:
+    """The statement as pg_stat_statements keeps it after the application ran it, and its rows/call."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for _ in range(3):
+            conn.execute(f"SELECT id FROM prices WHERE {where}", args(rng))
+        row = conn.execute("SELECT query, rows::float8 / calls FROM pg_stat_statements "
+                           "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                           "AND query LIKE 'SELECT id FROM prices%'").fetchone()
+    return row[0], row[1]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_constants_made_parameters_are_typed_and_the_expression_is_solved(literals_db, seed):
+    print(f"seed={seed} (replay with DBARCH_TEST_SEEDS={seed})")
+    rng = random.Random(seed)
+    for case in range(6):
+        where, args = _shape(rng)
+        query, rows_per_call = _normalized(literals_db, where, args, rng)
+        context = f"seed={seed} case={case}: {where} -> {query}"
+        with psycopg.connect(literals_db, autocommit=True) as conn:
+            typed = typed_statement(conn, query)
+            types = parameter_types(conn, typed)
+            # every `$n` of the statement is typed: it prepares, plans and binds
+            assert len(types) == analyze(typed).param_count, context
+            assert all(t in ("integer", "numeric", "text") for t in literal_types(conn, query).values()), context
+            sets, plan = sample_parameter_sets(conn, analyze(typed), Catalog(conn), n_sets=2, query=typed,
+                                               target=ValueTarget(rows_per_call=rows_per_call))
+            assert sets and not plan.problems, f"{context}: {plan.problems}"
+            found = 0
+            for values in sets:
+                with rolled_back(conn, statement_timeout_ms=10_000, lock_timeout_ms=2_000):
+                    doc = analyze_once(conn, typed, values)
+                found += doc["Plan"]["Actual Rows"]
+            # the values were solved through the expression: they find rows, like the application's
+            assert found > 0, f"{context}: {sets}"
+
+
+def test_a_statement_the_server_can_type_is_left_as_it_is(literals_db):
+    with psycopg.connect(literals_db, autocommit=True) as conn:
+        for query in ("SELECT id FROM prices WHERE cents = $1", "SELECT id FROM prices WHERE code = $1 || $2",
+                      "SELECT id FROM prices WHERE amount > round($1, $2)"):
+            assert typed_statement(conn, query) == query
+        # a statement broken for another reason is not "fixed" by casts
+        assert typed_statement(conn, "SELECT id FROM prices WHERE nope = $1 * $2") == \
+            "SELECT id FROM prices WHERE nope = $1 * $2"
+
+
+def test_the_price_band_of_the_quality_suite_is_measured_and_its_index_found(literals_db):
+    rng = random.Random(5)
+    query, rows_per_call = _normalized(literals_db, "cents BETWEEN %s * 100 AND %s * 100 + 99",
+                                       lambda r: (lambda v: (v, v))(r.randint(1, 999)), rng)
+    assert "$3" in query   # pg_stat_statements made the literals parameters
+    settings = AuditSettings(bench=BenchSettings(runs=3, param_sets=2, measure_write_cost=False))
+    with psycopg.connect(literals_db, autocommit=True) as conn:
+        best = recommend_statement(conn, query, settings, mean_rows=rows_per_call)
+    assert best is not None and best["evidence"]["index"].startswith("public.prices (cents)")
+    assert best["evidence"]["index_used"] and best["measured_gain_pct"] > 50
