@@ -35,7 +35,7 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import ValueTarget, typed_statement
+from .bench.params import ValueTarget, inline_constants, typed_statement
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -146,13 +146,17 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     vectors = store.embeddings_for(store_conn, [q.fingerprint for q in queries])
     catalog = Catalog(target_conn)
+    # the application's literals in indexable expressions come back from the values it was logged with
+    seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries], settings.observed)
     rows: list[dict] = []
     unparseable: list[dict] = []
     no_candidates = 0
     usage: dict[str, int] = {}
     for q in queries:
         try:
-            shape = analyze_with_catalog(typed_statement(target_conn, q.query_text), catalog)
+            text, _seen = inline_constants(target_conn, typed_statement(target_conn, q.query_text),
+                                           seen.get(q.fingerprint))
+            shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
             unparseable.append({"queryid": q.queryid, "reason": str(exc)})
             continue
@@ -288,7 +292,8 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
         q = queries[qid]
         # the `$n` pg_stat_statements made of literals, typed as those literals were
-        text = typed_statement(sandbox_conn, q.query_text)
+        text, observed = inline_constants(sandbox_conn, typed_statement(sandbox_conn, q.query_text),
+                                          seen.get(q.fingerprint))
         try:
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
@@ -311,7 +316,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             items[qid] = prepare(sandbox_conn, qid, text, shape, catalog, settings.bench,
                                  partial_values(shape, cands_of.get(qid, [])),
                                  target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
-                                 observed=seen.get(q.fingerprint))
+                                 observed=observed)
         except psycopg.Error as exc:
             unmeasured[qid] = _unbindable(exc)
 

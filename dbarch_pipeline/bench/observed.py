@@ -193,9 +193,12 @@ def parse_log(name: str, text: str) -> Iterator[LogEntry]:
 
 # -- literals of simple-protocol statements ----------------------------------------------------------------
 
-def literal_values(normalized: str, logged: str) -> tuple[str, ...] | None:
+def literal_values(normalized: str, logged: str, params: Sequence[str | None] | None = None
+                   ) -> tuple[str | None, ...] | None:
     """The values a statement sent as literals, in the order of pg_stat_statements' `$n`: the two
-    texts are tokenized and walked together; None when they do not line up."""
+    texts are tokenized and walked together; None when they do not line up. With the values bound
+    to the logged statement's own `$k` (`params`), a `$n` that stands for one of them takes its value,
+    so a statement holding both (`substr(code, 1, 8) = $1`) is lined up whole."""
     from sqlglot.dialects.postgres import Postgres
     from sqlglot.errors import SqlglotError
     from sqlglot.tokens import TokenType
@@ -216,6 +219,13 @@ def literal_values(normalized: str, logged: str) -> tuple[str, ...] | None:
             if j < len(seen) and seen[j].token_type in (TokenType.DASH, TokenType.PLUS):
                 sign = "-" if seen[j].token_type == TokenType.DASH else ""
                 j += 1
+            if (params is not None and j + 1 < len(seen) and seen[j].token_type == TokenType.PARAMETER
+                    and seen[j + 1].token_type == TokenType.NUMBER and not sign
+                    and 1 <= int(seen[j + 1].text) <= len(params)):
+                values[n] = params[int(seen[j + 1].text) - 1]
+                j += 2
+                i += 2
+                continue
             if j >= len(seen) or seen[j].token_type not in (TokenType.STRING, TokenType.NUMBER, TokenType.NATIONAL_STRING,
                                                             TokenType.BIT_STRING, TokenType.HEX_STRING, TokenType.TRUE,
                                                             TokenType.FALSE):
@@ -389,6 +399,9 @@ def match(entries: Iterable[LogEntry], queries: Sequence[SlowQuery], *, database
         if q is None or counts[q.queryid] == 0:
             continue
         values = e.params if e.params is not None else literal_values(q.query_text, e.statement)
+        if e.params is not None and len(e.params) != counts[q.queryid]:
+            # bound values and literals together: pg_stat_statements numbered the literals after them
+            values = literal_values(q.query_text, e.statement, e.params)
         if values is None or len(values) != counts[q.queryid]:
             continue
         if any(v is not None and v.endswith("...") for v in values):

@@ -285,6 +285,54 @@ def typed_statement(conn: psycopg.Connection, query: str) -> str:
     return "".join(out)
 
 
+def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Sequence[str | None]] | None
+                     ) -> tuple[str, list[tuple[str | None, ...]] | None]:
+    """The statement with the application's literals back in its indexable expressions, and the
+    observed sets for the `$n` left (renumbered).
+
+    pg_stat_statements turns `substr(code, 1, 8) = $1` into `substr(code, $2, $3) = $1`: no index
+    can be built on an expression holding parameters. The server log holds the statement as the
+    application sent it, so the observed values of such a `$n` (one inside an expression over a
+    table's columns) are the literals; when every observed set agrees on one, it goes back into the
+    text, typed as PostgreSQL inferred it. Without observed values the text is left as it is."""
+    if not observed:
+        return query, list(observed) if observed is not None else None
+    try:
+        tree = parse(query)
+    except UnparseableQuery:
+        return query, list(observed)
+    inside: set[int] = set()
+    for param in tree.find_all(exp.Parameter):
+        n = _param_index(param)
+        node, child = param.parent, param
+        while node is not None and not isinstance(node, (*COMPARISONS, exp.Between, exp.In, exp.Like, exp.ILike,
+                                                          *GIN, exp.Where, exp.Select)):
+            node, child = node.parent, node
+        if n is not None and node is not None and not isinstance(node, (exp.Where, exp.Select)) \
+                and any(True for _ in child.find_all(exp.Column)):
+            inside.add(n)
+    count = max((n for n, _s, _e in _param_tokens(query)), default=0)
+    sets = [tuple(v) for v in observed if len(v) == count]
+    constants = {n: sets[0][n - 1] for n in sorted(inside)
+                 if sets and sets[0][n - 1] is not None and all(v[n - 1] == sets[0][n - 1] for v in sets)}
+    if not constants:
+        return query, list(observed)
+    types = parameter_types(conn, query)
+    kept = [n for n in range(1, count + 1) if n not in constants]
+    number = {old: new for new, old in enumerate(kept, 1)}
+    out, pos = [], 0
+    for n, start, end in _param_tokens(query):
+        out.append(query[pos:start])
+        if n in constants:
+            literal = "'" + constants[n].replace("'", "''") + "'"
+            out.append(f"{literal}::{types[n]}" if types.get(n) else literal)
+        else:
+            out.append(f"${number[n]}")
+        pos = end
+    out.append(query[pos:])
+    return "".join(out), [tuple(v[n - 1] for n in kept) for v in sets]
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
