@@ -1,0 +1,93 @@
+"""An application statement the allow-list refuses is never executed by an audit, only planned.
+
+The statement calls a PL/pgSQL function that writes a row to a side table and raises a NOTICE.
+A rolled-back transaction would undo the row, so the row alone proves nothing: pg_stat_statements
+(with `track = all`, which counts the statements a function runs, whether or not their transaction
+later rolls back) is the witness, and so is the NOTICE, which would reach the connection dbarch
+works on. The advisor runs on the statement as an audit does (candidates, values calibrated against
+pg_stat_statements' rows per call and mean time, baseline and candidate measurements); afterwards
+the function's INSERT has run exactly as often as the application ran it, no NOTICE arrived, the
+side table is as the test left it, and the evidence names why the statement was only costed."""
+
+from __future__ import annotations
+
+import psycopg
+
+from dbarch_pipeline import demo
+from dbarch_pipeline.advisor.analyze import analyze
+from dbarch_pipeline.advisor.candidates import candidates_for
+from dbarch_pipeline.advisor.catalog import Catalog
+from dbarch_pipeline.bench.params import ValueTarget
+from dbarch_pipeline.bench.runner import BenchSettings, benchmark_statement
+from dbarch_pipeline.db import connect
+
+from .conftest import fresh_database
+
+WITNESS = ("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+           "WHERE datname = current_database()) AND query LIKE 'INSERT INTO side_effects%'")
+
+
+def _db() -> str:
+    url = fresh_database("dbarch_test_never_run")
+    with psycopg.connect(url, autocommit=True) as conn:
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{db}" SET pg_stat_statements.track = \'all\'')
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE items (id int PRIMARY KEY, shelf int NOT NULL, code text NOT NULL);
+            INSERT INTO items SELECT g, g % 2500, md5(g::text) FROM generate_series(1, 40000) g;
+            CREATE TABLE side_effects (shelf int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+            CREATE FUNCTION noted(s int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                INSERT INTO side_effects (shelf) VALUES (s);
+                RAISE NOTICE 'noted(%) ran', s;
+                RETURN true;
+            END $$""")
+        conn.execute("VACUUM ANALYZE items")
+        demo.reset_statistics(conn)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        for shelf in range(8):
+            conn.execute("SELECT id, code FROM items WHERE shelf = %s AND noted(shelf)", (shelf,))
+        assert len(notices) == 8 * 16      # the application ran it: 16 rows per shelf, one NOTICE each
+        conn.execute("TRUNCATE side_effects")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    return url
+
+
+def test_a_statement_the_allow_list_refuses_is_planned_never_run(server):
+    url = _db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ran_before = conn.execute(WITNESS).fetchone()[0]
+        query, rows, mean_ms = conn.execute(
+            "SELECT query, rows::float8 / calls, mean_exec_time FROM pg_stat_statements "
+            "WHERE query LIKE 'SELECT id, code FROM items%'").fetchone()
+    assert ran_before == 8 * 16          # the witness sees the application's own runs
+    assert "$1" in query
+
+    notices: list[str] = []
+    with connect(url, "sandbox") as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        catalog = Catalog(conn)
+        shape = analyze(query)
+        cands, _ = candidates_for(shape, catalog, min_table_rows=1000)
+        assert cands, "the statement has an index candidate (shelf): the benchmark has work to do"
+        results = benchmark_statement(conn, query, shape, cands, catalog,
+                                      BenchSettings(runs=2, param_sets=2, measure_write_cost=False),
+                                      target=ValueTarget(rows_per_call=rows, mean_ms=mean_ms))
+
+    assert notices == []
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(WITNESS).fetchone()[0] == ran_before      # not one more run, not even rolled back
+        assert conn.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
+    assert results and all("noted(integer)" in r["evidence"]["not_executed"] for r in results)
+    assert all(r["evidence"]["confidence_parts"] == {"planner_only": True} for r in results)
+    assert all(r["cost_before"] is not None and r["cost_after"] is not None for r in results)
+
+    # the witness works: one run in a transaction that rolls back leaves no row but is counted
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT id, code FROM items WHERE shelf = %s AND noted(shelf)", (0,))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert conn.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
+        assert conn.execute(WITNESS).fetchone()[0] == ran_before + 16
