@@ -35,7 +35,7 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import ValueTarget, inline_constants, typed_statement
+from .bench.params import ValueTarget, hidden_literals, inline_constants, typed_statement
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -301,7 +301,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             continue
         if not tables.intersection(shape.tables) and qid not in rewritten:
             if qid not in cands_of:
-                unmeasured[qid] = "no candidate index (already indexed, table too small, or nothing an index can serve)"
+                hidden = hidden_literals(text)
+                unmeasured[qid] = (f"no candidate index: {hidden}" if hidden else
+                                   "no candidate index (already indexed, table too small, or nothing an index can serve)")
             continue
         reason = unsafe_reason(shape)
         if reason:

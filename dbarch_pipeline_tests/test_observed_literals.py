@@ -19,7 +19,7 @@ from dbarch_pipeline.advisor.catalog import Catalog
 from dbarch_pipeline.advisor.plan import analyze_planned, normalized, plan_uses_candidate
 from dbarch_pipeline.bench.measure import _explain
 from dbarch_pipeline.bench.observed import literal_values
-from dbarch_pipeline.bench.params import inline_constants, typed_statement
+from dbarch_pipeline.bench.params import hidden_literals, inline_constants, typed_statement
 
 from .conftest import fresh_database
 
@@ -124,3 +124,11 @@ def test_a_logged_statement_with_literals_and_bound_values_is_lined_up():
     assert literal_values(normalized, logged, ["7", "8"]) == ("7", "8", "100", "100", "99", "x")
     # a logged `$k` beyond the bound values does not line up
     assert literal_values(normalized, logged.replace("$2", "$9"), ["7", "8"]) is None
+
+
+def test_without_the_log_the_missing_literals_are_the_named_reason():
+    reason = hidden_literals("SELECT id FROM codes WHERE substr(code, $2, $3) = $1")
+    assert reason and "$2, $3" in reason and "server log" in reason
+    for query in ("SELECT id FROM codes WHERE substr(code, 1, 8) = $1",
+                  "SELECT id FROM codes WHERE cents BETWEEN $1 * $3 AND $2 * $4 + $5"):
+        assert hidden_literals(query) is None     # nothing an index needs is missing

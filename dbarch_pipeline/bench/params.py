@@ -285,6 +285,41 @@ def typed_statement(conn: psycopg.Connection, query: str) -> str:
     return "".join(out)
 
 
+def _in_expressions(query: str) -> dict[int, str]:
+    """`$n` -> the SQL of the expression over a table's columns it sits in, for every `$n` inside
+    the column side of a comparison (`substr(code, $2, $3) = $1`: $2 and $3)."""
+    try:
+        tree = parse(query)
+    except UnparseableQuery:
+        return {}
+    out: dict[int, str] = {}
+    for param in tree.find_all(exp.Parameter):
+        n = _param_index(param)
+        node, child = param.parent, param
+        while node is not None and not isinstance(node, (*COMPARISONS, exp.Between, exp.In, exp.Like, exp.ILike,
+                                                          *GIN, exp.Where, exp.Select)):
+            node, child = node.parent, node
+        if n is not None and node is not None and not isinstance(node, (exp.Where, exp.Select)) \
+                and any(True for _ in child.find_all(exp.Column)):
+            out.setdefault(n, child.sql(dialect="postgres"))
+    return out
+
+
+def hidden_literals(query: str) -> str | None:
+    """Why an expression of the statement cannot get an index without the server log, or None:
+    it holds `$n` that pg_stat_statements made of the application's literals."""
+    found = _in_expressions(query)
+    if not found:
+        return None
+    by_expression: dict[str, list[int]] = defaultdict(list)
+    for n, text in sorted(found.items()):
+        by_expression[text].append(n)
+    text, params = next(iter(by_expression.items()))
+    names = ", ".join(f"${n}" for n in params)
+    return (f"{text} holds {names}, which pg_stat_statements put in place of the application's constants: an "
+            "index on it needs their values, which only the server log keeps (log_min_duration_statement)")
+
+
 def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Sequence[str | None]] | None
                      ) -> tuple[str, list[tuple[str | None, ...]] | None]:
     """The statement with the application's literals back in its indexable expressions, and the
@@ -297,20 +332,7 @@ def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Se
     text, typed as PostgreSQL inferred it. Without observed values the text is left as it is."""
     if not observed:
         return query, list(observed) if observed is not None else None
-    try:
-        tree = parse(query)
-    except UnparseableQuery:
-        return query, list(observed)
-    inside: set[int] = set()
-    for param in tree.find_all(exp.Parameter):
-        n = _param_index(param)
-        node, child = param.parent, param
-        while node is not None and not isinstance(node, (*COMPARISONS, exp.Between, exp.In, exp.Like, exp.ILike,
-                                                          *GIN, exp.Where, exp.Select)):
-            node, child = node.parent, node
-        if n is not None and node is not None and not isinstance(node, (exp.Where, exp.Select)) \
-                and any(True for _ in child.find_all(exp.Column)):
-            inside.add(n)
+    inside = set(_in_expressions(query))
     count = max((n for n, _s, _e in _param_tokens(query)), default=0)
     sets = [tuple(v) for v in observed if len(v) == count]
     constants = {n: sets[0][n - 1] for n in sorted(inside)
