@@ -124,3 +124,21 @@ def test_the_price_band_of_the_quality_suite_is_measured_and_its_index_found(lit
         best = recommend_statement(conn, query, settings, mean_rows=rows_per_call)
     assert best is not None and best["evidence"]["index"].startswith("public.prices (cents)")
     assert best["evidence"]["index_used"] and best["measured_gain_pct"] > 50
+
+
+def test_an_aggregate_is_calibrated_on_the_clock(literals_db):
+    """rows/calls cannot tell an aggregate's values apart (one row whatever the window): the level
+    is bisected on the clock against the statement's mean time instead (the same bisection as on
+    PostgreSQL's row estimate, with the clock as the measure)."""
+    query = "SELECT count(*), sum(amount) FROM prices WHERE cents > $1"
+    with psycopg.connect(literals_db, autocommit=True) as conn:
+        with rolled_back(conn, statement_timeout_ms=10_000, lock_timeout_ms=2_000):
+            doc = analyze_once(conn, query, ["50000"])
+        mean_ms = float(doc["Plan"].get("Actual Total Time") or 1.0)
+        sets, plan = sample_parameter_sets(conn, analyze(query), Catalog(conn), n_sets=2, query=query,
+                                           target=ValueTarget(rows_per_call=1.0, mean_ms=mean_ms))
+    assert sets and not plan.problems
+    assert plan.calibration["method"] == "time", plan.calibration
+    assert 0.0 <= plan.calibration["level"] <= 1.0
+    # the probe ran the statement: its time is of the order of the target's (the same sequential scan)
+    assert mean_ms / 10 < plan.calibration["probe_ms"] < mean_ms * 10, (mean_ms, plan.calibration)

@@ -1091,19 +1091,7 @@ class _Builder:
             return None
         goal = max(rows, 1.0)
         best = min(((0.0, lo_est), (1.0, hi_est)), key=lambda p: abs(math.log(max(p[1], 1.0) / goal)))
-        lo, hi = 0.0, 1.0
-        for _ in range(CALIBRATION_STEPS):
-            mid = (lo + hi) / 2
-            e = est(_level(mid))
-            if e is None:
-                break
-            if abs(math.log(max(e, 1.0) / goal)) < abs(math.log(max(best[1], 1.0) / goal)):
-                best = (_level(mid), e)
-            if e < goal:
-                lo = mid
-            else:
-                hi = mid
-        return best
+        return _bisect(est, goal, CALIBRATION_STEPS, floor=1.0, best=best)
 
     def _by_time(self, query: str, mean_ms: float, timeout_ms: int) -> tuple[float, float] | None:
         """The level whose first parameter set runs closest to the observed mean time (bisection with
@@ -1124,20 +1112,30 @@ class _Builder:
             except psycopg.Error:
                 return None
 
-        lo, hi = 0.0, 1.0
-        best: tuple[float, float] | None = None
-        for _ in range(TIME_STEPS):
-            mid = (lo + hi) / 2
-            ms = clock(_level(mid))
-            if ms is None:
-                return best
-            if best is None or abs(math.log(max(ms, 1e-3) / mean_ms)) < abs(math.log(max(best[1], 1e-3) / mean_ms)):
-                best = (_level(mid), ms)
-            if ms < mean_ms:
-                lo = mid
-            else:
-                hi = mid
-        return best
+        return _bisect(clock, mean_ms, TIME_STEPS, floor=1e-3)
+
+
+def _bisect(measure, goal: float, steps: int, *, floor: float, best: tuple[float, float] | None = None
+            ) -> tuple[float, float] | None:
+    """(level, measure) closest to `goal` in ratio, by bisection on a measure that grows with the
+    level (PostgreSQL's row estimate, or the clock); `floor` keeps tiny values comparable, `best`
+    is what is known already. Stops at the first level the measure cannot be taken at (None)."""
+    def distance(value: float) -> float:
+        return abs(math.log(max(value, floor) / goal))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        value = measure(_level(mid))
+        if value is None:
+            break
+        if best is None or distance(value) < distance(best[1]):
+            best = (_level(mid), value)
+        if value < goal:
+            lo = mid
+        else:
+            hi = mid
+    return best
 
 
 def _level(u: float) -> float:
