@@ -982,8 +982,9 @@ class _Builder:
                 value = "{" + _array_item(value) + "}"     # ?| and ?& take an array of keys
             if slot.value_sql and ptype and slot.op in ("eq", "range", "in"):
                 try:
-                    value = solve(self.conn, self._with_constants(slot.value_sql), ptype, value, col.type)
-                    how[n] = f"{slot.value_sql} solved for $1 to meet {how[n]}"
+                    expression = self._with_constants(slot.value_sql)
+                    value = solve(self.conn, expression, ptype, value, col.type)
+                    how[n] = f"{expression} solved for $1 to meet {how[n]}"
                 except (Unsolvable, psycopg.Error) as exc:
                     why = exc if isinstance(exc, Unsolvable) else _first_line(exc)
                     if bind_problem(self.conn, n, value, ptype) is not None:
