@@ -69,7 +69,9 @@ def _shape(rng: random.Random) -> tuple[str, object]:
 def _normalized(url: str, where: str, args, rng: random.Random) -> tuple[str, float]:
     """The statement as pg_stat_statements keeps it after the application ran it, and its rows/call."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
+        # this database's statements only: other databases of the server may be in use
+        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                     "WHERE datname = current_database()), 0)")
         for _ in range(3):
             conn.execute(f"SELECT id FROM prices WHERE {where}", args(rng))
         row = conn.execute("SELECT query, rows::float8 / calls FROM pg_stat_statements "
