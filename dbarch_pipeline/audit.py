@@ -52,7 +52,7 @@ class AuditSettings:
     min_gain_pct: float = 10.0          # below this measured gain, no recommendation
     similar_limit: int = 5
     storage_budget_mb: float = 0.0      # 0: no budget
-    max_indexes: int = 10               # beyond it, proven indexes are listed as next in line
+    max_indexes: int = 0                # 0: no cap (cost-benefit decides); else beyond it, next in line
     observed: observed_values.ObservedSettings = field(default_factory=observed_values.ObservedSettings)
     time_budget_s: float = 0.0          # 0: none; else the measurement stage stops when it is spent
 
