@@ -360,6 +360,11 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             declined[ddl] = "makes another statement slower"
         elif storage_budget_bytes is not None and used_bytes + choice.index_bytes > storage_budget_bytes:
             declined[ddl] = "does not fit the storage budget"
+        elif choice.write_cost_ms_per_s and (low := sum(choice.bounds.get(q, (v, v))[0] for q, v in
+                                                        choice.savings.items() if v > 0)) <= choice.write_cost_ms_per_s:
+            declined[ddl] = (f"its read benefit {reads:.3f} ms/s does not surely clear its write upkeep "
+                             f"{choice.write_cost_ms_per_s:.3f} ms/s (low end of the measured interval "
+                             f"{low:.3f} ms/s)")
         else:
             declined[ddl] = "a chosen index already serves its statements as well"
 
