@@ -22,7 +22,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
-from .bench.evaluate import SIDE_EFFECT_CAP
+from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
@@ -609,10 +609,22 @@ def unmeasured(benchmarks: list[dict]) -> list[dict]:
 
 def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
                         min_gain_pct: float = 10.0) -> float:
-    """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal,
-    and by a quarter when the sampled values ran far slower than the application's calls do (the
-    sample then tested a heavier case than the workload sends)."""
-    confidence = row["confidence"] or 0.0
+    """The confidence a reviewer reads (see confidence_basis)."""
+    return confidence_basis(row, choice, observed_ms, min_gain_pct)[0]
+
+
+def confidence_basis(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
+                     min_gain_pct: float = 10.0) -> tuple[float, list[str]]:
+    """The benchmark's confidence taken from the parameter sets whose values stand for the
+    application's (guessed values alone stay below the pull-request bar), lowered in proportion
+    to the index's upkeep when it is marginal, and kept below the bar when the sampled values ran
+    far slower than the application's calls (the sample then tested a heavier case than the workload
+    sends). Returns the confidence and what changed it."""
+    notes: list[str] = []
+    confidence, why = trusted_confidence(row["evidence"], row["confidence"] or 0.0,
+                                         cross=bool(row["evidence"].get("cross_statement")))
+    if why:
+        notes.append(why)
     if row["evidence"].get("source") == "advisor+gemini":
         # the advisor and Gemini proposed the same index, and the clock agreed: a little more sure;
         # Gemini alone never raises a confidence
@@ -620,12 +632,18 @@ def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: floa
                                          clock_confirms=(_gain(row) or 0) >= min_gain_pct)
     if choice is not None and choice.marginal and choice.read_benefit_ms_per_s > 0:
         confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
-    if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms:
-        confidence *= 0.75
-    if row["evidence"].get("cross_statement"):
+        notes.append(f"marginal: write upkeep {choice.write_cost_ms_per_s:.3f} ms/s against reads "
+                     f"{choice.read_benefit_ms_per_s:.3f} ms/s")
+    if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms \
+            and confidence > GUESSED_CAP:
+        confidence = GUESSED_CAP
+        notes.append(f"the sampled values ran {row['ms_before'] / observed_ms:.1f}x slower than the application's "
+                     "calls: they tested a heavier case than the workload sends")
+    if row["evidence"].get("cross_statement") and confidence > SIDE_EFFECT_CAP:
         # a side effect on another statement never carries a pull request by itself
-        confidence = min(confidence, SIDE_EFFECT_CAP)
-    return round(confidence, 3)
+        confidence = SIDE_EFFECT_CAP
+        notes.append("a side effect on a statement the index was not proposed for")
+    return round(confidence, 3), notes
 
 
 def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings,
@@ -652,6 +670,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                             sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
                             if b["ms_before"] and q.mean_exec_ms else None,
                             similar_optimizations=similar.get(queryid, []))
+            confidence, evidence["confidence_notes"] = confidence_basis(b, choice, q.mean_exec_ms, settings.min_gain_pct)
             shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
             if evidence.get("configuration"):
                 others = [m["label"] for m in evidence["configuration"] if m["ddl"] != ddl]
@@ -664,7 +683,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                 "query_text": q.query_text, "recommendation": text,
                 "kind": "index", "ddl": ddl, "performance_gain": b["measured_gain_pct"],
                 "estimated_gain": b["estimated_gain_pct"],
-                "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
+                "confidence": confidence,
                 "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
             })
     for queryid, b in rewrites.items():
