@@ -22,7 +22,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
-from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence
+from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence, trusted_view
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
@@ -540,13 +540,16 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
                         queries: list[SlowQuery] | None = None, benchmarks: list[dict] | None = None
                         ) -> Selection:
     """The workload-wide choice for one snapshot (pure given the store's rows, so the log and the
-    report always agree); callers that already hold the rows pass them."""
+    report always agree); callers that already hold the rows pass them. Each row is taken as its
+    trusted parameter sets measured it (bench.evaluate.trusted_view)."""
     if queries is None:
         queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     if benchmarks is None:
         benchmarks = store.benchmarks(store_conn, snap["snapshot_id"])
     budget = int(settings.storage_budget_mb * 1_048_576) if settings.storage_budget_mb > 0 else None
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
+    # where some parameter sets were guessed and others observed or calibrated, the latter decide
+    benchmarks = [trusted_view(b) for b in benchmarks]
     return select_indexes(benchmarks, rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,

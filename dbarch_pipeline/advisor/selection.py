@@ -6,17 +6,25 @@ timed with the best candidates of each table built together (a *configuration*).
 often each statement runs (calls per second over the pg_stat_statements window), that is the read
 benefit; upkeep is the table's write rate in the same window times the write cost per row measured
 for that index. A greedy pass, in the manner of Microsoft's DTA, then adds the move (one index, or
-the missing members of a configuration) with the largest net benefit given what is already picked,
-until nothing adds a meaningful gain or the storage budget runs out. A statement's saving under a
-set of indexes is the best of what any single index of the set, or any configuration wholly inside
-the set, measured for it: a join that needs two indexes is credited only when both are picked.
+the missing members of a configuration) with the largest net benefit given what is already picked.
+A statement's saving under a set of indexes is the best of what any single index of the set, or any
+configuration wholly inside the set, measured for it: a join that needs two indexes is credited only
+when both are picked.
 
-A move counts only when the clock tells its improvement apart from noise (its bootstrap interval
-clears the current one; for a statement nothing serves yet, the planner's estimate may vouch for
-timings that stay within noise). Moves not told apart from the best (within 10%, or overlapping
-intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the surer
-benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name, so a re-run on unchanged data picks the same set. Picks beyond `max_indexes` are not dropped: they stay ranked as
-*next in line*.
+There is no count cap by default: the pass stops when no move's saving clears its cost, judged at
+the low end of the clock's 95% interval (the saving the measurements vouch for, minus the write
+upkeep in the same window and any statement it slows), or when the optional storage budget runs
+out. A move counts only when the clock tells its improvement apart from noise (its bootstrap
+interval clears the current one; for a statement nothing serves yet, the planner's estimate may
+vouch for timings that stay within noise). Moves not told apart from the best (within 10%, or
+overlapping intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the
+surer benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name.
+
+A final pass makes the set the same on every run over unchanged data: each chosen index, the most
+complex first, is dropped when the rest serve every statement as well within noise, or replaced by
+a smaller, simpler index of the same table that does (smaller by powers of two, then the shorter
+definition, then the name; never which timing came out faster). An explicit `max_indexes` keeps
+the proven picks beyond it ranked as *next in line*.
 
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
 ...              estimated_gain_pct=90.0, confidence=0.9, cost_after=1.0,
