@@ -22,7 +22,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
-from .bench.evaluate import SIDE_EFFECT_CAP
+from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence, trusted_view
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
@@ -52,7 +52,7 @@ class AuditSettings:
     min_gain_pct: float = 10.0          # below this measured gain, no recommendation
     similar_limit: int = 5
     storage_budget_mb: float = 0.0      # 0: no budget
-    max_indexes: int = 10               # beyond it, proven indexes are listed as next in line
+    max_indexes: int = 0                # 0: no cap (cost-benefit decides); else beyond it, next in line
     observed: observed_values.ObservedSettings = field(default_factory=observed_values.ObservedSettings)
     time_budget_s: float = 0.0          # 0: none; else the measurement stage stops when it is spent
 
@@ -550,13 +550,16 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
                         queries: list[SlowQuery] | None = None, benchmarks: list[dict] | None = None
                         ) -> Selection:
     """The workload-wide choice for one snapshot (pure given the store's rows, so the log and the
-    report always agree); callers that already hold the rows pass them."""
+    report always agree); callers that already hold the rows pass them. Each row is taken as its
+    trusted parameter sets measured it (bench.evaluate.trusted_view)."""
     if queries is None:
         queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     if benchmarks is None:
         benchmarks = store.benchmarks(store_conn, snap["snapshot_id"])
     budget = int(settings.storage_budget_mb * 1_048_576) if settings.storage_budget_mb > 0 else None
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
+    # where some parameter sets were guessed and others observed or calibrated, the latter decide
+    benchmarks = [trusted_view(b) for b in benchmarks]
     return select_indexes(benchmarks, rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
@@ -619,10 +622,22 @@ def unmeasured(benchmarks: list[dict]) -> list[dict]:
 
 def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
                         min_gain_pct: float = 10.0) -> float:
-    """The benchmark's confidence, lowered in proportion to the index's upkeep when it is marginal,
-    and by a quarter when the sampled values ran far slower than the application's calls do (the
-    sample then tested a heavier case than the workload sends)."""
-    confidence = row["confidence"] or 0.0
+    """The confidence a reviewer reads (see confidence_basis)."""
+    return confidence_basis(row, choice, observed_ms, min_gain_pct)[0]
+
+
+def confidence_basis(row: dict, choice: IndexChoice | None, observed_ms: float | None = None,
+                     min_gain_pct: float = 10.0) -> tuple[float, list[str]]:
+    """The benchmark's confidence taken from the parameter sets whose values stand for the
+    application's (guessed values alone stay below the pull-request bar), lowered in proportion
+    to the index's upkeep when it is marginal, and kept below the bar when the sampled values ran
+    far slower than the application's calls (the sample then tested a heavier case than the workload
+    sends). Returns the confidence and what changed it."""
+    notes: list[str] = []
+    confidence, why = trusted_confidence(row["evidence"], row["confidence"] or 0.0,
+                                         cross=bool(row["evidence"].get("cross_statement")))
+    if why:
+        notes.append(why)
     if row["evidence"].get("source") == "advisor+gemini":
         # the advisor and Gemini proposed the same index, and the clock agreed: a little more sure;
         # Gemini alone never raises a confidence
@@ -630,12 +645,18 @@ def adjusted_confidence(row: dict, choice: IndexChoice | None, observed_ms: floa
                                          clock_confirms=(_gain(row) or 0) >= min_gain_pct)
     if choice is not None and choice.marginal and choice.read_benefit_ms_per_s > 0:
         confidence *= max(0.0, 1.0 - choice.write_cost_ms_per_s / choice.read_benefit_ms_per_s)
-    if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms:
-        confidence *= 0.75
-    if row["evidence"].get("cross_statement"):
+        notes.append(f"marginal: write upkeep {choice.write_cost_ms_per_s:.3f} ms/s against reads "
+                     f"{choice.read_benefit_ms_per_s:.3f} ms/s")
+    if observed_ms and row["ms_before"] and row["ms_before"] > UNREPRESENTATIVE * observed_ms \
+            and confidence > GUESSED_CAP:
+        confidence = GUESSED_CAP
+        notes.append(f"the sampled values ran {row['ms_before'] / observed_ms:.1f}x slower than the application's "
+                     "calls: they tested a heavier case than the workload sends")
+    if row["evidence"].get("cross_statement") and confidence > SIDE_EFFECT_CAP:
         # a side effect on another statement never carries a pull request by itself
-        confidence = min(confidence, SIDE_EFFECT_CAP)
-    return round(confidence, 3)
+        confidence = SIDE_EFFECT_CAP
+        notes.append("a side effect on a statement the index was not proposed for")
+    return round(confidence, 3), notes
 
 
 def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSettings,
@@ -662,6 +683,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                             sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
                             if b["ms_before"] and q.mean_exec_ms else None,
                             similar_optimizations=similar.get(queryid, []))
+            confidence, evidence["confidence_notes"] = confidence_basis(b, choice, q.mean_exec_ms, settings.min_gain_pct)
             shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
             if evidence.get("configuration"):
                 others = [m["label"] for m in evidence["configuration"] if m["ddl"] != ddl]
@@ -674,7 +696,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                 "query_text": q.query_text, "recommendation": text,
                 "kind": "index", "ddl": ddl, "performance_gain": b["measured_gain_pct"],
                 "estimated_gain": b["estimated_gain_pct"],
-                "confidence": adjusted_confidence(b, choice, q.mean_exec_ms, settings.min_gain_pct),
+                "confidence": confidence,
                 "embedding": vectors.get(q.fingerprint), "evidence": evidence, "snapshot_id": snap["snapshot_id"],
             })
     for queryid, b in rewrites.items():

@@ -351,7 +351,7 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param-sets", type=int, help="parameter sets sampled per statement (default 4)")
     p.add_argument("--min-gain-pct", type=float, help="smallest measured gain worth recommending (default 10)")
     p.add_argument("--max-indexes", type=_non_negative(int), help="recommend at most this many indexes; proven "
-                   "ones beyond it are listed as next in line (default 10, 0: no cap)")
+                   "ones beyond it are listed as next in line (default 0: no cap; each index must save more than its write upkeep)")
     p.add_argument("--storage-budget-mb", type=_non_negative(float),
                    help="total size the recommended indexes may take (default 0: no budget)")
     p.add_argument("--time-budget", dest="time_budget_s", type=_non_negative(float), metavar="SECONDS",

@@ -208,8 +208,8 @@ def _ms(result: ConfigResult) -> dict[str, float]:
 
 
 def _calibrate(conn, wl, audits, name_of, param_sets, runs, base_ms, seed) -> list[dict]:
-    """Each index recommendation replayed alone with the application's values: is its statement
-    really >= 2x faster? (One build per distinct index and statement, in a rolled-back transaction.)"""
+    """Each index recommendation replayed alone (a configuration's member with the other members it
+    was recommended with) with the application's values: is its statement really >= 2x faster? (One build per distinct index and statement, in a rolled-back transaction.)"""
     by_name = {st.name: st for st in wl.statements}
     cache: dict[tuple[str, str], float | None] = {}
     records = []
@@ -219,12 +219,15 @@ def _calibrate(conn, wl, audits, name_of, param_sets, runs, base_ms, seed) -> li
                 continue
             name = name_of[r["queryid"]]
             st = by_name[name]
-            pair = (scoring.shape(r["ddl"]), name)
+            # a configuration's member is recommended "together with" the others: replayed with them
+            ddls = [m["ddl"] for m in (r.get("evidence") or {}).get("configuration") or []] or [r["ddl"]]
+            pair = (tuple(sorted(scoring.shape(d) for d in ddls)), name)
             if pair not in cache:
                 try:
                     with conn.transaction(force_rollback=True):
-                        conn.execute(sql.SQL(r["ddl"].replace("CONCURRENTLY ", "")))
-                        measure.analyze_expression_tables(conn, [("public", scoring.index_name(r["ddl"]))])
+                        for d in ddls:
+                            conn.execute(sql.SQL(d.replace("CONCURRENTLY ", "")))
+                        measure.analyze_expression_tables(conn, [("public", scoring.index_name(d)) for d in ddls])
                         cache[pair] = measure.time_statement(conn, st, param_sets[name], runs).ms
                 except psycopg.Error as exc:
                     print(f"  calibration: could not replay {r['ddl']}: {str(exc).splitlines()[0]}")

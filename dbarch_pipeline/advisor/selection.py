@@ -6,17 +6,25 @@ timed with the best candidates of each table built together (a *configuration*).
 often each statement runs (calls per second over the pg_stat_statements window), that is the read
 benefit; upkeep is the table's write rate in the same window times the write cost per row measured
 for that index. A greedy pass, in the manner of Microsoft's DTA, then adds the move (one index, or
-the missing members of a configuration) with the largest net benefit given what is already picked,
-until nothing adds a meaningful gain or the storage budget runs out. A statement's saving under a
-set of indexes is the best of what any single index of the set, or any configuration wholly inside
-the set, measured for it: a join that needs two indexes is credited only when both are picked.
+the missing members of a configuration) with the largest net benefit given what is already picked.
+A statement's saving under a set of indexes is the best of what any single index of the set, or any
+configuration wholly inside the set, measured for it: a join that needs two indexes is credited only
+when both are picked.
 
-A move counts only when the clock tells its improvement apart from noise (its bootstrap interval
-clears the current one; for a statement nothing serves yet, the planner's estimate may vouch for
-timings that stay within noise). Moves not told apart from the best (within 10%, or overlapping
-intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the surer
-benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name, so a re-run on unchanged data picks the same set. Picks beyond `max_indexes` are not dropped: they stay ranked as
-*next in line*.
+There is no count cap by default: the pass stops when no move's saving clears its cost, judged at
+the low end of the clock's 95% interval (the saving the measurements vouch for, minus the write
+upkeep in the same window and any statement it slows), or when the optional storage budget runs
+out. A move counts only when the clock tells its improvement apart from noise (its bootstrap
+interval clears the current one; for a statement nothing serves yet, the planner's estimate may
+vouch for timings that stay within noise). Moves not told apart from the best (within 10%, or
+overlapping intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the
+surer benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name.
+
+A final pass makes the set the same on every run over unchanged data: each chosen index, the most
+complex first, is dropped when the rest serve every statement as well within noise, or replaced by
+a smaller, simpler index of the same table that does (smaller by powers of two, then the shorter
+definition, then the name; never which timing came out faster). An explicit `max_indexes` keeps
+the proven picks beyond it ranked as *next in line*.
 
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
 ...              estimated_gain_pct=90.0, confidence=0.9, cost_after=1.0,
@@ -223,8 +231,14 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             spread = [sum(max(0.0, v - current.get(q, 0.0)) for q, v in saving(set(picked) | set(new), side).items())
                       + upkeep for side in (0, 1)]
             planner = sum(max(0.0, v) for v in saving(set(picked) | set(new), "planner").values()) + upkeep
+            # the planner vouches only for statements whose timings the clock could not tell apart
+            vouched = sum(max(0.0, v - current_planned.get(q, 0.0)) for q, v in planned.items()
+                          if low.get(q, 0.0) <= 0) + upkeep
             size = sum(options[d].index_bytes for d in new)
-            if net <= 0:
+            # the stopping rule: what the move saves must clear its upkeep (writes in the same window,
+            # and any statement it slows) at the low end of the clock's interval, or, for statements
+            # whose timings stay within noise, by the planner's estimate
+            if net <= 0 or max(spread[0], vouched) <= 0:
                 continue
             if storage_budget_bytes is not None and used_bytes + size > storage_budget_bytes:
                 continue
@@ -248,6 +262,81 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         used_bytes += size
         current = saving(set(picked))
         current_high, current_planned = saving(set(picked), 1), saving(set(picked), "planner")
+
+    def upkeep_of(ddls: set[str]) -> float:
+        return (sum(s for d in ddls for s in options[d].savings.values() if s < 0)
+                - sum(options[d].write_cost_ms_per_s for d in ddls))
+
+    def holds(before: set[str], after: set[str]) -> bool:
+        """Whether the clock cannot tell `after` from `before`: every statement `before` serves keeps
+        its saving within noise (within 10%, or its interval under `after` reaches the low end of
+        its interval under `before`) and stays above the bar if it was, and upkeep does not grow."""
+        point, low = saving(before), saving(before, 0)
+        point2, high2 = saving(after), saving(after, 1)
+        for q, s in point.items():
+            if s <= 0:
+                continue
+            s2, bar = point2.get(q, 0.0), baseline_rate.get(q, 0.0) * min_gain_pct / 100.0
+            if s >= bar > s2:
+                return False
+            if s2 < s * (1 - NET_NOISE) and high2.get(q, 0.0) < low.get(q, 0.0):
+                return False
+        up, up2 = upkeep_of(before), upkeep_of(after)
+        return up2 >= up - NET_NOISE * abs(up)
+
+    def simplicity(ddl: str) -> tuple:
+        # smaller first (by powers of two, as the tie rule), then the shorter definition (fewer
+        # columns, no INCLUDE), then the name: never which timing came out faster by noise
+        return (round(math.log2(options[ddl].index_bytes + 1)), len(ddl), ddl)
+
+    def canonical(fixed: set[str], movable: list[str]) -> dict[str, str | None]:
+        """The same set on every run over unchanged data: each movable index, the most complex
+        first, is dropped when the rest serve as well within noise, or replaced by a simpler
+        index of its table that does; repeated until nothing changes. Returns old -> new (None:
+        dropped)."""
+        now = list(movable)
+        changes: dict[str, str | None] = {}
+        changed = True
+        while changed:
+            changed = False
+            whole = fixed | set(now)
+            for ddl in sorted(now, key=simplicity, reverse=True):
+                table = options[ddl].table
+                alternatives: list[str | None] = [None] + sorted(
+                    (o for o in options if o not in whole and o not in declined and options[o].table == table
+                     and any(v > 0 for v in options[o].savings.values()) and simplicity(o) < simplicity(ddl)),
+                    key=simplicity)
+                for alt in alternatives:
+                    after = (whole - {ddl}) | ({alt} if alt else set())
+                    if storage_budget_bytes is not None and alt and sum(
+                            options[d].index_bytes for d in after) > storage_budget_bytes:
+                        continue
+                    if holds(whole, after):
+                        origin = next((k for k, v in changes.items() if v == ddl), ddl)
+                        changes[origin] = alt
+                        now = [alt if d == ddl else d for d in now if alt or d != ddl]
+                        changed = True
+                        break
+                if changed:
+                    break
+        return changes
+
+    within = [d for new, _, inside in picks if inside for d in new]
+    beyond = [d for new, _, inside in picks if not inside for d in new]
+    changes = canonical(set(), within)
+    changes |= canonical({changes.get(d, d) for d in within if changes.get(d, d)}, beyond)
+    if changes:
+        renamed = [(tuple(changes.get(d, d) for d in new if changes.get(d, d)), inside) for new, _, inside in picks]
+        picks, so_far = [], set()
+        for new, inside in renamed:
+            new = tuple(d for d in dict.fromkeys(new) if d not in so_far)
+            if not new:
+                continue
+            before_value = sum(v for v in saving(so_far).values() if v > 0) + upkeep_of(so_far)
+            so_far |= set(new)
+            net = sum(v for v in saving(so_far).values() if v > 0) + upkeep_of(so_far) - before_value
+            picks.append((new, net, inside))
+        used_bytes = sum(options[d].index_bytes for new, _, inside in picks if inside for d in new)
 
     chosen: list[IndexChoice] = []
     next_in_line: list[IndexChoice] = []
@@ -279,6 +368,11 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             declined[ddl] = "makes another statement slower"
         elif storage_budget_bytes is not None and used_bytes + choice.index_bytes > storage_budget_bytes:
             declined[ddl] = "does not fit the storage budget"
+        elif choice.write_cost_ms_per_s and (low := sum(choice.bounds.get(q, (v, v))[0] for q, v in
+                                                        choice.savings.items() if v > 0)) <= choice.write_cost_ms_per_s:
+            declined[ddl] = (f"its read benefit {reads:.3f} ms/s does not surely clear its write upkeep "
+                             f"{choice.write_cost_ms_per_s:.3f} ms/s (low end of the measured interval "
+                             f"{low:.3f} ms/s)")
         else:
             declined[ddl] = "a chosen index already serves its statements as well"
 

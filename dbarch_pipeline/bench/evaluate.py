@@ -7,15 +7,22 @@ then the runs within each set, and the ratio of the mean of the per-set medians 
 each time. From it:
 - the verdict: "faster" when the 95% interval of the ratio lies below 0.95, "slower" when it lies
   above 1.05, otherwise "within noise" (the audit then takes more runs, up to a limit);
-- the confidence, which is what a reviewer reads:
+- the confidence, which is what a reviewer reads: the share of the bootstrap's resamples in which
+  the statement is at least 2x faster with a 10% margin (2.2x),
 
-      confidence = 0.5 × P(at least 5% faster) + 0.5 × P(at least 2x faster, with a 10% margin)
+      confidence = P(speedup >= 2.2x)
 
-  both probabilities from the bootstrap. **What 0.8 promises:** at or above it, at least 9 in 10
-  recommendations are at least 2x faster when replayed with the same values — 0.8 needs at least
-  60% of the resamples at 2.2x or better, so the point estimate itself clears 2.2x and a replay
-  that loses the 10% margin still holds. Below 0.5 the speedup is real but under 2x, or not
-  separated from noise. `calibration_table` checks the promise on replayed suites.
+  so it rests on the low end of the measured speedup, not on its point estimate: 0.8 means the
+  lower 20% bound of the speedup clears 2.2x, 0.975 that the 95% interval's low end does.
+  **What 0.8 promises:** at or above it, at least 9 in 10 recommendations are at least 2x faster
+  when replayed with the application's values. A solid gain under 2x scores low: it is real and
+  still recommended, but it is not what the promise is about. `calibration_table` checks the
+  promise on replayed suites.
+- The values must be the application's, or behave like them: the resamples are drawn from the
+  parameter sets whose values were observed in the server log or calibrated to the statement's
+  rows per call; sets of guessed values (nothing tied them to the application) are left out when
+  others exist, and a measurement that only had guessed values cannot reach the pull-request bar
+  (`trusted_confidence`).
 - An index the plans never use scores 0; a statement that could only be costed (nothing timed) at
   most 0.4; a result "within noise" at most 0.4; a side-effect gain on another statement than the
   one the index was proposed for at most 0.5, so it never carries a pull request by itself.
@@ -28,6 +35,8 @@ give the same confidence.
 ('faster', 1.0)
 >>> confidence_from([[10, 11, 10, 9.7]], [[10, 10.5, 9.9, 10.2]], 0.1, used=True) < 0.3
 True
+>>> confidence_from([[10, 11, 10, 10.5]], [[6, 6.2, 6.1, 6.0]], 0.4, used=True)   # 1.7x: real, not 2x
+0.0
 """
 
 from __future__ import annotations
@@ -38,11 +47,14 @@ import random
 import statistics
 from typing import Iterable, Sequence
 
-WEIGHTS = {"faster": 0.5, "twice_as_fast": 0.5}
+WEIGHTS = {"twice_as_fast": 1.0}   # the confidence is this one probability; "faster" is shown, not weighed
 PART_MEANING = {
     "faster": "bootstrap probability that the statement is at least 5% faster (parameter sets and runs resampled)",
-    "twice_as_fast": "bootstrap probability that it is at least 2x faster, with a 10% margin (2.2x)",
+    "twice_as_fast": "bootstrap probability that it is at least 2x faster, with a 10% margin (2.2x), "
+                     "parameter sets and runs resampled",
 }
+TRUSTED_SOURCES = ("observed", "calibrated")
+GUESSED_CAP = 0.5            # guessed values only: below the pull-request bar
 MEANINGFUL_SPEEDUP = 0.05
 TARGET_SPEEDUP = 2.0
 REPLAY_MARGIN = 1.10         # 2x promised, 2.2x demanded of the resamples
@@ -132,6 +144,80 @@ def confidence_of(parts: dict, *, used: bool, cross: bool = False) -> float:
     if cross:
         value = min(value, SIDE_EFFECT_CAP)
     return round(value, 3)
+
+
+def trusted_sets(evidence: dict) -> list[int] | None:
+    """The parameter sets whose values were observed or calibrated, when only some were (None when
+    all were, none were, or the evidence does not say per set)."""
+    sources = (evidence.get("parameter_values") or {}).get("sources") or []
+    before = (evidence.get("before") or {}).get("timings_ms") or []
+    after = (evidence.get("after") or {}).get("timings_ms") or []
+    if not sources or len(sources) != len(before) or len(before) != len(after):
+        return None
+    trusted = [i for i, kinds in enumerate(sources) if kinds and all(k in TRUSTED_SOURCES for k in kinds)]
+    return trusted if 0 < len(trusted) < len(sources) else None
+
+
+def trusted_view(row: dict) -> dict:
+    """A benchmark row as the trusted parameter sets measured it: when some sets had guessed values
+    and others observed or calibrated ones, the time, gain, interval and verdict come from the
+    latter (a guessed `payload ? 'v'` that matches every row says nothing about the keys the
+    application asks for). The evidence keeps every timing and names the sets used.
+
+    >>> ev = {"parameter_values": {"sources": [["observed"], ["guessed"]]}, "index_used": True,
+    ...       "before": {"timings_ms": [[10, 10.2, 9.9], [10, 10.1, 9.8]]},
+    ...       "after": {"timings_ms": [[1, 1.1, 1.0], [9, 9.2, 9.1]]}, "confidence_parts": {}}
+    >>> v = trusted_view({"ms_before": 10.0, "ms_after": 5.1, "measured_gain_pct": 49.0, "confidence": 0.0,
+    ...                   "evidence": ev})
+    >>> v["ms_before"], v["ms_after"], v["measured_gain_pct"], v["evidence"]["trusted_sets"]
+    (10.0, 1.0, 90.0, [0])
+    """
+    ev = row.get("evidence") or {}
+    idx = trusted_sets(ev) if row.get("ms_before") is not None else None
+    if idx is None:
+        return row
+    before = [ev["before"]["timings_ms"][i] for i in idx]
+    after = [ev["after"]["timings_ms"][i] for i in idx]
+    ms_before = statistics.fmean(statistics.median(t) for t in before)
+    ms_after = statistics.fmean(statistics.median(t) for t in after)
+    used = bool(ev.get("index_used"))
+    parts = confidence_parts(before, after, None, used=used)
+    parts["planner_agrees"] = (ev.get("confidence_parts") or {}).get("planner_agrees")
+    return {**row, "ms_before": ms_before, "ms_after": ms_after, "measured_gain_pct": gain_pct(ms_before, ms_after),
+            "confidence": confidence_of(parts, used=used, cross=bool(ev.get("cross_statement"))),
+            "evidence": {**ev, "confidence_parts": parts, "verdict": parts["verdict"], "trusted_sets": idx}}
+
+
+def trusted_confidence(evidence: dict, confidence: float, *, cross: bool = False) -> tuple[float, str | None]:
+    """The confidence from the parameter sets whose values can stand for the application's.
+
+    evidence: a benchmark row's evidence (parameter_values.sources, one list per set; before/after
+    timings per set). When some sets were guessed and others observed or calibrated, the bootstrap
+    is redone on the trusted sets alone; when every set was guessed, the confidence is capped below
+    the pull-request bar. Returns (confidence, why it changed or None).
+
+    >>> ev = {"parameter_values": {"sources": [["observed"], ["guessed"]]}, "index_used": True,
+    ...       "before": {"timings_ms": [[10, 10.2, 9.9], [10, 10.1, 9.8]]},
+    ...       "after": {"timings_ms": [[1, 1.1, 1.0], [9, 9.2, 9.1]]}}
+    >>> trusted_confidence(ev, 0.3)
+    (1.0, 'from the 1 of 2 parameter sets whose values were observed or calibrated')
+    >>> ev["parameter_values"]["sources"] = [["guessed"], ["guessed"]]
+    >>> trusted_confidence(ev, 0.9)
+    (0.5, 'every parameter value was guessed: nothing ties it to what the application sends')
+    """
+    sources = (evidence.get("parameter_values") or {}).get("sources") or []
+    if sources and not any(kinds and all(k in TRUSTED_SOURCES for k in kinds) for kinds in sources):
+        if confidence > GUESSED_CAP:
+            return GUESSED_CAP, "every parameter value was guessed: nothing ties it to what the application sends"
+        return confidence, None
+    trusted = trusted_sets(evidence)
+    if trusted is None:
+        return confidence, None
+    before, after = evidence["before"]["timings_ms"], evidence["after"]["timings_ms"]
+    used = bool(evidence.get("index_used"))
+    value = confidence_from([before[i] for i in trusted], [after[i] for i in trusted], None, used=used, cross=cross)
+    return value, (f"from the {len(trusted)} of {len(sources)} parameter sets whose values were observed or "
+                   "calibrated")
 
 
 def confidence_from(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],

@@ -21,7 +21,7 @@ class AuditSettingsResource(dg.ConfigurableResource):
     max_candidates_per_query: int = 6
     min_gain_pct: float = 10.0
     storage_budget_mb: float = 0.0
-    max_indexes: int = 10
+    max_indexes: int = 0    # 0: no count cap; cost-benefit decides
     # parameter values observed in the server log (DBARCH_OBSERVED_PARAMS=off also switches them off)
     observed_params: bool = True
     observed_keep: int = 50
