@@ -11,8 +11,14 @@ snapshot (slow_query_snapshot), embeddings (query_embeddings), recommendations
 the audit has. Goal (issue 10): 100 statements on tables of millions of rows in under 5 minutes on 2
 cores, excluding the LLM. Asserts nothing; prints a table to paste, and the load average.
 
+`--profile` also times the benchmark stage's parts (value calibration, the allow-list check,
+baselines, index builds, interleaved timing, bootstrap, re-planning, write cost, configurations) by
+wrapping those functions with a clock, and prints where the seconds went (calls, seconds; parts nest,
+so they do not add up). `--keep-target` keeps the loaded database, and a later run with the same
+seed and scale reuses it (no reload).
+
 Run alone: .venv/bin/python benchmarks/bench_scaling.py [--scale 4] [--counts 10,50,100] [--seed 7]
-           [--setting name=value ...]   (extra audit settings, e.g. a time budget where the audit has one)
+           [--setting name=value ...] [--profile] [--keep-target]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dagster as dg  # noqa: E402
 import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from dbarch_pipeline import embedded, report  # noqa: E402
 from dbarch_pipeline.embedded import drop_database, recreate_database  # noqa: E402
@@ -54,6 +61,74 @@ def _value(text: str):
         except ValueError:
             pass
     return text
+
+
+class StageClock:
+    """Calls and seconds of named functions, measured by wrapping them where they are looked up."""
+
+    # (module, attribute, label): the module the caller looks the function up in
+    PARTS = (
+        ("dbarch_pipeline.audit", "prepare", "prepare (values + baseline), per statement"),
+        ("dbarch_pipeline.bench.runner", "check_statement", "  allow-list check"),
+        ("dbarch_pipeline.bench.runner", "sample_parameter_sets", "  parameter values (calibration)"),
+        ("dbarch_pipeline.bench.runner", "measure", "  baseline / plain timing (measure)"),
+        ("dbarch_pipeline.audit", "whatif", "HypoPG screening"),
+        ("dbarch_pipeline.audit", "evaluate_candidate", "evaluate_candidate, per distinct index"),
+        ("dbarch_pipeline.bench.runner", "measure_pair", "  interleaved timing (measure_pair)"),
+        ("dbarch_pipeline.bench.evaluate", "separated", "    bootstrap stop test (separated)"),
+        ("dbarch_pipeline.bench.runner", "plan_of", "  re-plan other statements (plan_of)"),
+        ("dbarch_pipeline.bench.runner", "write_cost_per_row", "  write cost probe"),
+        ("dbarch_pipeline.bench.evaluate", "confidence_parts", "  bootstrap confidence"),
+        ("dbarch_pipeline.bench.runner", "uses_index", "  plans checked for the index (uses_index)"),
+        ("dbarch_pipeline.audit", "evaluate_configuration_for", "evaluate_configuration_for, per set"),
+        ("dbarch_pipeline.bench.measure", "analyze_once", "EXPLAIN ANALYZE (every execution)"),
+        ("dbarch_pipeline.bench.measure", "generic_cost", "EXPLAIN GENERIC_PLAN"),
+    )
+
+    def __init__(self) -> None:
+        import importlib
+
+        self.totals: dict[str, list[float]] = {}
+        self.saved = []
+        for module, attr, label in self.PARTS:
+            mod = importlib.import_module(module)
+            if not hasattr(mod, attr):
+                continue
+            original = getattr(mod, attr)
+            self.saved.append((mod, attr, original))
+            setattr(mod, attr, self._wrap(original, label))
+
+    def _wrap(self, fn, label: str):
+        totals = self.totals.setdefault(label, [0, 0.0])
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[0] += 1
+                totals[1] += time.perf_counter() - started
+        return timed
+
+    def reset(self) -> None:
+        for v in self.totals.values():
+            v[0], v[1] = 0, 0.0
+
+    def report(self) -> str:
+        lines = ["| part | calls | seconds |", "|---|---:|---:|"]
+        for _m, _a, label in self.PARTS:
+            if label in self.totals:
+                calls, secs = self.totals[label]
+                lines.append(f"| {label.strip()} | {calls} | {secs:.1f} |")
+        return "\n".join(lines)
+
+
+def _target_ready(seed: int, scale: float) -> bool:
+    """Whether a kept target database holds this seed and scale (its comment says so)."""
+    with psycopg.connect(embedded.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                           (TARGET_DB,)).fetchone()
+    return bool(row and row[0] == f"seed {seed} scale {scale}")
 
 
 def run_count(url: str, wl: generated.GeneratedWorkload, n: int, samples: dict, seed: int,
@@ -94,6 +169,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra audit setting (AuditSettingsResource field)")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--profile", action="store_true", help="time the benchmark stage's parts")
+    parser.add_argument("--keep-target", action="store_true",
+                        help="keep the loaded database (a run with the same seed and scale reuses it)")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",")]
     seed = args.seed if args.seed is not None else random.SystemRandom().randint(1, 99_999)
@@ -106,22 +184,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
     embeddings.Embedder().embed(["warm-up"])    # the model loads once per process, not in the first count
     print(f"embedding model loaded in {time.perf_counter() - t:.1f}s (outside the audits' figures)")
     rows = []
+    clock = StageClock() if args.profile else None
     try:
-        url = recreate_database(TARGET_DB, pg_stat_statements=True)
+        if args.keep_target and _target_ready(seed, args.scale):
+            url = embedded.url(TARGET_DB)
+            print("reusing the kept database")
+        else:
+            url = recreate_database(TARGET_DB, pg_stat_statements=True)
+            with psycopg.connect(url, autocommit=True) as conn:
+                t = time.perf_counter()
+                generated.load(conn, wl.schema)
+                conn.execute("VACUUM ANALYZE")
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(TARGET_DB), sql.Literal(f"seed {seed} scale {args.scale}")))
+                print(f"loaded in {time.perf_counter() - t:.0f}s")
         with psycopg.connect(url, autocommit=True) as conn:
-            t = time.perf_counter()
-            generated.load(conn, wl.schema)
-            conn.execute("VACUUM ANALYZE")
             bind_ints_as_bigint(conn)
             samples = generated.samples(conn, wl.schema, seed)
-            print(f"loaded in {time.perf_counter() - t:.0f}s")
         for n in counts:
+            print(f"load average before {n}: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+            if clock:
+                clock.reset()
             row = run_count(url, wl, n, samples, seed, extra)
             rows.append(row)
             print(f"{n} statements: audit {row['audit_s']:.0f}s ({row['slow_queries']} slow in the snapshot), "
-                  f"steps {row['steps']}", flush=True)
+                  f"steps {row['steps']}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+                  flush=True)
+            if clock:
+                print(clock.report(), flush=True)
     finally:
-        drop_database(TARGET_DB)
+        if not args.keep_target:
+            drop_database(TARGET_DB)
     names = list(STAGES) + sorted({k for r in rows for k in r["steps"]} - set(STAGES))
     header = ("| statements | slow in snapshot | " + " | ".join(STAGES.get(k, k) for k in names)
               + " | audit wall s | recommendations | unmeasured |")

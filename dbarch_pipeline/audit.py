@@ -27,7 +27,7 @@ from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
-                           evaluate_configuration, evaluate_rewrite, partial_values, prepare, twin_of)
+                           evaluate_configuration_for, evaluate_rewrite, partial_values, prepare, twin_of)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -346,22 +346,29 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             if progress:
                 progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
                          f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
-            results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench, twin=twin)
+            results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench, twin=twin,
+                                         stop=lambda: budget_reason if out_of_time() else None)
             for row in results:
                 row["evidence"]["source"] = sources.get(ddl, "advisor")
                 if whatif_costs is not None:
                     row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
             rows.extend(results)
         configurations = 0
+        # statements that chose the same set share one build of it
+        groups: dict[tuple[str, ...], tuple[list, list[int]]] = {}
         for qid, members in configuration_members(items, rows, by_ddl).items():
+            groups.setdefault(tuple(ddl_text(c) for c, _ in members), (members, []))[1].append(qid)
+        for members, qids in groups.values():
+            label = " + ".join(c.label() for c, _ in members)
             if out_of_time():
-                rows.append(_not_run(";\n".join(ddl_text(c) for c, _ in members), members[0][0], [items[qid]],
-                                     budget_reason, label=" + ".join(c.label() for c, _ in members))[0])
+                rows.extend(_not_run(";\n".join(ddl_text(c) for c, _ in members), members[0][0],
+                                     [items[q] for q in qids], budget_reason, label=label))
                 continue
             if progress:
-                progress(f"configuration for statement {qid}: {' + '.join(c.label() for c, _ in members)}")
-            rows.append(evaluate_configuration(sandbox_conn, members, items[qid], settings.bench, twin=twin))
-            configurations += 1
+                progress(f"configuration {label} for {len(qids)} statement(s)")
+            rows.extend(evaluate_configuration_for(sandbox_conn, members, [items[q] for q in qids], settings.bench,
+                                                   twin=twin))
+            configurations += len(qids)
     for qid, spec in rewrites:
         if qid in items:
             if out_of_time():

@@ -163,12 +163,17 @@ def _timed(conn: psycopg.Connection, query: str, params: Sequence[str], m: Measu
 
 def measure_pair(with_conn: psycopg.Connection, without_conn: psycopg.Connection, query: str,
                  param_sets: Sequence[Sequence[str]], *, has_params: bool, runs: int = 5, warmup: int = 1,
-                 param_count: int = 0, max_runs: int | None = None, separated=None
-                 ) -> tuple[Measurement, Measurement]:
+                 param_count: int = 0, max_runs: int | None = None, separated=None, first_runs: int | None = None,
+                 clear=None) -> tuple[Measurement, Measurement]:
     """The statement without (on `without_conn`, which cannot see the uncommitted index) and with the
     index (on `with_conn`), interleaved run by run — without, with, with, without, ... — so that drift
-    of the machine (other load, caches) hits both sides alike. When `separated(before, after)` says
-    the two are not yet told apart, rounds of `runs` more pairs are added, up to `max_runs`."""
+    of the machine (other load, caches) hits both sides alike.
+
+    Sequential: a first round of `first_runs` pairs per parameter set (default `runs`) stops there
+    only when `clear(before, after)` says the two are apart beyond doubt (a statement many times
+    faster needs few runs); otherwise the runs go on to `runs` per set, then rounds of `runs` more
+    while `separated(before, after)` says the two are not yet told apart, up to `max_runs`. Close
+    calls therefore get every run they got before; only clear cases stop early."""
     ms = []
     for conn in (without_conn, with_conn):
         cost, plan = generic_cost(conn, query, has_params, param_count)
@@ -182,17 +187,19 @@ def measure_pair(with_conn: psycopg.Connection, without_conn: psycopg.Connection
             analyze_once(with_conn, query, params)
         before.timings_ms.append([])
         after.timings_ms.append([])
-    limit = max(runs, max_runs or runs)
     docs: list[list] = [[[], []] for _ in param_sets]
     done = 0
-    while done < limit:
+    for stop in run_schedule(runs, max_runs, first_runs if clear is not None else None):
         for n, params in enumerate(param_sets):
-            for r in range(done, min(done + runs, limit)):
+            for r in range(done, stop):
                 order = ((without_conn, before, 0), (with_conn, after, 1))
                 for conn, m, side in (order if r % 2 == 0 else order[::-1]):
                     m.timings_ms[n].append(_timed(conn, query, params, m, docs[n][side]))
-        done = min(done + runs, limit)
-        if separated is None or separated(before.timings_ms, after.timings_ms):
+        done = stop
+        if stop < runs:
+            if clear(before.timings_ms, after.timings_ms):
+                break
+        elif separated is None or separated(before.timings_ms, after.timings_ms):
             break
     for n in range(len(param_sets)):
         for m, side in ((before, 0), (after, 1)):
@@ -202,3 +209,20 @@ def measure_pair(with_conn: psycopg.Connection, without_conn: psycopg.Connection
             if n == 0:
                 m.plan = doc
     return before, after
+
+
+def run_schedule(runs: int, max_runs: int | None, first_runs: int | None = None) -> list[int]:
+    """The numbers of runs per set after which the pair may stop: an early look after `first_runs`
+    (when fewer than `runs`), then `runs`, then every `runs` more up to `max_runs`.
+
+    >>> run_schedule(5, 10, 2), run_schedule(5, 10), run_schedule(3, 9, 3), run_schedule(5, 12, 2)
+    ([2, 5, 10], [5, 10], [3, 6, 9], [2, 5, 10, 12])
+    """
+    limit = max(runs, max_runs or runs)
+    stops = [first_runs] if first_runs and 0 < first_runs < runs else []
+    n = runs
+    while True:
+        stops.append(min(n, limit))
+        if n >= limit:
+            return stops
+        n += runs

@@ -17,7 +17,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -29,7 +29,7 @@ from ..db import connect, tag, named, rolled_back
 from ..models import IndexCandidate, Measurement
 from ..safety import check_statement
 from . import evaluate
-from .measure import compact_plan, indexes_in, measure, measure_pair, median_ms, plan_once
+from .measure import compact_plan, generic_cost, indexes_in, measure, measure_pair, median_ms, plan_once
 from .naming import unique_names
 from .params import ParameterPlan, ValueTarget, sample_parameter_sets
 
@@ -50,6 +50,7 @@ class BenchSettings:
     show_observed_values: bool = False   # observed values (maybe personal data) shown in evidence
     max_runs: int = 10          # runs per parameter set when the first ones do not separate the two
     interleave: bool = True     # time without / with in alternation on a twin connection
+    first_runs: int = 2         # an early look: a pair clearly apart after these runs per set stops there
 
 
 @dataclass
@@ -92,10 +93,26 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
                                              observed=observed, timeout_ms=settings.statement_timeout_ms)
     param_sets = param_sets if verdict.ok else []   # costed only (EXPLAIN without ANALYZE)
     item = Prepared(queryid, query, shape, param_sets, plan, not_executed=None if verdict.ok else verdict.reason)
+    # with interleaving, every comparison times its own "without" side on the twin: the baseline
+    # here only proves the values run (one run per set); it is completed if no twin can be had
+    short = settings.interleave
     with rolled_back(conn, **_guard(settings)):
         item.baseline = measure(conn, query, param_sets, has_params=item.has_params,
-                                runs=settings.runs, warmup=settings.warmup, param_count=shape.param_count)
+                                runs=1 if short else settings.runs, warmup=0 if short else settings.warmup,
+                                param_count=shape.param_count)
     return item
+
+
+def full_baseline(conn: psycopg.Connection, items: Sequence[Prepared], settings: BenchSettings) -> None:
+    """Complete the short baselines (one run per set) of `items` to `settings.runs`: needed where
+    the comparison is against the baseline (no twin, a rewrite). Outside any experiment."""
+    for item in items:
+        if item.param_sets and item.baseline.timings_ms and \
+                min(len(t) for t in item.baseline.timings_ms) < settings.runs:
+            with rolled_back(conn, **_guard(settings)):
+                item.baseline = measure(conn, item.query, item.param_sets, has_params=item.has_params,
+                                        runs=settings.runs, warmup=settings.warmup,
+                                        param_count=item.shape.param_count)
 
 
 def _summary(m: Measurement, values: ParameterPlan | None = None, show_observed: bool = False) -> dict:
@@ -188,15 +205,54 @@ def built_names(conn: psycopg.Connection, schema: str, name: str) -> set[str]:
     return {r[0] for r in rows} | {name}
 
 
+CLEAR_SLOWER = 1.5   # every run with the index at least this much slower than every run without
+
+
+def clearly_apart(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]]) -> bool:
+    """Whether more runs cannot change the verdict: in every parameter set, every run with the index
+    is at least 2.2x faster than every run without it (the bootstrap then puts every resample at or
+    beyond the confidence's 2x-with-margin bar), or every run with it is 1.5x slower than every run
+    without. Anything closer is a close call and gets the full number of runs.
+
+    >>> clearly_apart([[100, 90], [50, 55]], [[1, 2], [3, 2]]), clearly_apart([[100, 90]], [[1, 45]])
+    (True, False)
+    >>> clearly_apart([[10, 11]], [[20, 30]]), clearly_apart([[10, 11], [10, 10]], [[20, 30], [9, 30]])
+    (True, False)
+    """
+    sets = [(b, a) for b, a in zip(before_runs, after_runs) if b and a]
+    if not sets:
+        return False
+    bar = evaluate.TARGET_SPEEDUP * evaluate.REPLAY_MARGIN
+    return all(max(a) * bar <= min(b) for b, a in sets) or all(min(a) >= max(b) * CLEAR_SLOWER for b, a in sets)
+
+
+def uses_index(conn: psycopg.Connection, item: Prepared, built: set[str]) -> bool:
+    """Whether any plan of the statement (each parameter set's custom plan, and the generic one) uses
+    one of `built`: an index no plan uses leaves the statement's plan, and so its time, unchanged."""
+    plans = [generic_cost(conn, item.query, item.has_params, item.shape.param_count)[1]]
+    if item.has_params:
+        plans += [plan_once(conn, item.query, [params], has_params=True, param_count=item.shape.param_count)
+                  for params in item.param_sets]
+    return any(built & indexes_in(doc) for doc in plans)
+
+
 def _timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Prepared, settings: BenchSettings,
-             *, runs: int, adaptive: bool) -> tuple[Measurement | None, Measurement]:
+             *, runs: int, adaptive: bool, used: bool = True) -> tuple[Measurement | None, Measurement]:
+    """The statement without and with the index. Interleaved on the twin when there is one: a pair
+    clearly apart after `settings.first_runs` runs per set stops there; `adaptive` adds rounds while
+    the two are not told apart. An index no plan uses (`used` False) changes nothing but the clock's
+    noise, so it is timed once per set (both sides): its confidence is 0 whatever the clock says."""
     if twin is None:
         return None, measure(conn, item.query, item.param_sets, has_params=item.has_params, runs=runs,
                              warmup=settings.warmup, param_count=item.shape.param_count)
+    if not used:
+        return measure_pair(conn, twin, item.query, item.param_sets, has_params=item.has_params, runs=1,
+                            warmup=0, param_count=item.shape.param_count, max_runs=1)
     return measure_pair(conn, twin, item.query, item.param_sets, has_params=item.has_params, runs=runs,
                         warmup=settings.warmup, param_count=item.shape.param_count,
                         max_runs=settings.max_runs if adaptive else runs,
-                        separated=evaluate.separated if adaptive else None)
+                        separated=evaluate.separated if adaptive else None,
+                        first_runs=settings.first_runs, clear=clearly_apart)
 
 
 def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, label: str, reason: str) -> list[dict]:
@@ -208,11 +264,18 @@ def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, labe
 
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
                        others: Sequence[Prepared], settings: BenchSettings,
-                       twin: psycopg.Connection | None = None) -> list[dict]:
+                       twin: psycopg.Connection | None = None,
+                       stop: Callable[[], str | None] | None = None) -> list[dict]:
     """Build the candidate in a rolled-back transaction and measure what it does to every statement
-    on its table. Rows for the owners always; for the others only when their plan uses the index."""
+    on its table. Rows for the owners always; for the others only when their plan uses the index.
+    `stop` (a time budget) is asked before each statement: when it names a reason, the owners not
+    yet timed get a `skipped` row with it and the others are left."""
     ddl = ddl_text(cand)
+    left: list[Prepared] = []
+    why: str | None = None
     name = index_name(cand)
+    if twin is None:
+        full_baseline(conn, list(owners) + list(others), settings)
     try:
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             started = time.perf_counter()
@@ -222,10 +285,21 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
             built = built_names(conn, cand.schema, name)
             rows = []
             for item in owners:
-                before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=True)
-                rows.append(_result(item, after, built, cross=False, before=before,
-                                    show_observed=settings.show_observed_values))
+                why = why or (stop() if stop else None)
+                if why:
+                    left.append(item)
+                    continue
+                used = twin is None or not item.param_sets or uses_index(conn, item, built)
+                before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=True, used=used)
+                row = _result(item, after, built, cross=False, before=before,
+                              show_observed=settings.show_observed_values)
+                if not used:
+                    # the plan is the one without the index: any difference on the clock is noise
+                    row["evidence"].update(regression=False, plan_unchanged=True)
+                rows.append(row)
             for item in others:
+                if why or (stop and stop()):
+                    break
                 if not built & indexes_in(plan_of(conn, item)):
                     continue
                 before, after = _timings(conn, twin, item, settings, runs=min(settings.runs, 3), adaptive=False)
@@ -239,7 +313,11 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
         row["evidence"].update(index=cand.label(), reason=cand.reason, index_bytes=size,
                                build_ms=round(build_ms, 1), write_ms_per_row=write_ms,
                                spec=cand.to_spec())
-    return rows
+    return rows + ([{"queryid": item.queryid, "ddl": ddl, "status": "skipped", "cost_before": None,
+                     "cost_after": None, "ms_before": None, "ms_after": None, "estimated_gain_pct": None,
+                     "measured_gain_pct": None, "confidence": None,
+                     "evidence": {"index": cand.label(), "reason": cand.reason, "why": why, "spec": cand.to_spec()}}
+                    for item in left] if why else [])
 
 
 @contextmanager
@@ -257,9 +335,20 @@ def evaluate_configuration(conn: psycopg.Connection, members: Sequence[tuple[Ind
     """The best candidates of several tables built together for one statement (a join that filters
     one table and looks up another by its key): the statement is credited with the set. `members`
     pairs each candidate with what its own experiment measured (size, write cost per row)."""
+    return evaluate_configuration_for(conn, members, [item], settings, twin=twin)[0]
+
+
+def evaluate_configuration_for(conn: psycopg.Connection, members: Sequence[tuple[IndexCandidate, dict]],
+                               items: Sequence[Prepared], settings: BenchSettings,
+                               twin: psycopg.Connection | None = None) -> list[dict]:
+    """One configuration built once and every statement it was chosen for timed while it exists
+    (one row per statement, in the order of `items`)."""
     ddls = [ddl_text(c) for c, _ in members]
     ddl = ";\n".join(ddls)
     labels = " + ".join(c.label() for c, _ in members)
+    if twin is None:
+        full_baseline(conn, items, settings)
+    measured = []
     try:
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             built: set[str] = set()
@@ -269,23 +358,27 @@ def evaluate_configuration(conn: psycopg.Connection, members: Sequence[tuple[Ind
                 names = built_names(conn, cand.schema, index_name(cand))
                 built |= names
                 per_member.append(names)
-            before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=True)
+            for item in items:
+                measured.append((item, *_timings(conn, twin, item, settings, runs=settings.runs, adaptive=True)))
     except psycopg.Error as exc:
-        return _failure_rows([item], ddl, exc, labels, "configuration")[0]
-    row = _result(item, after, built, cross=False, before=before)
-    # the set is credited only when the plan uses every member (else one index does the work alone)
-    row["evidence"]["index_used"] = all(names & after.indexes_used for names in per_member)
-    if not row["evidence"]["index_used"]:
-        row["confidence"] = 0.0
-    row["ddl"] = ddl
-    row["evidence"].update(
-        index=labels, reason="indexes measured together for a statement over several tables",
-        configuration=[{"ddl": d, "table": c.qualified_table, "label": c.label(),
-                        "index_bytes": ev.get("index_bytes"), "write_ms_per_row": ev.get("write_ms_per_row")}
-                       for d, (c, ev) in zip(ddls, members)],
-        index_bytes=sum(int(ev.get("index_bytes") or 0) for _, ev in members),
-        spec={"kind": "configuration", "members": [c.to_spec() for c, _ in members]})
-    return row
+        return _failure_rows(items, ddl, exc, labels, "configuration")
+    rows = []
+    for item, before, after in measured:
+        row = _result(item, after, built, cross=False, before=before)
+        # the set is credited only when the plan uses every member (else one index does the work alone)
+        row["evidence"]["index_used"] = all(names & after.indexes_used for names in per_member)
+        if not row["evidence"]["index_used"]:
+            row["confidence"] = 0.0
+        row["ddl"] = ddl
+        row["evidence"].update(
+            index=labels, reason="indexes measured together for a statement over several tables",
+            configuration=[{"ddl": d, "table": c.qualified_table, "label": c.label(),
+                            "index_bytes": ev.get("index_bytes"), "write_ms_per_row": ev.get("write_ms_per_row")}
+                           for d, (c, ev) in zip(ddls, members)],
+            index_bytes=sum(int(ev.get("index_bytes") or 0) for _, ev in members),
+            spec={"kind": "configuration", "members": [c.to_spec() for c, _ in members]})
+        rows.append(row)
+    return rows
 
 
 def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, settings: BenchSettings,
@@ -301,6 +394,7 @@ def evaluate_rewrite(conn: psycopg.Connection, item: Prepared, rewrite: str, set
     if not proof["accepted"]:
         reason = proof["rejected"][0]["reason"] if proof["rejected"] else "could not be verified"
         return {**base, "status": "rejected", "evidence": {"kind": "rewrite", "spec": spec, "why": reason}}
+    full_baseline(conn, [item], settings)   # the rewrite is compared with the baseline
     try:
         with rolled_back(conn, **_guard(settings)):
             after = measure(conn, rewrite, item.param_sets, has_params=item.has_params, runs=settings.runs,
