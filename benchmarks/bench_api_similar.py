@@ -4,21 +4,31 @@ A throwaway store database (`dbarch_bench_api_store` on the embedded PostgreSQL,
 product) is filled with OptimizationLog rows, each with its statement's vector in the embedding cache
 (random unit vectors for the bulk, the real model's for a few hundred realistic statements, so the
 probes have true neighbours); the cache's HNSW index is built once after the bulk COPY, as a
-restore would. The admin API runs on uvicorn on a free loopback port (model loaded at startup, as
-`dbarch serve` does) and one keep-alive client sends similar searches for statements it has never
-seen, so every request embeds its query, searches the index and reads the log: warm-up requests
-first, then the timed ones. Then the two parts of a request are timed in-process (embedding the
-statement; the pooled store search), to show where the time goes. Prints p50/p95/max per size with
-the load average; asserts nothing. The database is dropped at the end.
+restore would. The admin API runs as `dbarch serve` in its own process (model loaded at startup; the
+client in this process never shares its interpreter), and one keep-alive client sends:
+
+- uncached: similar searches for statements never sent before, so every request embeds its query,
+  searches the index and reads the log;
+- repeated: the same 20 statements over and over (the server's LRU cache of query vectors answers
+  after the first of each);
+- /healthz: the HTTP and pooled-connection floor under any request.
+
+Warm-up requests first, then the timed ones. Then the two parts of a request are timed in-process
+(embedding the statement, uncached; the pooled store search) to show where the time goes, and the
+search's EXPLAIN shows whether it uses the HNSW index. Prints p50/p95/max per size with the load
+average; asserts nothing. The database is dropped at the end.
 
 Run alone: .venv/bin/python benchmarks/bench_api_similar.py [--sizes 10000 100000] [--requests 300]
+           [--torch-threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +43,6 @@ import numpy as np  # noqa: E402
 from bench_embeddings import sql_statements  # noqa: E402
 from dbarch_pipeline import embedded  # noqa: E402
 from dbarch_pipeline.api.app import ApiConfig, create_app  # noqa: E402
-from dbarch_pipeline.api.server import Background  # noqa: E402
 from dbarch_pipeline.db import connect  # noqa: E402
 from dbarch_pipeline.memory import store  # noqa: E402
 from dbarch_pipeline.memory.embeddings import MODEL_NAME, Embedder  # noqa: E402
@@ -72,19 +81,61 @@ def load(conn, start: int, stop: int, real: dict[int, tuple[str, np.ndarray]], s
     print(f"  HNSW index over {stop:,} vectors built in {time.perf_counter() - t:.1f}s", flush=True)
 
 
-def measure(url: str, probes: list[str], requests: int, warmup: int) -> list[float]:
+def measure(url: str, probes: list[str], requests: int, warmup: int, path: str = "/admin/database/optimizations/similar") -> list[float]:
     times = []
     with httpx.Client(base_url=url, timeout=30) as client:
         for n in range(warmup + requests):
             query = probes[n % len(probes)]
             t = time.perf_counter()
-            response = client.get("/admin/database/optimizations/similar", params={"query": query, "limit": 5})
+            response = client.get(path, params={"query": query, "limit": 5})
             elapsed = (time.perf_counter() - t) * 1000
-            if response.status_code != 200 or not response.json()["items"]:
-                raise RuntimeError(f"similar failed: {response.status_code} {response.text[:300]}")
+            if response.status_code != 200 or ("items" in path and not response.json()["items"]):
+                raise RuntimeError(f"{path} failed: {response.status_code} {response.text[:300]}")
             if n >= warmup:
                 times.append(elapsed)
     return times
+
+
+class Served:
+    """`dbarch serve` in its own process on a free loopback port, as a user runs it."""
+
+    def __init__(self, store_dsn: str, torch_threads: int):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [str(Path(sys.executable).with_name("dbarch")), "serve", "--port", str(self.port),
+                        "--store-dsn", store_dsn, "--torch-threads", str(torch_threads)]
+
+    def __enter__(self) -> "Served":
+        env = {k: v for k, v in os.environ.items() if k != "DBARCH_ADMIN_TOKENS"}
+        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dbarch serve exited: {self.process.stderr.read().decode()[-1000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("dbarch serve did not answer within 180 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def explain(conn, vector) -> str:
+    """The search's plan, as the store runs it (same SQL, same settings)."""
+    from dbarch_pipeline.db import named
+
+    with conn.transaction():
+        conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        rows = conn.execute("EXPLAIN " + named("select_similar_optimizations"), {
+            "embedding": vector, "limit": 5, "exclude_fingerprint": None, "history": False, "target": None}).fetchall()
+    return "\n".join(r[0] for r in rows)
 
 
 def components(app, probes: list[str], n: int) -> dict[str, list[float]]:
@@ -95,7 +146,7 @@ def components(app, probes: list[str], n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"embed": [], "search": []}
     for i in range(n):
         t = time.perf_counter()
-        vector = service.embed(normalize(probes[i % len(probes)]))
+        vector = service.embed(normalize(probes[i % len(probes)]), cached=False)
         out["embed"].append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         with service.store_conn() as conn:
@@ -114,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--torch-threads", type=int, default=1, help="the server's --torch-threads")
     args = parser.parse_args(argv)
 
     embedded.start()
@@ -121,37 +173,46 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {}
     try:
         embedder = Embedder()
-        statements = sql_statements(REAL + 200, seed=11)
+        # probes: statements never stored, and never sent twice in the uncached series
+        statements = sql_statements(REAL + args.warmup + args.requests + 20, seed=11)
         vectors = embedder.embed([normalize(s) for s in statements[:REAL]])
         sizes = sorted(args.sizes)
-        # the realistic statements spread over the first size's rows; probes are statements never stored
+        # the realistic statements spread over the first size's rows
         step = max(1, sizes[0] // REAL)
         real = {i * step: (statements[i], vectors[i]) for i in range(REAL)}
         probes = statements[REAL:]
         loaded = 0
-        # as `dbarch serve` runs it: pooled store connections, one torch thread per embedding
-        app = create_app(ApiConfig(resources=audit_resources(store_dsn=url), torch_threads=1))
-        with connect(url, "store") as conn, Background(app) as server:
+        # the in-process parts: pooled store connections, one torch thread per embedding, as served
+        app = create_app(ApiConfig(resources=audit_resources(store_dsn=url), torch_threads=args.torch_threads))
+        with connect(url, "store") as conn:
             store.ensure_schema(conn)
             for size in sizes:
-                print(f"{size:,} log rows:", flush=True)
+                print(f"{size:,} log rows (server: dbarch serve --torch-threads {args.torch_threads}):", flush=True)
                 load(conn, loaded, size, real, seed=size)
                 loaded = size
-                before = os.getloadavg()
-                times = sorted(measure(server.url, probes, args.requests, args.warmup))
-                after = os.getloadavg()
-                p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
+                with Served(url, args.torch_threads) as server:
+                    row = results[size] = {}
+                    series = [("uncached", probes[:args.warmup + args.requests], "/admin/database/optimizations/similar"),
+                              ("repeated", probes[-20:], "/admin/database/optimizations/similar"),
+                              ("healthz", probes[:1], "/healthz")]
+                    for name, sent, path in series:
+                        before = os.getloadavg()
+                        times = sorted(measure(server.url, sent, args.requests, args.warmup, path))
+                        after = os.getloadavg()
+                        p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
+                        row[name] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(times[-1], 1),
+                                     "load": (round(before[0], 2), round(after[0], 2))}
+                        print(f"  {name:9} over HTTP, warm, {len(times)} requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+                              f"max {times[-1]:.1f} ms (load average {before[0]:.2f} -> {after[0]:.2f}, "
+                              f"{os.cpu_count()} cores)", flush=True)
                 parts = components(app, probes, min(100, args.requests))
-                results[size] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(times[-1], 1),
-                                 "requests": len(times), "load_before": before, "load_after": after,
-                                 **{f"{k}_p50_ms": round(_p(v, 0.5), 1) for k, v in parts.items()},
-                                 **{f"{k}_p95_ms": round(_p(v, 0.95), 1) for k, v in parts.items()}}
-                print(f"  similar over HTTP, warm, {len(times)} requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-                      f"max {times[-1]:.1f} ms (load average {before[0]:.2f} -> {after[0]:.2f}, "
-                      f"{os.cpu_count()} cores)", flush=True)
+                row.update({f"{k}_p50_ms": round(_p(v, 0.5), 1) for k, v in parts.items()})
+                row.update({f"{k}_p95_ms": round(_p(v, 0.95), 1) for k, v in parts.items()})
                 print(f"  of which, in-process: embedding p50 {_p(parts['embed'], 0.5):.1f} / p95 "
                       f"{_p(parts['embed'], 0.95):.1f} ms, store search p50 {_p(parts['search'], 0.5):.1f} / p95 "
                       f"{_p(parts['search'], 0.95):.1f} ms (load average {os.getloadavg()[0]:.2f})", flush=True)
+                plan = explain(conn, embedder.embed_one(normalize(probes[0])))
+                print("  plan: " + ("uses " + INDEX if INDEX in plan else "NO HNSW INDEX SCAN:\n" + plan), flush=True)
     finally:
         embedded.drop_database(DB_NAME)
     return results

@@ -39,6 +39,10 @@ def cmd_db(args: argparse.Namespace) -> int:
         for name in embedded.DATABASES:
             _print(f"  {name:8} {st.url(name)}")
     elif args.action == "stop":
+        from . import warm_similar
+
+        if warm_similar.stop():
+            _print("warm `dbarch similar` process stopped")
         embedded.stop()
         _print("embedded PostgreSQL stopped")
     elif args.action == "status":
@@ -49,6 +53,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "url":
         _print(embedded.url(args.database))
     elif args.action == "reset":
+        from . import warm_similar
+
+        warm_similar.stop()
         embedded.destroy()
         _print("embedded PostgreSQL stopped and its data folder deleted")
     return 0
@@ -195,6 +202,17 @@ class _Store:
     def __init__(self, dsn: str):
         self.dsn = dsn
 
+    def resolved_dsn(self) -> str:
+        """The DSN connect() uses, without importing a driver or starting anything: for the embedded
+        default, its URL (connect() starts the server when it is down)."""
+        from .settings import STORE_DSN_ENV, env_dsn
+
+        if self.dsn or env_dsn(STORE_DSN_ENV):
+            return self.dsn or env_dsn(STORE_DSN_ENV) or ""
+        from . import embedded
+
+        return embedded.url("dbarch")
+
     def connect(self):
         from contextlib import contextmanager
 
@@ -255,15 +273,21 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from . import similar
+    from . import warm_similar
 
-    with _store(args).connect() as s:
-        if args.target:
-            from . import targets
+    store = _store(args)
+    dsn = store.resolved_dsn()
+    found = warm_similar.similar(dsn, args.sql, limit=args.limit, min_similarity=args.min_similarity,
+                                 target=args.target, history=args.history) if dsn else None
+    if found is not None and "problem" in found:
+        raise DbarchError(found["problem"], found["fix"])
+    if found is None:
+        from . import similar
 
-            targets.require_known(s, args.target)
-        found = similar.nearest(s, args.sql, limit=args.limit, min_similarity=args.min_similarity,
-                                target=args.target, history=args.history)
+        with store.connect() as s:
+            found = similar.search(s, args.sql, limit=args.limit, min_similarity=args.min_similarity,
+                                   target=args.target, history=args.history)
+        warm_similar.start_in_background()   # the next call skips the imports and the model load
     rows = found["rows"]
     if args.json:
         _print(json.dumps(rows, indent=2, default=str))
@@ -365,6 +389,27 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
     add_cli_flags(p)
 
 
+def _register_similar(sub) -> None:
+    p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")
+    p.add_argument("sql", help="the statement ($1 placeholders or constants)")
+    p.add_argument("--limit", type=int, default=5, help="rows shown at most (default 5)")
+    p.add_argument("--min-similarity", type=float, default=0.5,
+                   help="hide optimizations less similar than this cosine similarity (default 0.5)")
+    p.add_argument("--target", help="only optimizations of this target")
+    p.add_argument("--history", action="store_true", help="include superseded recommendations")
+    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=cmd_similar)
+
+
+def _similar_parser() -> argparse.ArgumentParser:
+    """The parser with `similar` alone: the full one imports the audit's modules (psycopg among
+    them), a second the warm `similar` need not pay."""
+    parser = argparse.ArgumentParser(prog="dbarch", description="AI database architect for PostgreSQL")
+    _register_similar(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbarch", description="AI database architect for PostgreSQL")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -410,16 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decline a proposed recommendation (never published; later runs keep it declined)")
     p.set_defaults(func=cmd_optimizations)
 
-    p = sub.add_parser("similar", help="nearest past optimizations to a SQL statement")
-    p.add_argument("sql", help="the statement ($1 placeholders or constants)")
-    p.add_argument("--limit", type=int, default=5, help="rows shown at most (default 5)")
-    p.add_argument("--min-similarity", type=float, default=0.5,
-                   help="hide optimizations less similar than this cosine similarity (default 0.5)")
-    p.add_argument("--target", help="only optimizations of this target")
-    p.add_argument("--history", action="store_true", help="include superseded recommendations")
-    p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=cmd_similar)
+    _register_similar(sub)
 
     p = sub.add_parser("report", help="print a stored week report (nothing is re-audited)")
     p.add_argument("--target", help="the target (default: the only one with a report)")
@@ -452,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = (_similar_parser() if words[:1] == ["similar"] else build_parser()).parse_args(words)
     from .safety.faults import interrupt_on_sigterm
 
     interrupt_on_sigterm()   # SIGTERM as Ctrl-C: psycopg cancels the statement in flight

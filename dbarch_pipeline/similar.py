@@ -81,3 +81,16 @@ def nearest(conn: psycopg.Connection, sql_text: str, *, limit: int = 5,
         out.append(row)
     out.sort(key=lambda r: (not r["serves"], r.get("realized_gain") is None, -r["similarity"]))
     return {"rows": out[:limit], "cached": cached}
+
+
+def search(conn: psycopg.Connection, sql_text: str, *, limit: int = 5,
+           min_similarity: float = DEFAULT_MIN_SIMILARITY, target: str | None = None, history: bool = False,
+           embedder: Embedder | None = None) -> dict:
+    """`dbarch similar` as the command and its warm process both answer it: an unknown target is an
+    error naming the known ones, then `nearest`."""
+    if target:
+        from . import targets
+
+        targets.require_known(conn, target)
+    return nearest(conn, sql_text, limit=limit, min_similarity=min_similarity, target=target, history=history,
+                   embedder=embedder)

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # pull requests from CLI runs go to a throwaway local repository, never a developer's
 os.environ.setdefault("DBARCH_PR_REPO", tempfile.mkdtemp(prefix="dbarch-test-pr-"))
+os.environ.setdefault("DBARCH_SIMILAR_IDLE_S", "0")   # no warm `dbarch similar` process outlives a test
 os.environ.pop("GITHUB_TOKEN", None)
 
 from dbarch_pipeline import demo, embedded  # noqa: E402

@@ -123,6 +123,13 @@ def pr_columns(store: StoreDatabase) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
+def status_of(store: StoreDatabase, fingerprint: str) -> tuple:
+    """(status, rejected_at is set, rejected_by) of a statement's row."""
+    with store.connect() as conn:
+        return conn.execute("SELECT status, rejected_at IS NOT NULL, rejected_by FROM dbarch.optimization_log "
+                            "WHERE fingerprint = %s", (fingerprint,)).fetchone()
+
+
 def run(store: StoreDatabase, publisher: publish.Publisher, **settings) -> dict:
     with store.connect() as conn:
         return publish.publish_pull_requests(conn, publisher, target=TARGET,
@@ -305,6 +312,10 @@ def test_closed_pull_request_is_reopened_only_when_the_evidence_changed_material
     assert summary["skipped"] == 1 and summary["opened"] == 0
     assert pr_columns(store)["aaaa1111aaaa1111"][1] == "closed"
     assert not gh.calls("PATCH", rf"/pulls/{number}$")
+    # closed without merging: the recommendation is rejected, with when and by whom
+    assert status_of(store, "aaaa1111aaaa1111")[0] == "rejected"
+    assert summary["rejected"] == [pr_columns(store)["aaaa1111aaaa1111"][0]]
+    assert status_of(store, "aaaa1111aaaa1111")[1:] == (True, "reviewer")
 
     def remeasure(**changes):
         rows = copy.deepcopy(two_recommendations[:1])
@@ -319,10 +330,13 @@ def test_closed_pull_request_is_reopened_only_when_the_evidence_changed_material
     assert summary["reopened"] == 1 and summary["opened"] == 0 and len(gh.pulls) == 2
     assert gh.pulls[number]["state"] == "open" and "80.0%" in gh.pulls[number]["body"]
     assert pr_columns(store)["aaaa1111aaaa1111"][1:3] == ("open", number)
+    assert status_of(store, "aaaa1111aaaa1111") == ("proposed", False, None)    # proposed again
 
     gh.close_pull(number, merged=True)
     summary = run(store, github_publisher(gh))
-    assert summary["skipped"] == 1 and pr_columns(store)["aaaa1111aaaa1111"][1] == "merged"
+    # read back before publishing: merged, so not eligible any more (the sensor marks it applied)
+    assert summary["merged"] == [pr_columns(store)["aaaa1111aaaa1111"][0]] and summary["skipped"] == 0
+    assert pr_columns(store)["aaaa1111aaaa1111"][1] == "merged"
     # merged is final: the row is no longer eligible, GitHub is not asked again about it
     requests = len(gh.requests)
     summary = run(store, github_publisher(gh))
@@ -340,6 +354,72 @@ def test_closed_pull_request_is_reopened_only_when_the_evidence_changed_material
     assert summary["opened"] == 1 and len(gh.pulls) == 3
     assert merged_files and merged_files < set(gh.tree(branch_of(EVENTS_BY_TYPE_DDL)))
     assert not gh.calls("DELETE")
+
+
+def test_superseded_pull_request_is_closed_with_a_comment_naming_its_replacement(two_recommendations, gh, store):
+    """A re-run chooses another index for a statement whose pull request is open: the new index gets
+    its own pull request, the old one is closed (by dbarch, so not 'rejected') with a comment linking
+    the new one; a pull request another current recommendation still uses stays open."""
+    ev = two_recommendations[0]["evidence"]
+    run(store, github_publisher(gh))
+    old_url, _, old_number, old_branch, _ = pr_columns(store)["aaaa1111aaaa1111"]
+    other_number = pr_columns(store)["bbbb2222bbbb2222"][2]
+    new_ddl = 'CREATE INDEX "behavior_log_user_id_idx" ON "public"."behavior_log" ("user_id")'
+    with store.connect() as conn:
+        memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
+                                                     ddl=new_ddl, confidence=0.95, gain=98.0)],
+                                      target=TARGET, evaluated=["aaaa1111aaaa1111"])
+    summary = run(store, github_publisher(gh))
+    assert summary["opened"] == 1 and summary["closed_superseded"] == [old_url]
+    new_pr = next(p for p in gh.pulls.values() if p["head"] == branch_of(new_ddl))
+    new_url = f"{gh.root_url}/{gh.full_name}/pull/{new_pr['number']}"
+    assert gh.pulls[old_number]["state"] == "closed" and gh.pulls[old_number]["merged_at"] is None
+    [comment] = gh.pulls[old_number]["comments"]
+    assert new_url in comment and new_ddl in comment
+    assert gh.pulls[other_number]["state"] == "open" and not gh.pulls[other_number].get("comments")
+    with store.connect() as conn:
+        rows = conn.execute("SELECT ddl, status, pr_state FROM dbarch.optimization_log "
+                            "WHERE fingerprint = 'aaaa1111aaaa1111'").fetchall()
+    assert sorted(rows) == sorted([(RECENT_DDL, "superseded", "closed"), (new_ddl, "proposed", "open")])
+    assert old_branch in gh.branches          # closed, never deleted: the history stays readable
+
+    # idempotent: nothing more to close, and the closed one is not read back as a rejection
+    requests = len(gh.requests)
+    summary = run(store, github_publisher(gh))
+    assert summary["closed_superseded"] == [] and summary["rejected"] == []
+    assert not gh.calls("POST", rf"/issues/{old_number}/comments")[1:]
+    assert not [r for r in gh.requests[requests:] if r.method != "GET"]
+
+
+def test_review_sensor_marks_rejected_and_closes_superseded(two_recommendations, gh, store, monkeypatch):
+    """The pull_request_reviews sensor, through Dagster's sensor context: a pull request closed by a
+    reviewer makes its recommendation rejected (when, by whom) — shown by the admin API's detail — and
+    the rejected index is not proposed again while its evidence stands."""
+    from dbarch_pipeline.defs.sensors import pull_request_reviews
+
+    run(store, github_publisher(gh))
+    number = pr_columns(store)["aaaa1111aaaa1111"][2]
+    gh.close_pull(number, by="dana")
+    resource = GitHubResource(token=TOKEN, repository=gh.full_name, base_url=gh.base_url,
+                              seconds_between_requests=0, seconds_between_writes=0)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"store": store, "github": resource})
+        result = pull_request_reviews(context)
+    assert "1 rejected" in result.skip_message
+    assert status_of(store, "aaaa1111aaaa1111") == ("rejected", True, "dana")
+    from fastapi.testclient import TestClient
+
+    from dbarch_pipeline.api.app import ApiConfig, create_app
+
+    with store.connect() as conn:
+        row_id = conn.execute("SELECT id FROM dbarch.optimization_log WHERE fingerprint = 'aaaa1111aaaa1111'").fetchone()[0]
+    with TestClient(create_app(ApiConfig(resources=audit_resources(store_dsn=store.dsn), warm=False))) as client:
+        detail = client.get(f"/admin/database/optimizations/{row_id}").json()
+    assert detail["status"] == "rejected" and detail["rejected_by"] == "dana" and detail["rejected_at"]
+    assert detail["pull_request"]["state"] == "closed"
+    summary = run(store, github_publisher(gh))
+    assert summary["opened"] == summary["reopened"] == 0 and len(gh.pulls) == 2
+    assert gh.pulls[number]["state"] == "closed"
 
 
 def test_bad_token_gives_a_clear_error_without_the_token_and_nothing_lost(two_recommendations, gh, store):
@@ -523,16 +603,45 @@ def test_local_git_update_commits_on_top_and_removes_superseded_files(audit, sto
     assert run(store, publisher)["updated"] == 1
     assert git(repo, "rev-parse", f"{branch_of(RECENT_DDL)}~1") == first
     # a later audit prefers another index for the same statement: its own branch; the old row is
-    # superseded, so its branch is left as it was
+    # superseded and its branch (only dbarch's commits) removed, with its saved body
     with store.connect() as conn:
         memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
                                                      ddl=EVENTS_BY_TYPE_DDL, confidence=0.95, gain=99.5)],
                                       evaluated=["aaaa1111aaaa1111"])
-    tip = git(repo, "rev-parse", branch_of(RECENT_DDL))
-    assert run(store, publisher)["opened"] == 1
-    assert git(repo, "rev-parse", branch_of(RECENT_DDL)) == tip
+    summary = run(store, publisher)
+    assert summary["opened"] == 1 and summary["closed_superseded"] == [f"{repo.as_uri()}#{branch_of(RECENT_DDL)}"]
+    assert branch_of(RECENT_DDL) not in git(repo, "branch", "--format=%(refname:short)").split()
+    assert not list((repo / ".git" / "dbarch").glob("*user_id_timestamp*"))
     files = git(repo, "ls-tree", "-r", "--name-only", branch_of(EVENTS_BY_TYPE_DDL)).splitlines()
     assert files and all("event_type_user_id" in f for f in files)
+    with store.connect() as conn:
+        states = dict(conn.execute("SELECT ddl, pr_state FROM dbarch.optimization_log").fetchall())
+    assert states == {RECENT_DDL: "closed", EVENTS_BY_TYPE_DDL: "local"}
+    assert run(store, publisher)["closed_superseded"] == []          # done once
+
+
+def test_local_branch_someone_committed_to_is_kept_when_superseded(audit, store, tmp_path):
+    ev = audit["rows"][0]["evidence"]
+    seed(store, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS, ddl=RECENT_DDL,
+                         confidence=0.93, gain=99.0)])
+    repo = tmp_path / "prs"
+    publisher = publish.LocalGitPublisher(repo)
+    assert run(store, publisher)["opened"] == 1
+    branch = branch_of(RECENT_DDL)
+    tip = git(repo, "rev-parse", branch)
+    tree = git(repo, "rev-parse", f"{tip}^{{tree}}")
+    env = {"GIT_AUTHOR_NAME": "Dana", "GIT_AUTHOR_EMAIL": "dana@example.com",
+           "GIT_COMMITTER_NAME": "Dana", "GIT_COMMITTER_EMAIL": "dana@example.com"}
+    mine = subprocess.run(["git", "-C", str(repo), "commit-tree", tree, "-p", tip, "-m", "review tweak"],
+                          check=True, capture_output=True, text=True, env={**__import__("os").environ, **env}).stdout.strip()
+    git(repo, "update-ref", f"refs/heads/{branch}", mine)
+    with store.connect() as conn:
+        memory.write_optimization_log(conn, [log_row(ev, fingerprint="aaaa1111aaaa1111", query=RECENT_EVENTS,
+                                                     ddl=EVENTS_BY_TYPE_DDL, confidence=0.95, gain=99.5)],
+                                      evaluated=["aaaa1111aaaa1111"])
+    summary = run(store, publisher)
+    assert summary["opened"] == 1 and summary["closed_superseded"] == []
+    assert git(repo, "rev-parse", branch) == mine
 
 
 def test_alembic_migration_runs_outside_a_transaction_and_downgrades(demo_copy, tmp_path):

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from contextlib import asynccontextmanager, contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -69,6 +70,8 @@ class ApiConfig:
     # torch threads for embedding one short statement per request: 1 avoids the threads waiting on
     # each other (several times slower on a busy machine); None leaves torch's default (tests do)
     torch_threads: int | None = None
+    # query vectors kept in memory, by normalized statement: a repeated search skips the model
+    vector_cache_size: int = 4096
     redactor: Redactor = dataclasses.field(default_factory=Redactor)
 
 
@@ -91,6 +94,8 @@ class Service:
         self._audits_lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._vectors: OrderedDict[str, Any] = OrderedDict()   # least recently used first
+        self._vectors_lock = threading.Lock()
 
     @contextmanager
     def store_conn(self) -> Iterator[psycopg.Connection]:
@@ -108,16 +113,31 @@ class Service:
         with self._pool.connection() as conn:
             yield conn
 
-    def embed(self, text: str):
-        """One statement's vector. torch's thread count is per calling thread (OpenMP), so it is set
-        in the worker thread that serves the request, not once at startup."""
+    def embed(self, text: str, *, cached: bool = True):
+        """One (normalized) statement's vector, from the LRU cache when the same text was searched
+        recently. torch's thread count is per calling thread (OpenMP), so it is set in the worker
+        thread that serves the request, not once at startup."""
+        size = self.config.vector_cache_size if cached else 0
+        if size:
+            with self._vectors_lock:
+                vector = self._vectors.get(text)
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+                    return vector
         threads = self.config.torch_threads
         if threads:
             import torch
 
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
-        return self.embedder.embed_one(text)
+        vector = self.embedder.embed_one(text)
+        vector.setflags(write=False)    # shared between requests
+        if size:
+            with self._vectors_lock:
+                self._vectors[text] = vector
+                while len(self._vectors) > size:
+                    self._vectors.popitem(last=False)
+        return vector
 
     def close(self) -> None:
         if self._audits is not None:

@@ -62,6 +62,9 @@ class OptimizationDetail(Optimization):
     window_end: datetime | None
     run_id: str | None = Field(description="The Dagster run that made it.")
     pull_request: PullRequest | None
+    rejected_at: datetime | None = Field(default=None, description="When its pull request was closed without "
+                                                                    "merging (status rejected).")
+    rejected_by: str | None = Field(default=None, description="Who closed it (the GitHub login), when known.")
     pr_url: str | None = Field(default=None, exclude=True)
 
 

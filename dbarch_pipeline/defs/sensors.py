@@ -2,7 +2,8 @@
 target) into partitions of the `target` dimension, so schedules and the UI know every database.
 Between audits: `slow_query_spike` audits a target's current week when a new statement crosses the
 thresholds, `applied_optimizations` notices applied recommendations and records what they really
-gained, `run_failure_alert` logs failed runs and posts them to $DBARCH_ALERT_WEBHOOK_URL. The logic
+gained, `pull_request_reviews` reads reviews back (rejected, merged) and closes superseded pull
+requests (prs/lifecycle.py), `run_failure_alert` logs failed runs and posts them to $DBARCH_ALERT_WEBHOOK_URL. The logic
 is in dbarch_pipeline/watch.py."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import psycopg
 from .. import watch
 from ..errors import DbarchError
 from ..resources.audit_settings import AuditSettingsResource
+from ..resources.github import GitHubResource
 from ..resources.postgres import StoreDatabase, TargetDatabase
 from .partitions import TARGETS_NAME, WEEKS_NAME, audit_key, week_of
 from .schedules import weekly_audit_job
@@ -103,6 +105,35 @@ def applied_optimizations(context: dg.SensorEvaluationContext, target: TargetDat
                          f"{len(gains)} realized gain(s) recorded")
 
 
+@dg.sensor(name="pull_request_reviews", minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Reads back the open pull requests: merged ones are recorded (then applied), ones closed "
+                       "without merging make their recommendations rejected; pull requests only superseded "
+                       "recommendations hold are closed with a comment naming what replaced them.")
+def pull_request_reviews(context: dg.SensorEvaluationContext, store: StoreDatabase,
+                         github: GitHubResource) -> dg.SkipReason:
+    from ..prs import lifecycle
+
+    try:
+        publisher = github.publisher()
+        with store.connect() as s:
+            seen = lifecycle.review(s, publisher)
+            withdrawn = lifecycle.close_superseded(s, publisher)
+    except DbarchError as exc:   # a bad token, a rate limit: said on the tick, tried again next time
+        context.log.warning(f"pull_request_reviews: {exc.problem}")
+        return dg.SkipReason(f"pull requests not read: {exc.problem}")
+    for r in seen["rejected"]:
+        context.log.info(f"pull_request_reviews: [{r['target']}] {r['pr_url']} closed without merging"
+                         f"{' by ' + r['closed_by'] if r['closed_by'] else ''}: rejected")
+    for r in seen["merged"]:
+        context.log.info(f"pull_request_reviews: [{r['target']}] {r['pr_url']} merged")
+    for c in withdrawn["closed"]:
+        context.log.info(f"pull_request_reviews: [{c['target']}] closed {c['url'] or c['branch']}: superseded")
+    for k in withdrawn["kept"]:
+        context.log.warning(f"pull_request_reviews: [{k['target']}] kept {k['branch']}: {k['reason']}")
+    return dg.SkipReason(f"{seen['checked']} open pull request(s) read: {len(seen['merged'])} merged, "
+                         f"{len(seen['rejected'])} rejected; {len(withdrawn['closed'])} superseded one(s) closed")
+
+
 @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Logs every failed run as one JSON line and posts it to "
                                    "$DBARCH_ALERT_WEBHOOK_URL when set.")
@@ -126,4 +157,4 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
             context.log.warning(f"run_failure_alert: {problem}")
 
 
-SENSORS = [target_registry, slow_query_spike, applied_optimizations, run_failure_alert]
+SENSORS = [target_registry, slow_query_spike, applied_optimizations, pull_request_reviews, run_failure_alert]

@@ -120,6 +120,22 @@ class Publisher(ABC):
     def describe(self) -> str:
         """Where pull requests go, for logs and metadata (never a credential)."""
 
+    def review(self, number: int) -> Review | None:
+        """What reviewers did with a published pull request; None where the publisher cannot tell
+        (a local branch has no review)."""
+        return None
+
+    @abstractmethod
+    def close(self, number: int | None, branch: str, comment: str) -> bool:
+        """Withdraw a pull request no current recommendation needs: True once it is closed (or gone)."""
+
+
+@dataclass(frozen=True)
+class Review:
+    state: str                        # open | merged | closed (without merging)
+    closed_at: datetime | None = None
+    closed_by: str | None = None      # the login that closed it, when the host says
+
 
 # -- 1. select -------------------------------------------------------------------------------------
 
@@ -141,7 +157,9 @@ def _ineligible(row: dict, settings: PublishSettings) -> str | None:
     confidence, gain = row.get("confidence"), row.get("performance_gain")
     if row.get("kind") != "index":
         return f"{row.get('kind')} recommendations never become pull requests automatically"
-    if row.get("status") in FINISHED_STATUSES or row.get("applied_at"):
+    # a rejected row goes on to the publisher, which leaves its closed pull request closed unless the
+    # evidence changed materially
+    if (row.get("status") in FINISHED_STATUSES and row.get("status") != "rejected") or row.get("applied_at"):
         return f"status {row.get('status')}"
     if row.get("pr_state") == "merged":
         return "its pull request was merged"
@@ -276,6 +294,7 @@ def record(conn: psycopg.Connection, p: PullRequestPlan, outcome: Outcome) -> No
         conn.execute(named("pr_update_optimization_log"), {
             "ids": p.row_ids, "url": outcome.url, "state": outcome.state, "number": outcome.number,
             "branch": outcome.branch, "evidence_hash": outcome.evidence_hash,
+            "revived": outcome.action in ("opened", "reopened"),
         })
 
 
@@ -285,7 +304,12 @@ def publish_pull_requests(conn: psycopg.Connection, publisher: Publisher, *, tar
                           progress: Callable[[str], None] | None = None, snapshot_id: int | None = None) -> dict:
     """The whole step for one target (one audit's recommendations when snapshot_id is given); returns
     a summary for metadata."""
+    from . import lifecycle
+
     settings.validate()
+    # reviews first: a pull request closed since the last run makes its rows rejected before they
+    # are considered again
+    reviewed = lifecycle.review(conn, publisher)
     selection = select(conn, target=target, settings=settings, snapshot_id=snapshot_id)
     writes: dict[str, dict] = {}
     if table_writes and selection.eligible:
@@ -293,6 +317,10 @@ def publish_pull_requests(conn: psycopg.Connection, publisher: Publisher, *, tar
         writes = table_writes(tables)
     plans, unsupported = plan(selection.eligible, settings, table_writes=writes)
     outcomes = publish_all(conn, publisher, plans, progress)
+    withdrawn = lifecycle.close_superseded(conn, publisher)
+    for c in withdrawn["closed"]:
+        if progress:
+            progress(f"closed (superseded): {c['url'] or c['branch']}")
     count = {a: sum(1 for o in outcomes if o.action == a)
              for a in ("opened", "reopened", "updated", "unchanged", "skipped")}
     return {
@@ -304,6 +332,9 @@ def publish_pull_requests(conn: psycopg.Connection, publisher: Publisher, *, tar
         "outcomes": [{"branch": o.branch, "action": o.action, "state": o.state, "url": o.url,
                       **({"reason": o.reason} if o.reason else {})} for o in outcomes],
         "not_eligible_detail": selection.skipped + unsupported,
+        "closed_superseded": [c["url"] or c["branch"] for c in withdrawn["closed"]],
+        "rejected": [r["pr_url"] for r in reviewed["rejected"]],
+        "merged": [r["pr_url"] for r in reviewed["merged"]],
     }
 
 
@@ -455,6 +486,30 @@ class GitHubPublisher(Publisher):
                                        _marker_hash(latest.body),
                                        reason="closed without merging; the evidence has not changed materially")
         return None, latest, None
+
+    def review(self, number: int) -> Review:
+        repo = self._repository()
+        with self._errors(f"reading pull request #{number}"):
+            pr = repo.get_pull(number)
+            if pr.merged_at is not None:
+                return Review("merged", pr.merged_at)
+            if pr.state != "closed":
+                return Review("open")
+            # a pull request's JSON does not say who closed it; its issue does
+            closer = repo.get_issue(number).closed_by
+            return Review("closed", pr.closed_at, closer.login if closer is not None else None)
+
+    def close(self, number: int | None, branch: str, comment: str) -> bool:
+        if number is None:
+            return True
+        repo = self._repository()
+        with self._errors(f"closing pull request #{number}", branch):
+            pr = repo.get_pull(number)
+            if pr.state != "open":
+                return True
+            pr.create_issue_comment(comment)
+            pr.edit(state="closed")
+        return True
 
     def _create(self, repo, plan: PullRequestPlan, base: str):
         return repo.create_pull(base=base, head=plan.branch, title=plan.title, body=plan.body, draft=self.draft)
@@ -621,6 +676,21 @@ class LocalGitPublisher(Publisher):
         body_file = self._save_body(plan)
         return Outcome(plan.key, plan.branch, action, "local", f"{self.path.as_uri()}#{plan.branch}", None,
                        plan.evidence_hash, command=self.push_command(plan, base, body_file))
+
+    def close(self, number: int | None, branch: str, comment: str) -> bool:
+        """Delete the local branch when it holds only dbarch's commits (nobody built on it), with its
+        saved body; a branch someone committed to is left alone (False)."""
+        self._ensure_repository()
+        tip = self._rev(f"refs/heads/{branch}")
+        if tip is None:
+            return True
+        authors = set(self._git("log", "--format=%ae", f"{self._base()}..{tip}").split())
+        if authors - {AUTHOR["GIT_AUTHOR_EMAIL"]}:
+            return False
+        self._git("update-ref", "-d", f"refs/heads/{branch}", tip)
+        body = Path(self._git("rev-parse", "--absolute-git-dir")) / "dbarch" / f"{branch.replace('/', '__')}.md"
+        body.unlink(missing_ok=True)
+        return True
 
     def push_command(self, plan: PullRequestPlan, base: str, body_file: Path) -> str:
         repo = shlex.quote(str(self.path))

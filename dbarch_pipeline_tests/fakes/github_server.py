@@ -137,11 +137,12 @@ class FakeGitHub:
         with self.lock:
             self.protected.append(pattern)
 
-    def close_pull(self, number: int, *, merged: bool = False) -> None:
+    def close_pull(self, number: int, *, merged: bool = False, by: str = "reviewer") -> None:
         with self.lock:
             pr = self.pulls[number]
             pr["state"] = "closed"
             pr["closed_at"] = _now()
+            pr["closed_by"] = by
             if merged:
                 pr["merged_at"] = pr["closed_at"]
                 self.branches[pr["base"]] = self.branches[pr["head"]]
@@ -276,6 +277,8 @@ class FakeGitHub:
             ("GET", r"/pulls/(?P<number>\d+)", self._get_pull),
             ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull),
             ("POST", r"/issues/(?P<number>\d+)/labels", self._add_labels),
+            ("GET", r"/issues/(?P<number>\d+)", self._get_issue),
+            ("POST", r"/issues/(?P<number>\d+)/comments", self._add_comment),
         ]
         for method, pattern, handler in routes:
             m = re.fullmatch(pattern, rest)
@@ -433,11 +436,46 @@ class FakeGitHub:
                     "resource": "PullRequest", "code": "custom",
                     "message": "state cannot be changed. The head branch was deleted."}], "status": "422"}
             pr["closed_at"] = None
+        if body.get("state") == "closed" and pr["state"] == "open":
+            pr["closed_at"], pr["closed_by"] = _now(), "dbarch-bot"    # the token's user
         for key in ("title", "body", "state"):
             if key in body:
                 pr[key] = body[key]
         pr["updated_at"] = _now()
         return 200, self._pull_json(pr)
+
+    def _get_issue(self, r: Request, number: str) -> tuple[int, Any]:
+        """A pull request seen as an issue: the one place GitHub says who closed it (`closed_by`)."""
+        pr = self.pulls.get(int(number))
+        if pr is None:
+            return self._missing()
+        pull = self._pull_json(pr)
+        by = pr.get("closed_by") if pr["state"] == "closed" else None
+        return 200, {
+            "id": 5000 + pr["number"], "number": pr["number"], "state": pr["state"], "title": pr["title"],
+            "body": pr["body"], "url": pull["issue_url"], "html_url": pull["html_url"],
+            "labels": pull["labels"], "user": pull["user"], "comments": len(pr.get("comments", [])),
+            "created_at": pr["created_at"], "updated_at": pr["updated_at"], "closed_at": pr["closed_at"],
+            "closed_by": {"login": by, "id": 3, "type": "User"} if by else None,
+            "pull_request": {"url": pull["url"], "html_url": pull["html_url"],
+                             "merged_at": pr["merged_at"]},
+        }
+
+    def _add_comment(self, r: Request, number: str) -> tuple[int, Any]:
+        pr = self.pulls.get(int(number))
+        if pr is None:
+            return self._missing()
+        text = (r.body or {}).get("body", "")
+        if not text:
+            return 422, {"message": "Validation Failed", "errors": [{"resource": "IssueComment", "field": "body",
+                                                                    "code": "missing_field"}], "status": "422"}
+        comments = pr.setdefault("comments", [])
+        comments.append(text)
+        n = len(comments)
+        return 201, {"id": 9000 + n, "body": text, "user": {"login": "dbarch-bot", "id": 2, "type": "User"},
+                     "created_at": _now(), "updated_at": _now(),
+                     "url": self._api(f"/repos/{self.full_name}/issues/comments/{9000 + n}"),
+                     "html_url": f"{self.root_url}/{self.full_name}/pull/{pr['number']}#issuecomment-{9000 + n}"}
 
     def _add_labels(self, r: Request, number: str) -> tuple[int, Any]:
         pr = self.pulls.get(int(number))
