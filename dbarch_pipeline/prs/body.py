@@ -260,18 +260,21 @@ def _confidence(row: dict) -> list[str]:
         return out
     if not parts:
         return out + ["The log holds no breakdown for this confidence.", ""]
-    out += ["From the measurements, never a constant: a weighted sum of its parts.", "",
+    out += ["From the measurements, never a constant: a weighted sum of its parts (a part of weight 0 is "
+            "shown, not weighed).", "",
             "| part | weight | score | meaning |", "|---|---:|---:|---|"]
     total = 0.0
-    for name, weight in WEIGHTS.items():
+    for name in PART_MEANING:
+        weight = WEIGHTS.get(name, 0.0)
         score = parts.get(name)
         if score is not None:
             total += weight * score
         out.append(f"| {name} | {weight:.2f} | {_fixed(score, 2)} | {PART_MEANING[name]} |")
     out.append("")
     if confidence is not None and abs(total - confidence) > 0.005:
-        out += [f"The weighted sum is {total:.2f}; the audit lowered it to {confidence:.2f}, weighing the "
-                "index's upkeep on writes against the time it saves on reads.", ""]
+        why = "; ".join((row.get("evidence") or {}).get("confidence_notes") or [])
+        out += [f"The weighted sum is {total:.2f}; the audit set it to {confidence:.2f}"
+                + (f": {why}." if why else " (a verdict within noise is capped below the pull-request bar)."), ""]
     return out
 
 
