@@ -52,13 +52,18 @@ MIN_MEAN_MS = 1.0                  # dbarch's default min_mean_ms: statements fa
 
 
 def set_logging(url: str, db_name: str, on: bool) -> None:
-    """The server log for the application's new sessions on this database: every statement with its
-    bound values (log_min_duration_statement = 0, log_parameter_max_length = -1), or the defaults."""
+    """The server log for the application's new sessions on this database. On: every statement with
+    its bound values (log_min_duration_statement = 0, log_parameter_max_length = -1). Off: nothing
+    logged at all (log_min_duration_statement and log_min_duration_sample = -1), so that "log off"
+    is a server that keeps no log of statements, not the embedded server's sampled default."""
+    values = ({"log_min_duration_statement": "0", "log_parameter_max_length": "-1",
+               "log_min_duration_sample": "-1"} if on else
+              {"log_min_duration_statement": "-1", "log_min_duration_sample": "-1"})
     with psycopg.connect(url, autocommit=True) as conn:
-        for name, value in (("log_min_duration_statement", "0"), ("log_parameter_max_length", "-1")):
-            if on:
+        for name in ("log_min_duration_statement", "log_parameter_max_length", "log_min_duration_sample"):
+            if name in values:
                 conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(db_name), sql.Identifier(name), sql.Literal(value)))
+                    sql.Identifier(db_name), sql.Identifier(name), sql.Literal(values[name])))
             else:
                 conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(db_name),
                                                                             sql.Identifier(name)))
