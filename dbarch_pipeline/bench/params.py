@@ -195,6 +195,7 @@ def _prepared_types(conn: psycopg.Connection, query: str, declared: Sequence[str
 UNTYPED = {"42725", "42P18"}
 # how PostgreSQL types a literal: an integer, a number with a point, a quoted string
 LITERAL_TYPES = ("integer", "numeric", "text")
+NEAREST_TRIED = 6      # `$n` tried per problem, nearest first: a long IN list costs a few PREPAREs, not n^2
 
 
 def _param_tokens(query: str) -> list[tuple[int, int, int]]:
@@ -241,7 +242,7 @@ def literal_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
         order = sorted({n for n, _s, _e in params if declared[n - 1] == "unknown"},
                        key=lambda n: (n != first, min(abs(s - (where or 0)) for m, s, _e in params if m == n), -n))
         moved = False
-        for n in order:
+        for n in order[:NEAREST_TRIED]:
             for type_name in LITERAL_TYPES:
                 trial = list(declared)
                 trial[n - 1] = type_name
