@@ -18,6 +18,11 @@ inside an expression (`now() - $2::interval`, `$1 * 2`) that expression is solve
 PostgreSQL's own arithmetic. A value that cannot be bound is a named problem ("cannot bind $2
 (interval): ..."), stored in the evidence.
 
+pg_stat_statements also turns the application's literals into `$n` (`$1 * 100` is kept as `$1 * $3`).
+Where PostgreSQL then cannot type a `$n`, it is typed as the literal was (`typed_statement`); a
+literal inside an indexable expression (`substr(code, $2, $3)`) comes back from the server log
+(`inline_constants`), or its absence is the named reason for no candidate (`hidden_literals`).
+
 Calibration moves one level t in [0, 1] (0: the most selective values, 1: the least) for the
 parameters that have one: a LIKE prefix shortens as t grows, a range window widens, a jsonb
 document loses keys, an array gains (overlap) or loses (containment) items. PostgreSQL's own row
