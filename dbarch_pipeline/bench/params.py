@@ -18,6 +18,11 @@ inside an expression (`now() - $2::interval`, `$1 * 2`) that expression is solve
 PostgreSQL's own arithmetic. A value that cannot be bound is a named problem ("cannot bind $2
 (interval): ..."), stored in the evidence.
 
+pg_stat_statements also turns the application's literals into `$n` (`$1 * 100` is kept as `$1 * $3`).
+Where PostgreSQL then cannot type a `$n`, it is typed as the literal was (`typed_statement`); a
+literal inside an indexable expression (`substr(code, $2, $3)`) comes back from the server log
+(`inline_constants`), or its absence is the named reason for no candidate (`hidden_literals`).
+
 Calibration moves one level t in [0, 1] (0: the most selective values, 1: the least) for the
 parameters that have one: a LIKE prefix shortens as t grows, a range window widens, a jsonb
 document loses keys, an array gains (overlap) or loses (containment) items. PostgreSQL's own row
@@ -195,6 +200,7 @@ def _prepared_types(conn: psycopg.Connection, query: str, declared: Sequence[str
 UNTYPED = {"42725", "42P18"}
 # how PostgreSQL types a literal: an integer, a number with a point, a quoted string
 LITERAL_TYPES = ("integer", "numeric", "text")
+NEAREST_TRIED = 6      # `$n` tried per problem, nearest first: a long IN list costs a few PREPAREs, not n^2
 
 
 def _param_tokens(query: str) -> list[tuple[int, int, int]]:
@@ -241,7 +247,7 @@ def literal_types(conn: psycopg.Connection, query: str) -> dict[int, str]:
         order = sorted({n for n, _s, _e in params if declared[n - 1] == "unknown"},
                        key=lambda n: (n != first, min(abs(s - (where or 0)) for m, s, _e in params if m == n), -n))
         moved = False
-        for n in order:
+        for n in order[:NEAREST_TRIED]:
             for type_name in LITERAL_TYPES:
                 trial = list(declared)
                 trial[n - 1] = type_name
