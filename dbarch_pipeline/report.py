@@ -56,7 +56,8 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
             entry["rewrite"] = r["ddl"]
         if b is None and q.queryid not in rewrites:
             tried = [x for x in benches if x["queryid"] == q.queryid]
-            entry["why_none"] = _why_none(len(own), tried, settings.min_gain_pct, selection.declined)
+            waiting = {c.ddl: c.rank for c in selection.next_in_line}
+            entry["why_none"] = _why_none(len(own), tried, settings.min_gain_pct, selection.declined, waiting)
             reason = next((t["evidence"]["why"] for t in tried if t["status"] == "unmeasured"), None)
             if reason:
                 entry["unmeasured"] = reason
@@ -84,7 +85,8 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
     }
 
 
-def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, declined: dict[str, str]) -> str:
+def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, declined: dict[str, str],
+              next_in_line: dict[str, int] | None = None) -> str:
     left = next((t for t in tried if t["status"] == "unmeasured"), None)
     if left is not None and not left["evidence"].get("no_candidate"):
         return f"not measured: {left['evidence']['why']}"
@@ -100,11 +102,20 @@ def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, decline
         if failed:
             return f"benchmark failed: {failed[0]['evidence'].get('error')}"
         return "not benchmarked (statement not safe to execute, or skipped)"
+    waiting = sorted((next_in_line or {}).get(t["ddl"], 1 << 30) for t in measured
+                     if t["ddl"] in (next_in_line or {}) and (t["measured_gain_pct"] or 0) >= min_gain_pct)
+    if waiting:
+        return f"proven, but beyond the configured number of indexes: next in line (#{waiting[0]})"
     top = max(measured, key=lambda t: t["measured_gain_pct"] if t["measured_gain_pct"] is not None else -1e9)
     gain = top["measured_gain_pct"]
     if gain is None:
         return "candidates could only be costed, and the planner saw no gain"
-    return f"best candidate gained {gain:.1f}% (< {min_gain_pct:.0f}% bar) or was not used by the planner"
+    if not any(t["evidence"].get("index_used") for t in measured):
+        return "no candidate was used by the planner"
+    if gain < min_gain_pct:
+        return f"best candidate gained {gain:.1f}% (< {min_gain_pct:.0f}% bar)"
+    return (f"best candidate gained {gain:.1f}% but was not chosen: another index already serves the "
+            "statement's table, or the verdict was within noise")
 
 
 def format_report(result: dict[str, Any], width: int = 100) -> str:

@@ -61,3 +61,20 @@ def test_every_slow_statement_is_measured_or_named_and_the_budget_names_what_it_
     assert data["recommendations"] == []
     assert "beyond the time budget" in data["text"]
     assert data["skipped_candidates"] == []   # nothing was prepared, so no experiment was even planned
+
+
+def test_why_none_names_the_cap_the_planner_and_the_bar():
+    """A statement with no recommendation says which of the distinct causes it was."""
+    from dbarch_pipeline.report import _why_none
+
+    def row(ddl, gain, used=True):
+        return {"ddl": ddl, "status": "measured", "measured_gain_pct": gain, "evidence": {"index_used": used}}
+
+    tried = [row("CREATE INDEX a", 92.8), row("CREATE INDEX b", 40.0)]
+    assert _why_none(2, tried, 10.0, {}, {"CREATE INDEX a": 12}) == \
+        "proven, but beyond the configured number of indexes: next in line (#12)"
+    assert _why_none(1, [row("CREATE INDEX a", 5.0)], 10.0, {}, {}) == "best candidate gained 5.0% (< 10% bar)"
+    assert _why_none(1, [row("CREATE INDEX a", 0.0, used=False)], 10.0, {}, {}) == \
+        "no candidate was used by the planner"
+    assert _why_none(1, [row("CREATE INDEX a", 92.8)], 10.0, {"CREATE INDEX a": "upkeep"}, {}) == "declined: upkeep"
+    assert _why_none(1, [row("CREATE INDEX a", 92.8)], 10.0, {}, {}).startswith("best candidate gained 92.8% but")
