@@ -533,3 +533,20 @@ def test_serve_and_ask_share_one_definition_of_the_sql_options():
     shared = {"max_rows", "schemas", "read_only_role", "timeout_ms", "allow_functions", "accept_superuser_risk",
               "max_value_bytes", "max_total_bytes"}
     assert all(options["ask"][d] == options["serve"][d] and options["ask"][d][2] for d in shared)
+
+
+def test_similar_vector_cache_is_lru_by_normalized_text_and_gives_the_models_vectors(store_dsn):
+    """The server's cache of query vectors: a repeated statement gets the vector the model gives it
+    (unchanged, read-only), the least recently used one is evicted first, and size 0 means none."""
+    import numpy as np
+
+    app = create_app(ApiConfig(resources=audit_resources(store_dsn=store_dsn), warm=False, vector_cache_size=3))
+    service = app.state.dbarch
+    texts = [normalize(f"SELECT * FROM users WHERE id = {n}") + f" /* {n} */" for n in range(4)]
+    first = [service.embed(t) for t in texts[:3]]
+    assert all(np.array_equal(v, service.embedder.embed_one(t)) for v, t in zip(first, texts))
+    assert service.embed(texts[0]) is first[0]             # a hit, and now the most recently used
+    service.embed(texts[3])                                 # evicts texts[1], the least recently used
+    assert list(service._vectors) == [texts[2], texts[0], texts[3]]
+    assert not first[0].flags.writeable
+    assert service.embed(texts[1], cached=False) is not first[1] and list(service._vectors)[-1] == texts[3]
