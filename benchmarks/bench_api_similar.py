@@ -129,11 +129,13 @@ class Served:
 
 def explain(conn, vector) -> str:
     """The search's plan, as the store runs it (same SQL, same settings)."""
+    from psycopg import sql
+
     from dbarch_pipeline.db import named
 
     with conn.transaction():
         conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-        rows = conn.execute("EXPLAIN " + named("select_similar_optimizations"), {
+        rows = conn.execute(sql.SQL("EXPLAIN ") + named("select_similar_optimizations"), {
             "embedding": vector, "limit": 5, "exclude_fingerprint": None, "history": False, "target": None}).fetchall()
     return "\n".join(r[0] for r in rows)
 

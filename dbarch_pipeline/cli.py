@@ -402,12 +402,30 @@ def _register_similar(sub) -> None:
     p.set_defaults(func=cmd_similar)
 
 
+class _NotJustSimilar(Exception):
+    pass
+
+
+class _SimilarOnlyParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _NotJustSimilar(message)   # the full parser says it, with the full usage
+
+
 def _similar_parser() -> argparse.ArgumentParser:
     """The parser with `similar` alone: the full one imports the audit's modules (psycopg among
     them), a second the warm `similar` need not pay."""
-    parser = argparse.ArgumentParser(prog="dbarch", description="AI database architect for PostgreSQL")
+    parser = _SimilarOnlyParser(prog="dbarch", description="AI database architect for PostgreSQL")
     _register_similar(parser.add_subparsers(dest="command", required=True))
     return parser
+
+
+def _parse(words: list[str]) -> argparse.Namespace:
+    if words[:1] == ["similar"]:
+        try:
+            return _similar_parser().parse_args(words)
+        except _NotJustSimilar:
+            pass
+    return build_parser().parse_args(words)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     words = list(sys.argv[1:] if argv is None else argv)
-    args = (_similar_parser() if words[:1] == ["similar"] else build_parser()).parse_args(words)
+    args = _parse(words)
     from .safety.faults import interrupt_on_sigterm
 
     interrupt_on_sigterm()   # SIGTERM as Ctrl-C: psycopg cancels the statement in flight

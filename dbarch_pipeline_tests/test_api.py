@@ -7,11 +7,12 @@ answered by Gemini and by a stored example (and saying which), hostile replies r
 run, auth (401 without or with a wrong token, 403 for a read token on ask and audits, no token in
 any response), the request size limit, the bounded number of concurrent asks, an audit started over
 HTTP that finishes as a Dagster run whose report is served, /metrics holding every series the Grafana
-dashboard queries, the Swagger UI served from local files, and the loopback-only rule of `dbarch
-serve` without tokens."""
+dashboard queries, the Swagger UI served from local files, the loopback-only rule of `dbarch
+serve` without tokens, and one definition of the SQL options `dbarch serve` shares with `dbarch ask`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -512,3 +513,40 @@ def test_without_tokens_the_loopback_server_is_open(api_store, demo_target, inst
         assert page.status_code == 200 and page.json()["total"] == len(_expected(api_store[1], target="app"))
         missing = client.get("/admin/database/audits/00000000-0000-0000-0000-000000000000")
         assert missing.status_code == 404
+
+
+def test_serve_and_ask_share_one_definition_of_the_sql_options():
+    """`dbarch serve` runs ask's SQL with the options `dbarch ask` takes: same names, defaults, help
+    texts, and the same settings from the same words."""
+    from dbarch_pipeline.ask.commands import settings_from
+    from dbarch_pipeline.cli import build_parser
+
+    words = ["--max-rows", "7", "--schemas", "public", "app", "--read-only-role", "reader", "--timeout-ms", "500",
+             "--allow-functions", "similarity", "--max-value-bytes", "10", "--max-total-bytes", "99",
+             "--i-accept-superuser-risk"]
+    parser = build_parser()
+    assert settings_from(parser.parse_args(["ask", "q", *words])) == settings_from(parser.parse_args(["serve", *words]))
+    assert settings_from(parser.parse_args(["ask", "q"])) == settings_from(parser.parse_args(["serve"]))
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    options = {name: {a.dest: (a.option_strings, a.default, a.help) for a in subparsers[name]._actions}
+               for name in ("ask", "serve")}
+    shared = {"max_rows", "schemas", "read_only_role", "timeout_ms", "allow_functions", "accept_superuser_risk",
+              "max_value_bytes", "max_total_bytes"}
+    assert all(options["ask"][d] == options["serve"][d] and options["ask"][d][2] for d in shared)
+
+
+def test_similar_vector_cache_is_lru_by_normalized_text_and_gives_the_models_vectors(store_dsn):
+    """The server's cache of query vectors: a repeated statement gets the vector the model gives it
+    (unchanged, read-only), the least recently used one is evicted first, and size 0 means none."""
+    import numpy as np
+
+    app = create_app(ApiConfig(resources=audit_resources(store_dsn=store_dsn), warm=False, vector_cache_size=3))
+    service = app.state.dbarch
+    texts = [normalize(f"SELECT * FROM users WHERE id = {n}") + f" /* {n} */" for n in range(4)]
+    first = [service.embed(t) for t in texts[:3]]
+    assert all(np.array_equal(v, service.embedder.embed_one(t)) for v, t in zip(first, texts))
+    assert service.embed(texts[0]) is first[0]             # a hit, and now the most recently used
+    service.embed(texts[3])                                 # evicts texts[1], the least recently used
+    assert list(service._vectors) == [texts[2], texts[0], texts[3]]
+    assert not first[0].flags.writeable
+    assert service.embed(texts[1], cached=False) is not first[1] and list(service._vectors)[-1] == texts[3]

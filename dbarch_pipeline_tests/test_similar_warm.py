@@ -142,3 +142,16 @@ def test_idle_server_leaves_by_itself(tmp_path, monkeypatch):
     thread.join(15)
     assert not thread.is_alive() and time.monotonic() - started < 15
     assert not warm_similar.socket_path().exists()
+
+
+def test_similar_alone_parser_leaves_mistakes_to_the_full_parser(capsys):
+    """`similar` parses its options without the audit's imports; a mistake is still reported by the
+    full parser (exit 2, the whole usage), and -h shows similar's own help."""
+    with pytest.raises(SystemExit) as exc:
+        main(["similar", "SELECT 1", "--bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err and "optimizations" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["similar", "-h"])
+    assert exc.value.code == 0 and "--min-similarity" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from ..ask.commands import add_sql_options
 from ..errors import DbarchError
 from ..settings import SANDBOX_DSN_ENV, STORE_DSN_ENV, TARGET_DSN_ENV, TARGETS_ENV
 from .auth import TOKENS_ENV, parse_tokens
@@ -31,12 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-dsn", help="the default target (default: $DBARCH_TARGET_DSN, else the embedded demo)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
     p.add_argument("--sandbox-dsn", help="where audit experiments run (default: the target, rolled back)")
-    p.add_argument("--max-rows", type=int, default=100, help="rows an answer returns at most (default 100)")
-    p.add_argument("--schemas", nargs="+", default=["public"], help="schemas ask's SQL may read (default public)")
-    p.add_argument("--read-only-role", help="run ask's SQL as this role (e.g. one granted pg_read_all_data)")
-    p.add_argument("--timeout-ms", type=int, default=10_000, help="ask's statement timeout (default 10000)")
-    p.add_argument("--allow-functions", nargs="+", default=[], metavar="NAME",
-                   help="functions beyond PostgreSQL's built-ins ask's SQL may call")
+    add_sql_options(p)     # how the ask endpoint runs SQL: the same options as `dbarch ask`
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024, help="largest request body (default 65536)")
     p.add_argument("--max-concurrent-asks", type=int, default=2,
                    help="questions answered at once; more get 429 (default 2)")
@@ -79,15 +75,14 @@ def redactor_for(resources: dict, tokens: tuple):
 
 def build(args: argparse.Namespace):
     """The application for these arguments (tokens read from the environment now)."""
-    from ..ask.answer import AskSettings
+    from ..ask.commands import settings_from
     from ..run import audit_resources
     from .app import ApiConfig, create_app
 
     tokens = parse_tokens(os.environ.get(TOKENS_ENV, ""))
     check_binding(args.host, tokens)
     resources = audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn, store_dsn=args.store_dsn)
-    ask = AskSettings(schemas=tuple(args.schemas), max_rows=args.max_rows, statement_timeout_ms=args.timeout_ms,
-                      read_only_role=args.read_only_role or None, allowed_functions=tuple(args.allow_functions))
+    ask = settings_from(args)
     config = ApiConfig(resources=resources, tokens=tokens, ask_settings=ask, max_body_bytes=args.max_body_bytes,
                        max_concurrent_asks=args.max_concurrent_asks, redactor=redactor_for(resources, tokens),
                        torch_threads=args.torch_threads or None)

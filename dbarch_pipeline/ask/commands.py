@@ -46,7 +46,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-dsn", help="the database asked (default: $DBARCH_TARGET_DSN, else the embedded demo)")
     p.add_argument("--store-dsn", help="where the corpus lives (default: the embedded server)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--max-rows", type=int, default=100, help="rows shown at most (default 100)")
+    add_sql_options(p)
+
+
+def add_sql_options(p: argparse.ArgumentParser) -> None:
+    """How generated SQL runs: the options `dbarch ask`, `explain-sql` and `dbarch serve` (its ask
+    endpoint) share, read back by `settings_from`."""
+    p.add_argument("--max-rows", type=int, default=100, help="rows an answer returns at most (default 100)")
     p.add_argument("--schemas", nargs="+", default=["public"], help="schemas the SQL may read (default public)")
     p.add_argument("--read-only-role", help="run the SQL as this role (e.g. one granted pg_read_all_data)")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="statement timeout (default 10000)")
@@ -60,7 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="fetching stops beyond this many bytes (default 4 MiB)")
 
 
-def _settings(args: argparse.Namespace):
+def settings_from(args: argparse.Namespace):
+    """AskSettings from the options add_sql_options added."""
     from .answer import AskSettings
 
     return AskSettings(schemas=tuple(args.schemas), max_rows=args.max_rows, statement_timeout_ms=args.timeout_ms,
@@ -88,7 +95,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .corpus import confirm_example, refresh_corpus
 
     target, store, client = _resources(args)
-    settings = _settings(args)
+    settings = settings_from(args)
     embedder = Embedder()
     with target.connect() as t, store.connect() as s:
         corpus = refresh_corpus(t, s, embedder, target=target.target_name(), schemas=settings.schemas,
@@ -115,7 +122,7 @@ def cmd_explain_sql(args: argparse.Namespace) -> int:
 
     target, _store, client = _resources(args)
     with target.connect() as t:
-        result = explain_sql(args.sql, conn=t, client=client, settings=_settings(args))
+        result = explain_sql(args.sql, conn=t, client=client, settings=settings_from(args))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
