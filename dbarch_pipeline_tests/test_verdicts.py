@@ -121,9 +121,9 @@ def test_an_index_on_a_partitioned_table_counts_as_used(server):
 
 
 def test_the_confidence_a_reviewer_reads_rests_on_trusted_values_and_never_lifts_a_side_effect():
-    """confidence_basis: guessed sets are left out when trusted ones exist, guessed values alone (or a
-    single set of the application's) stay below the pull-request bar, and a side effect stays at most
-    0.5 whatever its timings."""
+    """confidence_basis: guessed sets are left out when two or more trusted ones exist, guessed values
+    alone (or a single parameter set) stay below the pull-request bar, and a side effect stays at
+    most 0.5 whatever its timings."""
     from dbarch_pipeline.audit import confidence_basis
 
     seed = random.randrange(1_000_000)
@@ -141,9 +141,14 @@ def test_the_confidence_a_reviewer_reads_rests_on_trusted_values_and_never_lifts
                             "parameter_values": {"sources": [["observed"], ["calibrated"], ["guessed"]]}}}
         confidence, notes = confidence_basis(row, None)
         assert confidence >= 0.9 and "observed or calibrated" in notes[0], (seed, confidence, notes)
-        # one set of the application's values cannot say how the gain varies with them
+        # one set of the application's values cannot say how the gain varies with them: the guessed
+        # sets stay in
         row["evidence"]["parameter_values"]["sources"] = [["observed"], ["guessed"], ["guessed"]]
-        assert confidence_basis(row, None)[0] <= evaluate.GUESSED_CAP, seed
+        assert confidence_basis(row, None)[0] == confidence_from(before, after, None, used=True), seed
+        one = {**row, "evidence": {**row["evidence"], "before": {"timings_ms": before[:1]},
+                                   "after": {"timings_ms": after[:1]},
+                                   "parameter_values": {"sources": [["observed"]]}}}
+        assert confidence_basis(one, None)[0] <= evaluate.GUESSED_CAP, seed
         row["evidence"]["parameter_values"]["sources"] = [["guessed"], ["guessed"], ["guessed"]]
         assert confidence_basis(row, None)[0] <= evaluate.GUESSED_CAP, seed
         row["evidence"]["parameter_values"]["sources"] = [["calibrated"], ["observed"], ["observed"]]
