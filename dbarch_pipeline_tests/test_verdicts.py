@@ -121,8 +121,9 @@ def test_an_index_on_a_partitioned_table_counts_as_used(server):
 
 
 def test_the_confidence_a_reviewer_reads_rests_on_trusted_values_and_never_lifts_a_side_effect():
-    """confidence_basis: guessed sets are left out when trusted ones exist, guessed values alone stay
-    below the pull-request bar, and a side effect stays at most 0.5 whatever its timings."""
+    """confidence_basis: guessed sets are left out when two or more trusted ones exist, guessed values
+    alone (or a single parameter set) stay below the pull-request bar, and a side effect stays at
+    most 0.5 whatever its timings."""
     from dbarch_pipeline.audit import confidence_basis
 
     seed = random.randrange(1_000_000)
@@ -130,19 +131,27 @@ def test_the_confidence_a_reviewer_reads_rests_on_trusted_values_and_never_lifts
     for _ in range(20):
         base = rng.uniform(5, 50)
         fast, slow = rng.uniform(5, 50), rng.uniform(1.0, 1.5)   # speedups of the trusted / guessed sets
-        before = [_runs(rng, base, 0.05, 5), _runs(rng, base, 0.05, 5)]
-        after = [_runs(rng, base / fast, 0.05, 5), _runs(rng, base / slow, 0.05, 5)]
+        before = [_runs(rng, base, 0.05, 5), _runs(rng, base, 0.05, 5), _runs(rng, base, 0.05, 5)]
+        after = [_runs(rng, base / fast, 0.05, 5), _runs(rng, base / fast, 0.05, 5), _runs(rng, base / slow, 0.05, 5)]
         parts = confidence_parts(before, after, 0.9, used=True)
         row = {"confidence": evaluate.confidence_of(parts, used=True), "ms_before": base, "measured_gain_pct": 50.0,
                "estimated_gain_pct": 50.0,
                "evidence": {"index_used": True, "confidence_parts": parts, "before": {"timings_ms": before},
                             "after": {"timings_ms": after},
-                            "parameter_values": {"sources": [["observed"], ["guessed"]]}}}
+                            "parameter_values": {"sources": [["observed"], ["calibrated"], ["guessed"]]}}}
         confidence, notes = confidence_basis(row, None)
         assert confidence >= 0.9 and "observed or calibrated" in notes[0], (seed, confidence, notes)
-        row["evidence"]["parameter_values"]["sources"] = [["guessed"], ["guessed"]]
+        # one set of the application's values cannot say how the gain varies with them: the guessed
+        # sets stay in
+        row["evidence"]["parameter_values"]["sources"] = [["observed"], ["guessed"], ["guessed"]]
+        assert confidence_basis(row, None)[0] == confidence_from(before, after, None, used=True), seed
+        one = {**row, "evidence": {**row["evidence"], "before": {"timings_ms": before[:1]},
+                                   "after": {"timings_ms": after[:1]},
+                                   "parameter_values": {"sources": [["observed"]]}}}
+        assert confidence_basis(one, None)[0] <= evaluate.GUESSED_CAP, seed
+        row["evidence"]["parameter_values"]["sources"] = [["guessed"], ["guessed"], ["guessed"]]
         assert confidence_basis(row, None)[0] <= evaluate.GUESSED_CAP, seed
-        row["evidence"]["parameter_values"]["sources"] = [["calibrated"], ["observed"]]
+        row["evidence"]["parameter_values"]["sources"] = [["calibrated"], ["observed"], ["observed"]]
         row["evidence"]["cross_statement"] = True
         row["confidence"] = 1.0
         assert confidence_basis(row, None)[0] <= evaluate.SIDE_EFFECT_CAP, seed

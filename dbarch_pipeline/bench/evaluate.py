@@ -21,8 +21,9 @@ each time. From it:
 - The values must be the application's, or behave like them: the resamples are drawn from the
   parameter sets whose values were observed in the server log or calibrated to the statement's
   rows per call; sets of guessed values (nothing tied them to the application) are left out when
-  others exist, and a measurement that only had guessed values cannot reach the pull-request bar
-  (`trusted_confidence`).
+  at least two others exist (one set alone cannot say how the gain varies with the values); a
+  measurement that only had guessed values, or a single parameter set, cannot reach the
+  pull-request bar (`trusted_confidence`).
 - An index the plans never use scores 0; a statement that could only be costed (nothing timed) at
   most 0.4; a result "within noise" at most 0.4; a side-effect gain on another statement than the
   one the index was proposed for at most 0.5, so it never carries a pull request by itself.
@@ -47,9 +48,10 @@ import random
 import statistics
 from typing import Iterable, Sequence
 
-WEIGHTS = {"twice_as_fast": 1.0}   # the confidence is this one probability; "faster" is shown, not weighed
+WEIGHTS = {"faster": 0.0, "twice_as_fast": 1.0}   # the confidence is P(2.2x); "faster" is shown, not weighed
 PART_MEANING = {
-    "faster": "bootstrap probability that the statement is at least 5% faster (parameter sets and runs resampled)",
+    "faster": "bootstrap probability that the statement is at least 5% faster (shown, not weighed: a real "
+              "gain under 2x is not what the confidence promises)",
     "twice_as_fast": "bootstrap probability that it is at least 2x faster, with a 10% margin (2.2x), "
                      "parameter sets and runs resampled",
 }
@@ -199,8 +201,12 @@ def trusted_confidence(evidence: dict, confidence: float, *, cross: bool = False
     >>> ev = {"parameter_values": {"sources": [["observed"], ["guessed"]]}, "index_used": True,
     ...       "before": {"timings_ms": [[10, 10.2, 9.9], [10, 10.1, 9.8]]},
     ...       "after": {"timings_ms": [[1, 1.1, 1.0], [9, 9.2, 9.1]]}}
+    >>> trusted_confidence(ev, 0.3)[0] < 0.8    # one trusted set: the guessed one shows how gains vary
+    True
+    >>> ev["parameter_values"]["sources"] = [["observed"], ["calibrated"], ["guessed"]]
+    >>> ev["before"]["timings_ms"].insert(0, [10, 10.3, 9.7]); ev["after"]["timings_ms"].insert(0, [1.2, 1, 1.1])
     >>> trusted_confidence(ev, 0.3)
-    (1.0, 'from the 1 of 2 parameter sets whose values were observed or calibrated')
+    (1.0, 'from the 2 of 3 parameter sets whose values were observed or calibrated')
     >>> ev["parameter_values"]["sources"] = [["guessed"], ["guessed"]]
     >>> trusted_confidence(ev, 0.9)
     (0.5, 'every parameter value was guessed: nothing ties it to what the application sends')
@@ -211,13 +217,22 @@ def trusted_confidence(evidence: dict, confidence: float, *, cross: bool = False
             return GUESSED_CAP, "every parameter value was guessed: nothing ties it to what the application sends"
         return confidence, None
     trusted = trusted_sets(evidence)
-    if trusted is None:
-        return confidence, None
-    before, after = evidence["before"]["timings_ms"], evidence["after"]["timings_ms"]
-    used = bool(evidence.get("index_used"))
-    value = confidence_from([before[i] for i in trusted], [after[i] for i in trusted], None, used=used, cross=cross)
-    return value, (f"from the {len(trusted)} of {len(sources)} parameter sets whose values were observed or "
-                   "calibrated")
+    value, why = confidence, None
+    if trusted is not None:
+        before, after = evidence["before"]["timings_ms"], evidence["after"]["timings_ms"]
+        used = bool(evidence.get("index_used"))
+        if len(trusted) >= 2:
+            value = confidence_from([before[i] for i in trusted], [after[i] for i in trusted], None, used=used,
+                                    cross=cross)
+            why = f"from the {len(trusted)} of {len(sources)} parameter sets whose values were observed or calibrated"
+        else:
+            # resampling one set says nothing about how the gain varies with the values: the guessed
+            # sets, plausible values too, stay in for that
+            value = confidence_from(before, after, None, used=used, cross=cross)
+    if len(sources) == 1 and value > GUESSED_CAP:
+        value, why = GUESSED_CAP, ("one parameter set was timed: how the gain varies with the application's "
+                                   "values is unknown")
+    return value, why
 
 
 def confidence_from(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]],
