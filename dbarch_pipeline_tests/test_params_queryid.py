@@ -96,6 +96,19 @@ def test_inferred_types_that_already_match_are_kept_without_a_search(qid_db):
         assert match.text == text and match.types == {1: "text", 2: "numeric"}
 
 
+def test_constants_postgresql_cannot_type_are_matched_as_the_literals_they_were(qid_db):
+    with psycopg.connect(qid_db, autocommit=True) as conn:
+        queryid, text = _sent(conn, "SELECT id FROM readings WHERE big BETWEEN %s * 100 AND %s * 100 + 99",
+                              (2**40, 2**40 + 1))
+        assert "$3" in text   # pg_stat_statements made `$1 * $3` of `%s * 100`
+        match = match_types(conn, text, queryid)
+        # two types changed and three constants: found among the first tries, the constants known
+        assert match.status == "adopted" and match.types[1] == match.types[2] == "bigint", match
+        assert "a literal" in match.note
+        conn.execute("PREPARE dbarch_qid_check AS " + match.text)
+        conn.execute("DEALLOCATE dbarch_qid_check")
+
+
 COLUMNS = {  # column -> values the application may bind for it
     "tier": [lambda r: r.randint(0, 1), lambda r: r.randint(40_000, 90_000), lambda r: float(r.randint(0, 1))],
     "id": [lambda r: r.randint(1, 300), lambda r: r.randint(1, ROWS), lambda r: 2**33 + r.randint(0, 9)],

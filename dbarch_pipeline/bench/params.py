@@ -361,20 +361,21 @@ def _literals(type_name: str) -> list[tuple[str, str]]:
     return [("'" + neutral + "'", type_name)] if neutral is not None else []
 
 
-def _variants(types: list[list[tuple[str, str]]], literals: list[list[tuple[str, str]]]):
+def _variants(types: list[list[tuple[str, str]]], literals: list[list[tuple[str, str]]], known: int = 0):
     """(L, ranks): the last L `$n` are the application's constants (pg_stat_statements numbers them
     after its own parameters), ranks[i] indexes the casts of `$i+1` (or its literals, when it is one
-    of the last L); fewest changes from the inferred types first, the constants counting as one."""
+    of the last L); fewest changes from the inferred types first, the constants counting as one. The
+    last `known` `$n` start as constants: PostgreSQL could not type them by themselves."""
     import heapq
 
     count = len(types)
 
     def cost(state):
         n_lit, ranks = state
-        changes = sum(1 for r in ranks[:count - n_lit] if r) + (1 if n_lit else 0)
-        return changes, sum(ranks) + (1 if n_lit else 0)
+        changes = sum(1 for r in ranks[:count - n_lit] if r) + (1 if n_lit > known else 0)
+        return changes, sum(ranks) + (1 if n_lit > known else 0)
 
-    start = (0, tuple(0 for _ in types))
+    start = (known, tuple(0 for _ in types))
     heap, seen = [(cost(start), start)], {start}
     for _pop in range(MATCH_TRIES * 8):
         if not heap:
@@ -427,8 +428,10 @@ def match_types(conn: psycopg.Connection, query: str, queryid: int | None) -> Ty
         return TypeMatch(base, inferred, "matched", 1, "the inferred types give the application's queryid")
     types = [_types(inferred[n]) for n in range(1, count + 1)]
     literals = [_literals(inferred[n]) for n in range(1, count + 1)]
+    # the `$n` PostgreSQL cannot type by itself are the application's constants (literal_types)
+    known = count - min(forced) + 1 if forced and all(literals[n - 1] for n in range(min(forced), count + 1)) else 0
     tried = 1
-    for n_lit, ranks in _variants(types, literals):
+    for n_lit, ranks in _variants(types, literals, known):
         if not n_lit and not any(ranks):
             continue
         if tried >= MATCH_TRIES:
