@@ -35,7 +35,7 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import ValueTarget, hidden_literals, inline_constants, typed_statement
+from .bench.params import ValueTarget, hidden_literals, inline_constants, match_types, typed_statement
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -154,7 +154,8 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     usage: dict[str, int] = {}
     for q in queries:
         try:
-            text, _seen = inline_constants(target_conn, typed_statement(target_conn, q.query_text),
+            # typed as the application's driver bound them (its queryid tells), else as inferred
+            text, _seen = inline_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
                                            seen.get(q.fingerprint))
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
@@ -291,9 +292,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     unmeasured: dict[int, str] = {}
     for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
         q = queries[qid]
-        # the `$n` pg_stat_statements made of literals, typed as those literals were
-        text, observed = inline_constants(sandbox_conn, typed_statement(sandbox_conn, q.query_text),
-                                          seen.get(q.fingerprint))
+        # the `$n` typed as the application's driver bound them (matched to its queryid), and those
+        # pg_stat_statements made of literals typed as those literals were
+        typing = match_types(sandbox_conn, q.query_text, q.queryid)
+        text, observed = inline_constants(sandbox_conn, typing.text, seen.get(q.fingerprint))
         try:
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
@@ -319,6 +321,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                                  partial_values(shape, cands_of.get(qid, [])),
                                  target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
                                  observed=observed)
+            items[qid].plan.type_match = typing.evidence()
         except psycopg.Error as exc:
             unmeasured[qid] = _unbindable(exc)
 
@@ -492,11 +495,12 @@ def analyze_with_catalog(query: str, catalog: Catalog) -> QueryShape:
 
 
 def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSettings = AuditSettings(),
-                        *, mean_rows: float | None = None) -> dict | None:
+                        *, mean_rows: float | None = None, queryid: int | None = None) -> dict | None:
     """The whole advisor for one statement on one connection: candidates, measurement, the best
-    index if it clears the bar (None otherwise). Used by tests and the quality benchmarks."""
+    index if it clears the bar (None otherwise). Used by tests and the quality benchmarks. With the
+    statement's pg_stat_statements queryid, its `$n` are typed as the application bound them."""
     catalog = Catalog(conn)
-    query = typed_statement(conn, query)
+    query = match_types(conn, query, queryid).text if queryid is not None else typed_statement(conn, query)
     shape = analyze_with_catalog(query, catalog)
     if unsafe_reason(shape):
         return None

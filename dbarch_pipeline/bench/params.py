@@ -98,6 +98,7 @@ class ParameterPlan:
     provenance: list[list[str]] = field(default_factory=list)
     how: dict[int, str] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
+    type_match: dict = field(default_factory=dict)
 
     def evidence(self) -> dict:
         """What the evidence records about the values (never the observed values themselves)."""
@@ -108,7 +109,7 @@ class ParameterPlan:
         return {"sources": self.provenance, "source_counts": dict(counts), "types": {str(k): v for k, v in
                                                                                       sorted(self.types.items())},
                 "how": {f"${k}": v for k, v in sorted(self.how.items())}, "problems": self.problems,
-                "calibration": self.calibration}
+                "calibration": self.calibration, **({"type_match": self.type_match} if self.type_match else {})}
 
     @property
     def observed(self) -> bool:
@@ -287,6 +288,176 @@ def typed_statement(conn: psycopg.Connection, query: str) -> str:
         if n in types:
             out.append(query[pos:end] + "::" + types[n])
             pos = end
+    out.append(query[pos:])
+    return "".join(out)
+
+
+# -- the types the application's driver bound ------------------------------------------------------
+
+# Types a driver may bind for a `$n` PostgreSQL infers as the key (psycopg sends a small Python int
+# as smallint and a float as double precision; JDBC a String as varchar), most likely first.
+SIBLINGS = {
+    **{t: ["smallint", "integer", "bigint", "numeric", "double precision", "real"] for t in INTEGER_TYPES},
+    **{t: ["double precision", "numeric", "smallint", "integer", "bigint", "real"] for t in NUMERIC_TYPES - INTEGER_TYPES},
+    "text": ["text", "character varying"], "character varying": ["character varying", "text"],
+    "character": ["character", "text", "character varying"],
+    "timestamp with time zone": ["timestamp with time zone", "timestamp without time zone", "date"],
+    "timestamp without time zone": ["timestamp without time zone", "timestamp with time zone", "date"],
+    "date": ["date", "timestamp without time zone", "timestamp with time zone"],
+    "jsonb": ["jsonb", "json", "text"], "json": ["json", "jsonb", "text"],
+}
+_CAST_NAME = {"character": "bpchar"}   # `::character` would mean char(1)
+MATCH_TRIES = 256        # EXPLAINs per statement at most (planning only, ~1 ms each)
+_LITERAL = "literal"     # the `$n` was one of the application's constants
+
+
+@dataclass(frozen=True)
+class TypeMatch:
+    """How the `$n` of a statement were typed: by what PostgreSQL infers for the text, or by the
+    types whose query identifier equals the application's (pg_stat_statements' queryid)."""
+
+    text: str
+    types: dict[int, str]
+    status: str          # matched (inferred types already match), adopted, unmatched, unchecked
+    tried: int = 0
+    note: str = ""
+
+    def evidence(self) -> dict:
+        return {"status": self.status, "types": {f"${n}": t for n, t in sorted(self.types.items())},
+                "explains": self.tried, "note": self.note}
+
+
+def query_identifier(conn: psycopg.Connection, query: str) -> int | None:
+    """The query identifier PostgreSQL computes for the statement (EXPLAIN VERBOSE of its generic
+    plan: nothing runs), or None (it does not parse, or the server computes no identifier)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL(tag("EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) ")) + sql.SQL(query)
+                               ).fetchone()
+    except psycopg.Error:
+        return None
+    plan = row[0] if row else None
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    value = plan[0].get("Query Identifier") if plan else None
+    return int(value) if value is not None else None
+
+
+def _types(type_name: str) -> list[tuple[str, str]]:
+    """(how `$n` is cast, the type) for a `$n` PostgreSQL infers as type_name: that type first, then
+    the types a driver may have bound instead."""
+    names = [type_name] + [t for t in SIBLINGS.get(type_name, []) if t != type_name]
+    return [(f"::{_CAST_NAME.get(t, t)}", t) for t in names]
+
+
+def _literals(type_name: str) -> list[tuple[str, str]]:
+    """(a literal, its type) the application may have written where pg_stat_statements shows a `$n`
+    PostgreSQL infers as type_name (the identifier ignores the value, not how it was written)."""
+    if type_name in INTEGER_TYPES:
+        return [("1", "integer")]
+    if type_name in NUMERIC_TYPES:
+        return [("1", "integer"), ("1.0", "numeric")]
+    neutral = NEUTRAL.get(type_name) or ("{}" if type_name.endswith("[]") or type_name in ("json", "jsonb") else None)
+    return [("'" + neutral + "'", type_name)] if neutral is not None else []
+
+
+def _variants(types: list[list[tuple[str, str]]], literals: list[list[tuple[str, str]]], known: int = 0):
+    """(L, ranks): the last L `$n` are the application's constants (pg_stat_statements numbers them
+    after its own parameters), ranks[i] indexes the casts of `$i+1` (or its literals, when it is one
+    of the last L); fewest changes from the inferred types first, the constants counting as one. The
+    last `known` `$n` start as constants: PostgreSQL could not type them by themselves."""
+    import heapq
+
+    count = len(types)
+
+    def cost(state):
+        n_lit, ranks = state
+        changes = sum(1 for r in ranks[:count - n_lit] if r) + (1 if n_lit > known else 0)
+        return changes, sum(ranks) + (1 if n_lit > known else 0)
+
+    start = (known, tuple(0 for _ in types))
+    heap, seen = [(cost(start), start)], {start}
+    for _pop in range(MATCH_TRIES * 8):
+        if not heap:
+            return
+        _key, (n_lit, ranks) = heapq.heappop(heap)
+        yield n_lit, ranks
+        nexts = []
+        for i in range(count):
+            limit = len(types[i]) if i < count - n_lit else len(literals[i])
+            if ranks[i] + 1 < limit:
+                nexts.append((n_lit, ranks[:i] + (ranks[i] + 1,) + ranks[i + 1:]))
+        k = count - n_lit - 1   # the next `$n` to become a constant, from its inferred type only
+        if k >= 0 and ranks[k] == 0 and literals[k]:
+            nexts.append((n_lit + 1, ranks))
+        for nxt in nexts:
+            if nxt not in seen:
+                seen.add(nxt)
+                heapq.heappush(heap, (cost(nxt), nxt))
+
+
+def match_types(conn: psycopg.Connection, query: str, queryid: int | None) -> TypeMatch:
+    """The statement typed as the application's driver bound it, found by PostgreSQL's query
+    identifier.
+
+    The identifier pg_stat_statements keeps (queryid) is a hash of the parsed statement, the types
+    of its parameters included: an application that binds a float for `score > $2` sent
+    `score > $2::float8`, whose plan cannot use an index on a numeric `score`, while the text, typed
+    as PostgreSQL infers it, is `score > $2::numeric`, which can. A cast on a `$n` types the
+    parameter itself, so `$2::float8` has the application's identifier. When the inferred types do
+    not give the statement's queryid, each `$n` tries its siblings (smallint ... double precision,
+    text/varchar, timestamp/timestamptz/date) and, for the constants pg_stat_statements made, a
+    literal; at most MATCH_TRIES EXPLAINs, fewest changes first. Without a match the inferred types
+    stay (`typed_statement`), and the evidence says so."""
+    base = typed_statement(conn, query)
+    params = _param_tokens(query)
+    count = max((n for n, _s, _e in params), default=0)
+    if queryid is None or not count:
+        return TypeMatch(base, {}, "unchecked", 0, "no queryid to match" if count else "no parameters")
+    forced = literal_types(conn, query)
+    inferred, exc = _prepared_types(conn, base, None)
+    if exc is not None or len(inferred) < count:
+        return TypeMatch(base, {}, "unmatched", 0, "PostgreSQL cannot prepare the statement, so its types "
+                                                   "stay as inferred")
+    inferred = {n: forced.get(n, t) for n, t in inferred.items()}
+    first = query_identifier(conn, base)
+    if first is None:
+        return TypeMatch(base, inferred, "unchecked", 1, "the server gives no query identifier "
+                                                         "(compute_query_id is off)")
+    if first == queryid:
+        return TypeMatch(base, inferred, "matched", 1, "the inferred types give the application's queryid")
+    types = [_types(inferred[n]) for n in range(1, count + 1)]
+    literals = [_literals(inferred[n]) for n in range(1, count + 1)]
+    # the `$n` PostgreSQL cannot type by itself are the application's constants (literal_types)
+    known = count - min(forced) + 1 if forced and all(literals[n - 1] for n in range(min(forced), count + 1)) else 0
+    tried = 1
+    for n_lit, ranks in _variants(types, literals, known):
+        if not n_lit and not any(ranks):
+            continue
+        if tried >= MATCH_TRIES:
+            break
+        chosen = [types[i][r] if i < count - n_lit else literals[i][r] for i, r in enumerate(ranks)]
+        tried += 1
+        if query_identifier(conn, _written(query, params, [w for w, _t in chosen])) != queryid:
+            continue
+        adopted = {i + 1: t for i, (_w, t) in enumerate(chosen)}
+        changed = ", ".join(f"${i + 1} {inferred[i + 1]} -> " + (f"a literal ({t})" if i >= count - n_lit else t)
+                            for i, (_w, t) in enumerate(chosen) if ranks[i] or i >= count - n_lit)
+        text = _written(query, params, [f"::{_CAST_NAME.get(t, t)}" for t in adopted.values()])
+        return TypeMatch(text, adopted, "adopted", tried,
+                         f"types matched to the application's queryid ({changed})")
+    return TypeMatch(base, inferred, "unmatched", tried,
+                     f"no combination of parameter types tried ({tried} EXPLAINs) gives the application's "
+                     "queryid: the inferred types were used")
+
+
+def _written(query: str, params: list[tuple[int, int, int]], how: list[str]) -> str:
+    """The text with each `$n` cast (`::type`) or replaced by a literal as `how[n-1]` says."""
+    out, pos = [], 0
+    for n, start, end in params:
+        w = how[n - 1]
+        out.append(query[pos:start] + (query[start:end] + w if w.startswith("::") else w))
+        pos = end
     out.append(query[pos:])
     return "".join(out)
 
