@@ -88,8 +88,10 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
 def _why_none(n_candidates: int, tried: list[dict], min_gain_pct: float, declined: dict[str, str],
               next_in_line: dict[str, int] | None = None) -> str:
     left = next((t for t in tried if t["status"] == "unmeasured"), None)
-    if left is not None and not left["evidence"].get("no_candidate"):
-        return f"not measured: {left['evidence']['why']}"
+    if left is not None:
+        # a statement with no candidate says why in its own words (a constant only the log keeps, ...)
+        why = left["evidence"]["why"]
+        return why if left["evidence"].get("no_candidate") else f"not measured: {why}"
     if n_candidates == 0:
         return "no candidate index (already indexed, table too small, or nothing an index can serve)"
     reasons = {declined[t["ddl"]] for t in tried if t["ddl"] in declined and t["status"] == "measured"

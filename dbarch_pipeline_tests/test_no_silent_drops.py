@@ -78,3 +78,12 @@ def test_why_none_names_the_cap_the_planner_and_the_bar():
         "no candidate was used by the planner"
     assert _why_none(1, [row("CREATE INDEX a", 92.8)], 10.0, {"CREATE INDEX a": "upkeep"}, {}) == "declined: upkeep"
     assert _why_none(1, [row("CREATE INDEX a", 92.8)], 10.0, {}, {}).startswith("best candidate gained 92.8% but")
+
+
+def test_why_none_keeps_the_no_candidate_reason_in_its_own_words():
+    from dbarch_pipeline.report import _why_none
+    why = ("no candidate index: substr(code, $2, $3) holds $2, $3, which pg_stat_statements put in place of the "
+           "application's constants")
+    left = {"ddl": "", "status": "unmeasured", "measured_gain_pct": None,
+            "evidence": {"why": why, "no_candidate": True}}
+    assert _why_none(0, [left], 10.0, {}, {}) == why
