@@ -4,15 +4,19 @@ For many generated statements (the benchmark's web-application shapes, seed prin
 with literals, comments, odd whitespace, and statements longer than the model's 256 tokens, which
 both must truncate alike) the onnx vectors, one at a time and in padded batches, have cosine
 >= 0.9999 with torch's: that is what makes vectors stored by either runtime comparable. Also: the
-runtime setting (DBARCH_EMBED_RUNTIME) is obeyed, and a wrong value is a clear error. Skipped, with
+runtime setting (DBARCH_EMBED_RUNTIME) is obeyed, a wrong value is a clear error, and the export is
+published once under a file lock (a second exporter waits, then finds it). Skipped, with
 the reason, where onnxruntime is not installed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +91,22 @@ def test_export_is_cached_and_atomic():
     assert path.exists()
     assert embeddings.export_onnx(model_path, path) == 0.0
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_export_waits_for_another_exporter(tmp_path):
+    """While another process holds the export lock, an export waits; when the other one has published
+    the file, it returns without exporting (0 s) and leaves the published file as it was."""
+    target = tmp_path / "models" / "m.onnx"
+    target.parent.mkdir()
+    result: list[float] = []
+    with open(target.with_suffix(".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)      # another exporter, mid-export
+        waiter = threading.Thread(target=lambda: result.append(
+            embeddings.export_onnx(Embedder().model_path, target)))
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive() and not result      # blocked on the lock
+        target.write_bytes(b"published by the other exporter")
+    waiter.join(timeout=10)
+    assert result == [0.0]
+    assert target.read_bytes() == b"published by the other exporter"
