@@ -19,7 +19,8 @@ search's EXPLAIN shows whether it uses the HNSW index. Prints p50/p95/max per si
 average; asserts nothing. The database is dropped at the end.
 
 Run alone: .venv/bin/python benchmarks/bench_api_similar.py [--sizes 10000 100000] [--requests 300]
-           [--torch-threads 1]
+           [--torch-threads 1] [--embed-runtime onnx|torch]
+The embedding runtime (onnx or torch, same weights) is the server's default unless given, and is printed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dbarch_pipeline import embedded  # noqa: E402
 from dbarch_pipeline.api.app import ApiConfig, create_app  # noqa: E402
 from dbarch_pipeline.db import connect  # noqa: E402
 from dbarch_pipeline.memory import store  # noqa: E402
-from dbarch_pipeline.memory.embeddings import MODEL_NAME, Embedder  # noqa: E402
+from dbarch_pipeline.memory.embeddings import MODEL_NAME, RUNTIME_ENV, Embedder  # noqa: E402
 from dbarch_pipeline.memory.fingerprint import normalize  # noqa: E402
 from dbarch_pipeline.run import audit_resources  # noqa: E402
 
@@ -168,13 +169,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--torch-threads", type=int, default=1, help="the server's --torch-threads")
+    parser.add_argument("--embed-runtime", choices=("onnx", "torch"),
+                        help="the embedding runtime, here and in the server (default: dbarch's choice)")
     args = parser.parse_args(argv)
+    if args.embed_runtime:      # this process and the server it starts
+        os.environ[RUNTIME_ENV] = args.embed_runtime
 
     embedded.start()
     url = embedded.recreate_database(DB_NAME, pg_stat_statements=False)
     results: dict = {}
     try:
         embedder = Embedder()
+        results["runtime"] = embedder.runtime
+        print(f"embedding with {embedder.describe()}", flush=True)
         # probes: statements never stored, and never sent twice in the uncached series
         statements = sql_statements(REAL + args.warmup + args.requests + 20, seed=11)
         vectors = embedder.embed([normalize(s) for s in statements[:REAL]])

@@ -3,14 +3,15 @@
 Measures the model load time on its own, then the rate in queries/s of
 `dbarch_pipeline.memory.embeddings.Embedder.embed` over ~500 realistic normalized SQL statements
 (pg_stat_statements style, `$n` placeholders: varied SELECT/UPDATE/INSERT/DELETE over a few tables)
-with batch sizes 1 and 64, for each torch thread count asked (`--threads 1,2`: the database shares
+with batch sizes 1 and 64, on dbarch's runtime (ONNX Runtime by default, or `--embed-runtime torch`),
+for each intra-op thread count asked (`--threads 1,2`: the database shares
 the same cores, so fewer threads can be faster on a busy machine). Each rate is the median of a few passes after a warm-up; passes stop
 early once they exceed a time budget, so a busy machine does not make the script run for minutes.
 Nothing is downloaded (HF_HUB_OFFLINE=1 is set before the model is imported). Prints figures;
 asserts nothing.
 
 Run alone: .venv/bin/python benchmarks/bench_embeddings.py [--queries 500] [--reps 5] [--budget 30]
-           [--threads 1,2]
+           [--threads 1,2] [--embed-runtime onnx|torch]
 """
 
 from __future__ import annotations
@@ -84,8 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--budget", type=float, default=30.0,
                         help="stop adding passes at a batch size once they took this many seconds")
-    parser.add_argument("--threads", default="1,2", help="torch intra-op thread counts to compare, e.g. 1,2")
+    parser.add_argument("--threads", default="1,2", help="intra-op thread counts to compare, e.g. 1,2")
+    parser.add_argument("--embed-runtime", choices=("onnx", "torch"), help="default: dbarch's choice")
     args = parser.parse_args(argv)
+    if args.embed_runtime:
+        os.environ[embeddings.RUNTIME_ENV] = args.embed_runtime
 
     texts = sql_statements(args.queries)
     mean_len = statistics.fmean(len(t) for t in texts)
@@ -93,25 +97,28 @@ def main(argv: list[str] | None = None) -> dict:
           f"(mean {mean_len:.0f} chars), up to {args.reps} timed passes per batch size "
           f"(median; at most ~{args.budget:.0f} s each) ==")
 
-    import torch  # after HF_HUB_OFFLINE; only to report the thread count
-
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     probe = Embedder()
     t = time.perf_counter()
-    embeddings._load(probe.model_path)   # what the first embed() of a process pays
+    runtime = probe.runtime          # loads the model: what the first embed() of a process pays
     load_s = time.perf_counter() - t
+    print(f"runtime {runtime}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"model load: {load_s * 1000:.0f} ms ({probe.model_path})")
     t = time.perf_counter()
     probe.embed_one(texts[0])
     print(f"first call after load (1 statement): {(time.perf_counter() - t) * 1000:.1f} ms")
 
-    summary: dict = {"model_load_ms": load_s * 1000}
+    summary: dict = {"model_load_ms": load_s * 1000, "runtime": runtime}
     for threads in [int(x) for x in args.threads.split(",") if x.strip()]:
-        torch.set_num_threads(threads)
-        print(f"-- torch threads {threads} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        if runtime == "torch":
+            import torch
+
+            torch.set_num_threads(threads)
+        else:           # an ONNX Runtime session's threads are fixed when it is created
+            os.environ[embeddings.THREADS_ENV] = str(threads)
+            embeddings._onnx_models.clear()
+        print(f"-- {runtime} threads {threads} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
         summary[threads] = _rates(texts, args)
-    if len(summary) > 2:
+    if sum(isinstance(k, int) for k in summary) > 1:
         best = {b: max((k for k in summary if isinstance(k, int)), key=lambda k: summary[k][f"batch_{b}_qps"])
                 for b in (1, 64)}
         print(f"fastest: {best[1]} thread(s) at batch 1, {best[64]} at batch 64")

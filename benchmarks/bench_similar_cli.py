@@ -14,6 +14,7 @@ Prints p50/p95/max of each series with the load average (`uptime`); asserts noth
 is stopped and the database dropped at the end.
 
 Run alone: .venv/bin/python benchmarks/bench_similar_cli.py [--calls 20] [--cold-calls 5] [--rows 2000]
+           [--embed-runtime onnx|torch]   (default: dbarch's choice; the runtime is printed)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bench_embeddings import sql_statements  # noqa: E402
 from dbarch_pipeline import embedded, warm_similar  # noqa: E402
 from dbarch_pipeline.db import connect  # noqa: E402
 from dbarch_pipeline.memory import store  # noqa: E402
-from dbarch_pipeline.memory.embeddings import Embedder  # noqa: E402
+from dbarch_pipeline.memory.embeddings import RUNTIME_ENV, Embedder  # noqa: E402
 from dbarch_pipeline.memory.fingerprint import normalize  # noqa: E402
 
 DB_NAME = "dbarch_bench_similar_cli"
@@ -62,9 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20, help="warm calls timed")
     parser.add_argument("--cold-calls", type=int, default=5,
-                        help="cold calls timed (each loads torch and the model: 5-30 s apiece on a busy machine)")
+                        help="cold calls timed (each loads the model: with torch 5-30 s apiece on a busy machine)")
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--embed-runtime", choices=("onnx", "torch"),
+                        help="the embedding runtime of the command (default: dbarch's choice)")
     args = parser.parse_args(argv)
+    if args.embed_runtime:      # this process and the commands it runs
+        os.environ[RUNTIME_ENV] = args.embed_runtime
 
     embedded.start()
     dsn = embedded.recreate_database(DB_NAME, pg_stat_statements=False)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         statements = sql_statements(300 + 3 * args.calls + 2, seed=23)
         stored = statements[:300]
-        vectors = Embedder().embed([normalize(s) for s in stored])
+        embedder = Embedder()
+        vectors = embedder.embed([normalize(s) for s in stored])
         step = max(1, args.rows // len(stored))
         with connect(dsn, "store") as conn:
             store.ensure_schema(conn)
@@ -80,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         probes = statements[300:]
         cold_env = {**os.environ, warm_similar.IDLE_ENV: "0"}
         warm_env = {**os.environ, warm_similar.IDLE_ENV: "120"}
-        print(f"dbarch similar over {args.rows:,} log rows, statements never seen before:", flush=True)
+        print(f"dbarch similar over {args.rows:,} log rows, statements never seen before "
+              f"(embedding with {embedder.describe()}):", flush=True)
         series("cold (in-process every call)", probes[:args.cold_calls], dsn, cold_env)
         first = call(probes[args.calls], dsn, warm_env)
         t = time.perf_counter()

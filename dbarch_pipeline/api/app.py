@@ -116,7 +116,7 @@ class Service:
     def embed(self, text: str, *, cached: bool = True):
         """One (normalized) statement's vector, from the LRU cache when the same text was searched
         recently. torch's thread count is per calling thread (OpenMP), so it is set in the worker
-        thread that serves the request, not once at startup."""
+        thread that serves the request, not once at startup (ONNX Runtime's is the session's)."""
         size = self.config.vector_cache_size if cached else 0
         if size:
             with self._vectors_lock:
@@ -125,7 +125,7 @@ class Service:
                     self._vectors.move_to_end(text)
                     return vector
         threads = self.config.torch_threads
-        if threads:
+        if threads and self.embedder.runtime == "torch":     # onnx sets its threads per session
             import torch
 
             if torch.get_num_threads() != threads:

@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
                    help="questions answered at once; more get 429 (default 2)")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="threads torch uses to embed a search's statement (default 1: lowest latency per request)")
+    p.add_argument("--embed-runtime", choices=("onnx", "torch"),
+                   help="run the embedding model on ONNX Runtime or torch (default: $DBARCH_EMBED_RUNTIME, else onnx "
+                        "when onnxruntime is installed); both give the same vectors")
     p.set_defaults(func=cmd_serve)
 
 
@@ -79,6 +82,10 @@ def build(args: argparse.Namespace):
     from ..run import audit_resources
     from .app import ApiConfig, create_app
 
+    if getattr(args, "embed_runtime", None):
+        from ..memory.embeddings import RUNTIME_ENV
+
+        os.environ[RUNTIME_ENV] = args.embed_runtime
     tokens = parse_tokens(os.environ.get(TOKENS_ENV, ""))
     check_binding(args.host, tokens)
     resources = audit_resources(target_dsn=args.target_dsn, sandbox_dsn=args.sandbox_dsn, store_dsn=args.store_dsn)
@@ -102,8 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     redact.install(config.redactor)   # after uvicorn configured its handlers
     if not config.tokens:
         log.warning("%s is not set: the API is open to local users only (listening on %s)", TOKENS_ENV, args.host)
-    print(f"serving the admin API on http://{args.host}:{args.port} (Swagger UI at /docs, metrics at /metrics)",
-          flush=True)
+    embedder = app.state.dbarch.embedder
+    print(f"serving the admin API on http://{args.host}:{args.port} (Swagger UI at /docs, metrics at /metrics); "
+          f"embedding with {embedder.describe()}", flush=True)
     uvicorn.Server(server_config).run()
     return 0
 
