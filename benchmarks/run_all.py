@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  seeds' claim (COPY < {bench_log_writes.TARGET_COPY_MS:.0f} ms and >= "
           f"{bench_log_writes.TARGET_RATIO:.0f}x row by row): "
           f"{'met' if r['copy'] < 50 and r['ratio_autocommit'] >= 13 else 'not met'}")
-    print(f"Embeddings: model load {e['model_load_ms']:.0f} ms; batch 1 {e['batch_1_qps']:.1f} q/s, "
-          f"batch 64 {e['batch_64_qps']:.1f} q/s (medians)")
+    for threads in sorted(k for k in e if isinstance(k, int)):
+        print(f"Embeddings ({e.get('runtime')}, {threads} thread(s)): model load {e['model_load_ms']:.0f} ms; "
+              f"batch 1 {e[threads]['batch_1_qps']:.1f} q/s, batch 64 {e[threads]['batch_64_qps']:.1f} q/s (medians)")
     slow = a["slow_queries"]
     print(f"Audit ({args.rows:,} rows): {slow} slow queries, materialize_audit {a['audit_wall_s']:.1f} s")
     for step, seconds in a["stages_s"].items():
