@@ -1,12 +1,12 @@
 """Benchmark: the same all-MiniLM-L6-v2 weights on torch (what dbarch runs) and on ONNX Runtime.
 
-The bundled model's BERT is exported once with torch.onnx (TorchScript exporter, dynamic batch and
-sequence axes) to a temporary file; ONNX Runtime runs it on one intra-op thread, with the model's own
-tokenizer and the same mean pooling and normalization as sentence-transformers. For `--statements`
+dbarch's own export (`embeddings.export_onnx`) writes the bundled model's BERT to a temporary file, and
+dbarch's `OnnxModel` runs it on one intra-op thread with the model's own tokenizer and the same mean
+pooling and normalization as sentence-transformers (the torch side is sentence-transformers itself). For `--statements`
 generated normalized statements (the shapes of bench_embeddings.py) it embeds each one alone with
 both runtimes and prints the cosine between the two vectors (min and 1st percentile: an honest swap
 needs >= 0.999), the wall and CPU time per statement (p50/p95), the model load against the session
-creation, and the load average. Asserts nothing. Needs the `bench` extra (onnx, onnxruntime).
+creation, and the load average. Asserts nothing. 
 
 Run alone: .venv/bin/python benchmarks/bench_embedding_runtimes.py [--statements 300] [--seed 5]
 """
@@ -17,7 +17,7 @@ import argparse
 import os
 import tempfile
 import time
-import warnings
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,71 +25,42 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from bench_embeddings import sql_statements  # noqa: E402
-from dbarch_pipeline.memory.embeddings import Embedder, _load  # noqa: E402
+from dbarch_pipeline.memory.embeddings import OnnxModel, _load, default_model_path, export_onnx  # noqa: E402
 from dbarch_pipeline.memory.fingerprint import normalize  # noqa: E402
-
-INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-
-
-def export(model, path: str) -> float:
-    import torch
-
-    class LastHidden(torch.nn.Module):
-        # transformers 5's BertModel.forward takes its inputs by keyword only
-        def __init__(self, bert):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    sample = model.tokenizer(["SELECT 1 FROM t WHERE a = $1"], return_tensors="pt")
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(LastHidden(model[0].auto_model.eval()), tuple(sample[n] for n in INPUTS), path,
-                          input_names=INPUTS, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*INPUTS, "last_hidden_state"]})
-    return time.perf_counter() - started
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--statements", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
-    import onnxruntime as ort
     import torch
 
     torch.set_num_threads(1)     # as dbarch runs it (DBARCH_EMBED_THREADS default)
+    model_path = default_model_path()
     started = time.perf_counter()
-    embedder = Embedder()
-    model = _load(embedder.model_path)
+    model = _load(model_path)
     load_s = time.perf_counter() - started
-    tokenizer = model.tokenizer
+
+    def torch_embed(text: str) -> np.ndarray:
+        return np.asarray(model.encode([text], normalize_embeddings=True, convert_to_numpy=True,
+                                       show_progress_bar=False)[0], dtype=np.float32)
+
     with tempfile.TemporaryDirectory(prefix="dbarch-onnx-") as tmp:
-        path = os.path.join(tmp, "all-MiniLM-L6-v2.onnx")
-        export_s = export(model, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        path = Path(tmp) / "all-MiniLM-L6-v2.onnx"
+        export_s = export_onnx(model_path, path)      # dbarch's own export, into a throwaway place
         started = time.perf_counter()
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        onnx_model = OnnxModel(model_path, path, 1)
         session_s = time.perf_counter() - started
 
         def ort_embed(text: str) -> np.ndarray:
-            x = tokenizer([text], return_tensors="np", truncation=True, max_length=model.max_seq_length)
-            hidden = session.run(None, {n: x[n].astype(np.int64) for n in INPUTS})[0][0]
-            mask = x["attention_mask"][0][:, None].astype(np.float32)
-            v = (hidden * mask).sum(0) / mask.sum()
-            return v / np.linalg.norm(v)
+            return onnx_model.encode([text])[0]
 
         statements = [normalize(s) for s in sql_statements(args.statements, seed=args.seed)]
         before = os.getloadavg()
         cosines, times = [], {"torch": ([], []), "onnxruntime": ([], [])}
         for text in statements:
             vectors = []
-            for name, embed in (("torch", embedder.embed_one), ("onnxruntime", ort_embed)):
+            for name, embed in (("torch", torch_embed), ("onnxruntime", ort_embed)):
                 wall, cpu = time.perf_counter(), time.process_time()
                 vectors.append(embed(text))
                 times[name][0].append((time.perf_counter() - wall) * 1000)
