@@ -22,6 +22,16 @@ os.environ.pop("GITHUB_TOKEN", None)
 from dbarch_pipeline import demo, embedded  # noqa: E402
 from dbarch_pipeline.run import audit_resources  # noqa: E402
 
+
+def generated_seeds(count: int) -> list[int]:
+    """Random seeds for a generated-input test, or the ones DBARCH_TEST_SEEDS=s1,s2 replays (each test
+    prints the seed it ran)."""
+    import random
+
+    given = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s]
+    return given or [random.randrange(1, 10**6) for _ in range(count)]
+
+
 SMALL_DEMO_ROWS = 60_000
 # Several test sessions may share the embedded server (a developer's run beside a helper's): each
 # session's databases carry its own suffix, and are dropped when it ends.

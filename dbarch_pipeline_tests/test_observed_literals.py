@@ -8,7 +8,6 @@ DBARCH_TEST_SEEDS=s1,s2)."""
 
 from __future__ import annotations
 
-import os
 import random
 
 import psycopg
@@ -21,11 +20,10 @@ from dbarch_pipeline.bench.measure import _explain
 from dbarch_pipeline.bench.observed import literal_values
 from dbarch_pipeline.bench.params import hidden_literals, inline_constants, typed_statement
 
-from .conftest import fresh_database
+from .conftest import fresh_database, generated_seeds
 
 ROWS = 30_000
-SEEDS = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s] or \
-    [random.randrange(1, 10**6) for _ in range(2)]
+SEEDS = generated_seeds(2)
 
 
 @pytest.fixture(scope="module")

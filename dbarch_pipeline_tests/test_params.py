@@ -6,7 +6,6 @@ replayed with DBARCH_TEST_SEEDS=s1,s2,..."""
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import psycopg
@@ -17,11 +16,10 @@ from dbarch_pipeline.audit import analyze_with_catalog
 from dbarch_pipeline.bench.params import CALIBRATED, GUESSED, ValueTarget, find_slots, sample_parameter_sets
 from dbarch_pipeline.bench.runner import BenchSettings, prepare
 
-from .conftest import fresh_database
+from .conftest import fresh_database, generated_seeds
 
 ROWS = 40_000
-SEEDS = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s] or \
-    [random.randrange(1, 10**6) for _ in range(3)]
+SEEDS = generated_seeds(3)
 # prefixes of very different frequencies: a 3-letter prefix matches a large share of the table
 PREFIXES = ["user", "use", "admin", "a", "billing", "u", "support", "zz"]
 

@@ -10,7 +10,6 @@ pg_stat_statements exactly as an audit reads them."""
 
 from __future__ import annotations
 
-import os
 import random
 from decimal import Decimal
 
@@ -26,11 +25,10 @@ from dbarch_pipeline.bench.params import ValueTarget, literal_types, parameter_t
 from dbarch_pipeline.bench.runner import BenchSettings
 from dbarch_pipeline.db import rolled_back
 
-from .conftest import fresh_database
+from .conftest import fresh_database, generated_seeds
 
 ROWS = 30_000
-SEEDS = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s] or \
-    [random.randrange(1, 10**6) for _ in range(2)]
+SEEDS = generated_seeds(2)
 
 
 @pytest.fixture(scope="module")

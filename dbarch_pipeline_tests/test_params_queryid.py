@@ -10,7 +10,6 @@ from pg_stat_statements; the generated shapes print their seeds (replay with DBA
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import re
 from decimal import Decimal
@@ -24,11 +23,10 @@ from dbarch_pipeline.bench.params import MATCH_TRIES, match_types, parameter_typ
     typed_statement
 from dbarch_pipeline.bench.runner import BenchSettings
 
-from .conftest import fresh_database
+from .conftest import fresh_database, generated_seeds
 
 ROWS = 40_000
-SEEDS = [int(s) for s in os.environ.get("DBARCH_TEST_SEEDS", "").split(",") if s] or \
-    [random.randrange(1, 10**6) for _ in range(3)]
+SEEDS = generated_seeds(3)
 RESET = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
 
 
