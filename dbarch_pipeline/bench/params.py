@@ -50,6 +50,7 @@ from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, param_ind
 from ..advisor.candidates import key_sql
 from ..advisor.catalog import Catalog
 from ..db import rolled_back, tag
+from ..safety.walls import read_only_section
 
 DEFAULT_LIMIT_VALUE = "50"
 DEFAULT_LEVEL = 0.01            # uncalibrated: a narrow window, a long prefix, a full document
@@ -329,9 +330,10 @@ class TypeMatch:
 
 def query_identifier(conn: psycopg.Connection, query: str) -> int | None:
     """The query identifier PostgreSQL computes for the statement (EXPLAIN VERBOSE of its generic
-    plan: nothing runs), or None (it does not parse, or the server computes no identifier)."""
+    plan: nothing runs, and what planning folds runs read-only), or None (it does not parse, or the
+    server computes no identifier)."""
     try:
-        with conn.transaction():
+        with read_only_section(conn):
             row = conn.execute(sql.SQL(tag("EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) ")) + sql.SQL(query)
                                ).fetchone()
     except psycopg.Error:
