@@ -203,6 +203,18 @@ def test_similar_lookup_puts_realized_gains_first(store_dsn):
     assert after[0]["similarity"] < after[1]["similarity"]
 
 
+def test_similar_search_is_planned_for_each_probe_never_prepared(store_dsn):
+    """psycopg prepares a statement on its 5th run; the generic plan of the search cannot order by the
+    probe's distance through the HNSW index and sorts the whole cache (20x slower at 10k rows). A warm
+    serve connection must plan each probe: nothing of the search is ever prepared on it."""
+    rng = np.random.default_rng(7)
+    with StoreDatabase(dsn=store_dsn).connect() as s:
+        for _ in range(8):
+            store.similar_optimizations(s, _unit(*rng.standard_normal(8)), limit=3)
+        prepared = [r[0] for r in s.execute("SELECT statement FROM pg_prepared_statements")]
+    assert not [q for q in prepared if "query_embedding" in q], prepared
+
+
 # -- run_failure_alert -------------------------------------------------------------------------------
 
 @dg.op

@@ -69,8 +69,10 @@ def retrieve(store_conn: psycopg.Connection, embedder: Embedder, question: str, 
 def nearest(cur: psycopg.Cursor, vector: np.ndarray, *, target: str, kind: str, limit: int) -> list[dict]:
     if limit <= 0:
         return []
+    # never prepared: a generic plan cannot use the HNSW index for this probe's distance
     rows = cur.execute(named("ask_select_nearest_documents"),
-                       {"embedding": vector, "target": target, "kind": kind, "limit": limit}).fetchall()
+                       {"embedding": vector, "target": target, "kind": kind, "limit": limit},
+                       prepare=False).fetchall()
     for r in rows:
         r["similarity"] = round(float(r["similarity"]), 4)
     return rows
