@@ -192,3 +192,40 @@ def test_an_older_data_folder_gets_the_logging_settings_once(tmp_path):
     last = {line.split("=")[0].strip(): line.split("=", 1)[1].strip() for line in lines}
     assert last["logging_collector"] == "on" and last["work_mem"] == "'64MB'"
     assert all(last[k] == v for k, v in embedded.LOG_SETTINGS.items())
+
+
+def _bind_and_read_back(url: str, prefixes: list[str]) -> SlowQuery:
+    """An application that binds `prefixes`, every call logged; its statement as pg_stat_statements keeps it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET log_min_duration_statement = 0")
+        conn.execute("CREATE TABLE IF NOT EXISTS members (id int PRIMARY KEY, email text NOT NULL)")
+        for prefix in prefixes:
+            conn.execute("SELECT id FROM members WHERE email LIKE %s", (prefix,))
+        qid, text = conn.execute("SELECT queryid, query FROM pg_stat_statements WHERE query LIKE "
+                                 "'SELECT id FROM members WHERE email LIKE%%'").fetchone()
+    return SlowQuery(queryid=qid, query_text=text, fingerprint=fingerprint(text), calls=len(prefixes), total_exec_ms=1.0,
+                     mean_exec_ms=1.0, rows=0, shared_blks_hit=0, shared_blks_read=0,
+                     captured_at=datetime.now(timezone.utc))
+
+
+def test_values_logged_for_an_earlier_database_of_the_same_name_are_not_used(server, store):
+    """The log names databases by name, and PostgreSQL 18 gives the same statement on recreated tables
+    the same query_id: only the database's creation time (its PG_VERSION file) tells the two apart."""
+    seed = random.randrange(1, 10**6)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    old = [f"old{rng.randrange(10**6)}%" for _ in range(4)]
+    new = [f"new{rng.randrange(10**6)}%" for _ in range(3)]
+    url = fresh_database("dbarch_test_observed_recreated")
+    first = _bind_and_read_back(url, old)
+    url = fresh_database("dbarch_test_observed_recreated")     # dropped and created again
+    q = _bind_and_read_back(url, new)
+    assert q.queryid == first.queryid        # why the query_id alone cannot tell (PostgreSQL 18)
+    with psycopg.connect(url, autocommit=True) as conn:
+        created = observed.database_created_at(conn)
+        assert created is not None and created <= datetime.now(timezone.utc)
+        summary = observed.collect(conn, store, target="recreated", database=url.rsplit("/", 1)[1], queries=[q],
+                                   settings=observed.ObservedSettings())
+    assert summary["observed_not_before"] == created.isoformat(), summary
+    kept = observed.load(store, "recreated", [q.fingerprint], observed.ObservedSettings())
+    assert sorted(v[0] for v in kept[q.fingerprint]) == sorted(new), kept

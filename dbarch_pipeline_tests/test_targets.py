@@ -45,6 +45,15 @@ def _ticks(instance, when: datetime) -> list:
     return requests
 
 
+def _observe(s, target: str) -> None:
+    s.execute("INSERT INTO dbarch.observed_parameters (target, fingerprint, logged_at, values_hash, params, source) "
+              "VALUES (%s, 'fp', now(), 'h', ARRAY['someone@example.org'], 'server log')", (target,))
+
+
+def _observed(s) -> dict[str, int]:
+    return dict(s.execute("SELECT target, count(*) FROM dbarch.observed_parameters GROUP BY 1").fetchall())
+
+
 def test_one_off_audit_leaves_nothing_scheduled_and_no_password(demo_target, store_dsn, instance, monkeypatch):
     for var in ("DBARCH_TARGET_DSN", "DBARCH_SANDBOX_DSN", "DBARCH_TARGETS"):
         monkeypatch.delenv(var, raising=False)   # restored after the test: the audit sets them
@@ -99,7 +108,12 @@ def test_targets_add_list_remove_keep_registry_and_partitions_in_step(demo_targe
     assert listed["app"]["scheduled"] and listed["app"]["partition"] and listed["app"]["dsn"] == "$APP_DSN_I11"
     assert "/" in listed["app"]["identity"]
 
+    with StoreDatabase(dsn=store_dsn).connect() as s:
+        _observe(s, "app")
     assert cli.main(["targets", "remove", "app", "--purge", "--store-dsn", store_dsn]) == 0
+    assert "1 observed parameter values" in capsys.readouterr().out
+    with StoreDatabase(dsn=store_dsn).connect() as s:
+        assert "app" not in _observed(s)       # values the application bound: personal data, purged
     assert not instance.has_dynamic_partition(TARGETS_NAME, "app")
     assert _ticks(instance, datetime.now(timezone.utc)) == [] or all(
         "app" != str(r.partition_key).split("|")[0] for r in _ticks(instance, datetime.now(timezone.utc)))
@@ -114,6 +128,7 @@ def test_a_recreated_database_starts_a_new_history(store_dsn):
     with psycopg.connect(url, autocommit=True) as t, StoreDatabase(dsn=store_dsn).connect() as s:
         history.capture(t, s, target="shop", now=datetime.now(timezone.utc) - timedelta(hours=2))
         old_oid = targets.get(s, "shop")["database_oid"]
+        _observe(s, "shop")
     url = fresh_database("dbarch_test_recreated")      # dropped and created again: a new OID
     with psycopg.connect(url, autocommit=True) as t, StoreDatabase(dsn=store_dsn).connect() as s:
         summary = history.capture(t, s, target="shop")
@@ -121,6 +136,9 @@ def test_a_recreated_database_starts_a_new_history(store_dsn):
         assert summary["retired_history"]["captures"] == 1
         counts = dict(s.execute("SELECT target, count(*) FROM dbarch.pgss_capture GROUP BY 1").fetchall())
         assert counts == {"shop": 1, f"shop~{old_oid}": 1}
+        # the values the old database's application bound go with its history
+        assert summary["retired_history"]["observed_values"] == 1
+        assert _observed(s) == {f"shop~{old_oid}": 1}
         assert targets.get(s, "shop")["database_oid"] != old_oid
 
 

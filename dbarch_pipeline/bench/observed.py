@@ -338,6 +338,37 @@ def _embedded_log_dir(conn: psycopg.Connection) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def database_created_at(conn: psycopg.Connection) -> datetime | None:
+    """When the target database was created, from its folder's PG_VERSION file (CREATE DATABASE
+    writes it once). Log lines name a database by name, not by OID, and PostgreSQL 18 computes the
+    same query_id for the same statement on recreated tables, so entries logged before this moment
+    belong to an earlier database of the same name and are not the current application's values.
+    None when neither pg_stat_file (a superuser or a GRANT) nor the embedded server's own files tell."""
+    try:
+        with conn.transaction():
+            oid, default_space = conn.execute(named("select_database_created")).fetchone()
+    except psycopg.Error:
+        return None
+    if not default_space:
+        return None          # a database in another tablespace keeps its folder elsewhere
+    path = f"base/{oid}/PG_VERSION"
+    try:
+        with conn.transaction():
+            row = conn.execute(named("select_database_version_file"), {"path": path}).fetchone()
+        if row and row[0] is not None:
+            return row[0]
+    except psycopg.Error:
+        pass
+    if _embedded_log_dir(conn) is not None:
+        from .. import embedded
+
+        try:
+            return datetime.fromtimestamp((embedded.data_dir() / path).stat().st_mtime, timezone.utc)
+        except OSError:
+            return None
+    return None
+
+
 def _whole_lines(data: bytes, cut: bool) -> str:
     text = data.decode("utf-8", errors="replace")
     if cut and "\n" in text:
@@ -376,9 +407,11 @@ class Observation:
 
 
 def match(entries: Iterable[LogEntry], queries: Sequence[SlowQuery], *, database: str | None,
-          now: datetime | None = None) -> list[Observation]:
+          now: datetime | None = None, not_before: datetime | None = None) -> list[Observation]:
     """Observations of the slow statements: by query_id, else by fingerprint; dbarch's own
-    statements and other databases' are left out; values truncated by the server are dropped."""
+    statements and other databases' are left out, and so are entries logged before `not_before`
+    (the database's creation: an earlier database of the same name); values truncated by the
+    server are dropped."""
     now = now or datetime.now(timezone.utc)
     by_id = {q.queryid: q for q in queries}
     by_fp = {q.fingerprint: q for q in queries}
@@ -387,6 +420,8 @@ def match(entries: Iterable[LogEntry], queries: Sequence[SlowQuery], *, database
     out = []
     for e in entries:
         if database and e.database and e.database != database:
+            continue
+        if not_before and e.logged_at and e.logged_at < not_before:
             continue
         if DBARCH_TAG in e.statement or e.statement.lstrip()[:7].upper() == "EXPLAIN":
             continue
@@ -477,14 +512,16 @@ def collect(target_conn: psycopg.Connection | None, store_conn: psycopg.Connecti
     else:
         return {"observed_params": "no log to read (the target is unreachable and no --log-dir was given)"}
     notes += read.notes
+    created = database_created_at(target_conn) if target_conn is not None else None
     entries = (e for name, text in read.files for e in parse_log(name, text))
-    found = match(entries, queries, database=database, now=now)
+    found = match(entries, queries, database=database, now=now, not_before=created)
     try:
         kept = save(store_conn, target, found, settings, source)
     except psycopg.Error as exc:
         return {"observed_params": f"not kept: {_first_line(exc)}", "observed_notes": notes}
     return {"observed_params": source, "observed_log_files": len(read.files), "observed_log_bytes": read.bytes,
             "observed_values": kept, "observed_statements": len({o.fingerprint for o in found}),
+            "observed_not_before": created.isoformat() if created else None,
             "observed_notes": notes}
 
 

@@ -4,6 +4,8 @@ WITH t AS (UPDATE dbarch.target SET name = %(new)s, retired_at = now(), schedule
            WHERE name = %(old)s RETURNING 1),
      c AS (UPDATE dbarch.pgss_capture SET target = %(new)s WHERE target = %(old)s RETURNING 1),
      s AS (UPDATE dbarch.snapshot SET target = %(new)s WHERE target = %(old)s RETURNING 1),
-     o AS (UPDATE dbarch.optimization_log SET target = %(new)s WHERE target = %(old)s RETURNING 1)
+     o AS (UPDATE dbarch.optimization_log SET target = %(new)s WHERE target = %(old)s RETURNING 1),
+     -- the values the old database's application bound belong to it, not to the new database
+     p AS (UPDATE dbarch.observed_parameters SET target = %(new)s WHERE target = %(old)s RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS captures, (SELECT count(*) FROM s) AS snapshots,
-       (SELECT count(*) FROM o) AS log_rows
+       (SELECT count(*) FROM o) AS log_rows, (SELECT count(*) FROM p) AS observed_values
