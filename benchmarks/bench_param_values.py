@@ -76,7 +76,7 @@ def load(conn: psycopg.Connection, rows: int) -> None:
 def application(conn: psycopg.Connection, calls: int, rows: int) -> None:
     """What the application sends: one account's full prefix, three-key documents, recent hours."""
     rng = random.Random(7)
-    conn.execute("SELECT pg_stat_statements_reset()")
+    conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
     for _ in range(calls):
         g = rng.randrange(1, rows)
         conn.execute(STATEMENTS["A"][0].replace("$1", "%s"), (f"user{g}@%",))

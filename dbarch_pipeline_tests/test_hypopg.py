@@ -57,7 +57,7 @@ def pg15():
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("SELECT 1")
         conn.execute("SELECT pg_stat_reset()")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
         for r in range(8):
             conn.execute("SELECT * FROM tickets WHERE requester = %s ORDER BY opened_at DESC LIMIT 20", (r,))
             conn.execute("SELECT count(*) FROM tickets WHERE state = %s", ("open",))
