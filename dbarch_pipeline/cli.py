@@ -269,6 +269,12 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
         _print(f"{r['created_at']:%Y-%m-%d %H:%M}  [{r['target']}] {r['status']:10} gain {gain:>7}  "
                f"confidence {r['confidence'] or 0:.2f}  {r['ddl']}")
         _print(f"    {' '.join(r['query_text'].split())[:110]}")
+        notes = (r.get("evidence") or {}).get("confidence_notes") or []
+        if notes:
+            # why the confidence is what it is (a side effect, guessed values, ...), as the PR body says
+            _print(f"    confidence lowered: {'; '.join(notes)}")
+        if r.get("pr_url"):
+            _print(f"    pull request: {r['pr_url']}")
     return 0
 
 

@@ -131,6 +131,27 @@ def test_optimizations_and_similar_list_the_memory(demo_target, store_dsn, capsy
     assert rows and "behavior_log" in rows[0]["ddl"]
 
 
+def test_optimizations_say_why_a_confidence_was_lowered(store_dsn, capsys):
+    """A capped confidence (a side effect, guessed values, ...) names its cause in the listing, as the
+    pull-request body does; a row with a pull request shows it."""
+    from dbarch_pipeline.memory import store
+    from dbarch_pipeline.resources.postgres import StoreDatabase
+
+    side = "a side effect on a statement the index was not proposed for"
+    rows = [{"target": "cli_notes", "fingerprint": f"fp{i}", "queryid": i, "query_text": f"SELECT {i} FROM t",
+             "recommendation": "r", "kind": "index", "ddl": f"CREATE INDEX i{i} ON t (c{i})", "performance_gain": 17.1,
+             "estimated_gain": 10.0, "confidence": conf, "embedding": None, "evidence": {"confidence_notes": notes},
+             "snapshot_id": None} for i, (conf, notes) in enumerate([(0.5, [side]), (0.95, [])])]
+    with StoreDatabase(dsn=store_dsn).connect() as s:
+        store.write_optimization_log(s, rows)
+        s.execute("UPDATE dbarch.optimization_log SET pr_url = 'https://example.test/pr/7' "
+                  "WHERE target = 'cli_notes' AND ddl LIKE '%%i1%%'")
+    assert main(["optimizations", "--target", "cli_notes", "--store-dsn", store_dsn]) == 0
+    out = capsys.readouterr().out
+    assert out.count("confidence lowered:") == 1 and f"confidence lowered: {side}" in out
+    assert "pull request: https://example.test/pr/7" in out
+
+
 def test_audit_of_a_past_week_uses_stored_captures_only(demo_target, store_dsn, capsys):
     """No capture was stored for that week: nothing to audit, said plainly, exit 0."""
     code = main(["audit", "--target-dsn", demo_target, "--store-dsn", store_dsn, "--week", "2025-03-12",
