@@ -51,6 +51,9 @@ class BenchSettings:
     max_runs: int = 10          # runs per parameter set when the first ones do not separate the two
     interleave: bool = True     # time without / with in alternation on a twin connection
     first_runs: int = 2         # an early look: a pair clearly apart after these runs per set stops there
+    # side effects on other statements: "chosen" times them only for the indexes the selection picks
+    # (the audit re-selects until every pick's side effects are timed); "all" times every candidate's
+    side_effects: str = "chosen"
 
 
 @dataclass
@@ -294,20 +297,87 @@ def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, labe
              "confidence": None, "evidence": failure} for item in owners]
 
 
+def _side_effects(conn: psycopg.Connection, twin: psycopg.Connection | None, built: set[str],
+                  others: Sequence[Prepared], settings: BenchSettings,
+                  stop: Callable[[], str | None] | None = None, why: str | None = None) -> list[dict]:
+    """The other statements on the table whose plan uses the built index, timed (side effects)."""
+    rows = []
+    for item in others:
+        if why or (stop and stop()):
+            break
+        if not built & indexes_in(plan_of(conn, item)):
+            continue
+        before, after = _cross_timings(conn, twin, item, settings)
+        rows.append(_result(item, after, built, cross=True, before=before,
+                            show_observed=settings.show_observed_values))
+    return rows
+
+
+DEFERRED = "deferred"   # status of a side effect planned but not timed (see evaluate_candidate)
+
+
+def _deferred_rows(conn: psycopg.Connection, built: set[str], others: Sequence[Prepared],
+                   stop: Callable[[], str | None] | None = None) -> list[dict]:
+    """The other statements whose plan uses the built index, re-planned only: one `deferred` row
+    each with the planner's expected saving (`plan_check`), for the caller to time later
+    (`time_side_effects`) if the index is chosen."""
+    rows = []
+    for item in others:
+        if stop and stop():
+            break
+        if not built & indexes_in(plan_of(conn, item)):
+            continue
+        saving = plan_check(conn, item, built)[1]
+        rows.append({"queryid": item.queryid, "status": DEFERRED, "cost_before": None, "cost_after": None,
+                     "ms_before": None, "ms_after": None,
+                     "estimated_gain_pct": None if saving is None else round(saving * 100, 2),
+                     "measured_gain_pct": None, "confidence": None,
+                     "evidence": {"index_used": True, "cross_statement": True, "deferred": True,
+                                  "planner_saving": None if saving is None else round(saving, 4)}})
+    return rows
+
+
+def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Sequence[Prepared],
+                      settings: BenchSettings, twin: psycopg.Connection | None = None,
+                      stop: Callable[[], str | None] | None = None, *, measured: dict | None = None) -> list[dict]:
+    """The side effects `evaluate_candidate(..., defer_others=True)` left: the candidate built again
+    (rolled back) and `others` timed as side effects, exactly as they would have been then.
+    `measured` is the owners' evidence (size, build time, write cost), copied into the rows."""
+    ddl = ddl_text(cand)
+    if twin is None:
+        full_baseline(conn, others, settings)
+    try:
+        with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
+            conn.execute(index_ddl(cand))
+            rows = _side_effects(conn, twin, built_names(conn, cand.schema, index_name(cand)), others,
+                                 settings, stop)
+    except psycopg.Error:
+        return []   # it was built once for its owners: a failure now leaves the side effects untimed
+    ev = measured or {}
+    for row in rows:
+        row["ddl"] = ddl
+        row["evidence"].update(index=cand.label(), reason=cand.reason, index_bytes=ev.get("index_bytes"),
+                               build_ms=ev.get("build_ms"), write_ms_per_row=ev.get("write_ms_per_row"),
+                               spec=cand.to_spec(), timed_after_selection=True)
+    return rows
+
+
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
                        others: Sequence[Prepared], settings: BenchSettings,
                        twin: psycopg.Connection | None = None,
-                       stop: Callable[[], str | None] | None = None) -> list[dict]:
+                       stop: Callable[[], str | None] | None = None, *, defer_others: bool = False) -> list[dict]:
     """Build the candidate in a rolled-back transaction and measure what it does to every statement
     on its table. Rows for the owners always; for the others only when their plan uses the index.
     `stop` (a time budget) is asked before each statement: when it names a reason, the owners not
-    yet timed get a `skipped` row with it and the others are left."""
+    yet timed get a `skipped` row with it and the others are left. With `defer_others` the others
+    are re-planned but not timed: each gets a `deferred` row with the planner's expected saving
+    (the caller times them with `time_side_effects` when the index is chosen)."""
     ddl = ddl_text(cand)
     left: list[Prepared] = []
     why: str | None = None
     name = index_name(cand)
     if twin is None:
-        full_baseline(conn, list(owners) + list(others), settings)
+        full_baseline(conn, list(owners) + ([] if defer_others else list(others)), settings)
     try:
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             started = time.perf_counter()
@@ -333,14 +403,11 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                     # the plan is the one without the index: any difference on the clock is noise
                     row["evidence"].update(regression=False, plan_unchanged=True)
                 rows.append(row)
-            for item in others:
-                if why or (stop and stop()):
-                    break
-                if not built & indexes_in(plan_of(conn, item)):
-                    continue
-                before, after = _cross_timings(conn, twin, item, settings)
-                rows.append(_result(item, after, built, cross=True, before=before,
-                                    show_observed=settings.show_observed_values))
+            if defer_others:
+                if not why:
+                    rows.extend(_deferred_rows(conn, built, others, stop))
+            else:
+                rows.extend(_side_effects(conn, twin, built, others, settings, stop, why))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:
         return _failure_rows(owners, ddl, exc, cand.label(), cand.reason)
