@@ -136,3 +136,50 @@ def test_every_pick_has_its_side_effects_timed_on_generated_workloads(seed):
             assert all(any(r is clock[k] for r in rows) for k in slowed), (seed, case, ddl)
         left_untimed += len(pending)
     assert left_untimed > 0, seed   # the rule spares the indexes that are not picked
+
+
+def test_deferred_side_effects_are_planned_not_timed_and_a_close_call_gets_a_side_effects_runs(server):
+    """On a table built here: with `defer_others`, another statement whose plan uses the index gets
+    a `deferred` row with the planner's expected saving and no timing; `time_side_effects` times it
+    later as a side effect. An owner joined to a big unindexed table, whose plan uses the index but
+    whose cost the planner expects it to cut by under 10%, is timed with a side effect's 3 runs per
+    set, never the full runs or extra rounds."""
+    import psycopg
+
+    from dbarch_pipeline.advisor.analyze import analyze
+    from dbarch_pipeline.advisor.catalog import Catalog
+    from dbarch_pipeline.bench.runner import (CLOSE_CALL_RUNS, DEFERRED, PLANNER_MIN_SAVING, BenchSettings,
+                                              evaluate_candidate, prepare, time_side_effects, twin_of)
+    from dbarch_pipeline.models import IndexCandidate
+
+    from .conftest import fresh_database
+
+    url = fresh_database("dbarch_test_side_effects")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int, k int, v int, pad text)")
+        conn.execute("INSERT INTO t SELECT g, g % 5000, g % 7, repeat('p', 8) FROM generate_series(1, 60000) g")
+        conn.execute("CREATE TABLE u (id int)")
+        conn.execute("INSERT INTO u SELECT g % 60000 FROM generate_series(1, 1000000) g")
+        conn.execute("VACUUM ANALYZE t, u")
+        catalog = Catalog(conn)
+        settings = BenchSettings(runs=5, param_sets=2, max_runs=10, measure_write_cost=False)
+        texts = {1: "SELECT id, pad FROM t WHERE k = $1", 2: "SELECT v FROM t WHERE k = $1",
+                 3: "SELECT count(*) FROM t JOIN u ON u.id = t.id WHERE t.k = $1"}
+        items = {q: prepare(conn, q, text, analyze(text), catalog, settings) for q, text in texts.items()}
+        cand = IndexCandidate("public", "t", ("k",), "k")
+        with twin_of(conn, settings) as twin:
+            rows = evaluate_candidate(conn, cand, [items[1], items[3]], [items[2]], settings, twin=twin,
+                                      defer_others=True)
+            deferred = [r for r in rows if r["status"] == DEFERRED]
+            assert [r["queryid"] for r in deferred] == [2], rows
+            assert deferred[0]["ms_before"] is None and deferred[0]["evidence"]["planner_saving"] > 0.5
+            joined = next(r for r in rows if r["queryid"] == 3)
+            assert joined["evidence"]["index_used"], joined["evidence"]
+            assert joined["evidence"]["planner_saving"] < PLANNER_MIN_SAVING, joined["evidence"]["planner_saving"]
+            assert joined["evidence"]["runs_per_set"] in (settings.first_runs, CLOSE_CALL_RUNS), joined["evidence"]
+            owner = next(r for r in rows if r["queryid"] == 1)
+            timed = time_side_effects(conn, cand, [items[2]], settings, twin=twin, measured=owner["evidence"])
+        assert [r["queryid"] for r in timed] == [2]
+        assert timed[0]["status"] == "measured" and timed[0]["evidence"]["cross_statement"]
+        assert timed[0]["evidence"]["index_bytes"] == owner["evidence"]["index_bytes"]
+        assert timed[0]["confidence"] <= 0.5

@@ -272,6 +272,7 @@ def _timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Pr
 
 
 CROSS_LOOK_SETS = 2   # a side effect's first look: one run on each of this many parameter sets
+CLOSE_CALL_RUNS = 3   # runs per set for a side effect, or an owner the planner expects little of
 
 
 def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Prepared,
@@ -280,7 +281,7 @@ def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, it
     capped below the pull-request bar): a first look of one interleaved run on the first two
     parameter sets is kept when the two are apart beyond doubt (`clearly_apart`); otherwise every
     set is timed with up to 3 runs, as before."""
-    runs = min(settings.runs, 3)
+    runs = min(settings.runs, CLOSE_CALL_RUNS)
     if twin is not None and len(item.param_sets) > 0:
         look = item.param_sets[:CROSS_LOOK_SETS]
         before, after = measure_pair(conn, twin, item.query, look, has_params=item.has_params, runs=1,
@@ -393,9 +394,12 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                     continue
                 used, saving = (True, None) if twin is None or not item.param_sets else plan_check(conn, item, built)
                 # rounds beyond `runs` for a close call only where the planner expects the index to
-                # matter (the bar HypoPG's screen uses to build a candidate at all)
+                # matter (the bar HypoPG's screen uses to build a candidate at all); where it expects
+                # less, the row can only do what a side effect does — show a gain the clock proves
+                # despite the planner, or a regression — and gets a side effect's runs
                 more = saving is None or saving >= PLANNER_MIN_SAVING
-                before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=more, used=used)
+                runs = settings.runs if more else min(settings.runs, CLOSE_CALL_RUNS)
+                before, after = _timings(conn, twin, item, settings, runs=runs, adaptive=more, used=used)
                 row = _result(item, after, built, cross=False, before=before,
                               show_observed=settings.show_observed_values)
                 row["evidence"]["planner_saving"] = None if saving is None else round(saving, 4)
