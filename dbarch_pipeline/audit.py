@@ -28,7 +28,7 @@ from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (DEFERRED, BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
                            evaluate_configuration_for, evaluate_rewrite, partial_values, prepare,
-                           time_side_effects, twin_of)
+                           sibling_timings, time_side_effects, twin_of)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -479,7 +479,8 @@ def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection
         if progress:
             progress(f"side effects of {cand.label()} (picked): {len(others)} statement(s)")
         timed = time_side_effects(conn, cand, others, settings.bench, twin=twin, measured=owner,
-                                  stop=lambda: budget_reason if out_of_time() else None)
+                                  stop=lambda: budget_reason if out_of_time() else None,
+                                  known=sibling_timings(rows, cand))
         for row in timed:
             row["evidence"]["source"] = owner.get("source", "advisor")
         return timed

@@ -149,7 +149,8 @@ def test_deferred_side_effects_are_planned_not_timed_and_a_close_call_gets_a_sid
     from dbarch_pipeline.advisor.analyze import analyze
     from dbarch_pipeline.advisor.catalog import Catalog
     from dbarch_pipeline.bench.runner import (CLOSE_CALL_RUNS, DEFERRED, PLANNER_MIN_SAVING, BenchSettings,
-                                              evaluate_candidate, prepare, time_side_effects, twin_of)
+                                              evaluate_candidate, prepare, sibling_timings,
+                                              time_side_effects, twin_of)
     from dbarch_pipeline.models import IndexCandidate
 
     from .conftest import fresh_database
@@ -179,7 +180,17 @@ def test_deferred_side_effects_are_planned_not_timed_and_a_close_call_gets_a_sid
             assert joined["evidence"]["runs_per_set"] in (settings.first_runs, CLOSE_CALL_RUNS), joined["evidence"]
             owner = next(r for r in rows if r["queryid"] == 1)
             timed = time_side_effects(conn, cand, [items[2]], settings, twin=twin, measured=owner["evidence"])
+            # a sibling differing only in INCLUDE columns that gives statement 2 the same plan shape
+            # reuses that timing; one that turns it into an index-only scan is timed anew
+            same = IndexCandidate("public", "t", ("k",), "k", include=("pad",))
+            only = IndexCandidate("public", "t", ("k",), "k", include=("v",))
+            reused = time_side_effects(conn, same, [items[2]], settings, twin=twin, known=sibling_timings(timed, same))
+            anew = time_side_effects(conn, only, [items[2]], settings, twin=twin, known=sibling_timings(timed, only))
         assert [r["queryid"] for r in timed] == [2]
         assert timed[0]["status"] == "measured" and timed[0]["evidence"]["cross_statement"]
         assert timed[0]["evidence"]["index_bytes"] == owner["evidence"]["index_bytes"]
         assert timed[0]["confidence"] <= 0.5
+        assert reused[0]["evidence"]["timed_with"] == cand.label() and reused[0]["evidence"]["index"] == same.label()
+        assert reused[0]["evidence"]["after"] == timed[0]["evidence"]["after"]
+        assert "timed_with" not in anew[0]["evidence"], anew[0]["evidence"]
+        assert anew[0]["evidence"]["plan_shape"] != timed[0]["evidence"]["plan_shape"]

@@ -13,6 +13,7 @@ then built once, and inside the same rolled-back transaction:
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from contextlib import contextmanager
@@ -298,19 +299,55 @@ def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, labe
              "confidence": None, "evidence": failure} for item in owners]
 
 
+def plan_shape(doc: dict, built: set[str]) -> str:
+    """A short digest of the plan's shape: every node's type, relation, join type, place and scan
+    direction, and its index (the built one named alike whatever its name). Two indexes with the
+    same keys that differ only in INCLUDE columns, giving a statement the same shape, make it do the
+    same work (an Index Only Scan and an Index Scan are different shapes).
+
+    >>> a = {"Plan": {"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_k_idx"}}
+    >>> b = {"Plan": {"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_k_incl_idx"}}
+    >>> plan_shape(a, {"t_k_idx"}) == plan_shape(b, {"t_k_incl_idx"}), plan_shape(a, {"x"}) == plan_shape(b, {"x"})
+    (True, False)
+    """
+    parts: list[str] = []
+
+    def walk(node: dict, depth: int) -> None:
+        index = node.get("Index Name")
+        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in (
+            "Node Type", "Relation Name", "Join Type", "Parent Relationship", "Scan Direction")]
+            + ["new" if index in built else str(index or "")]))
+        for child in node.get("Plans") or []:
+            walk(child, depth + 1)
+
+    walk(doc["Plan"], 0)
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def _side_effects(conn: psycopg.Connection, twin: psycopg.Connection | None, built: set[str],
                   others: Sequence[Prepared], settings: BenchSettings,
-                  stop: Callable[[], str | None] | None = None, why: str | None = None) -> list[dict]:
-    """The other statements on the table whose plan uses the built index, timed (side effects)."""
+                  stop: Callable[[], str | None] | None = None, why: str | None = None,
+                  known: Callable[[int, str], dict | None] | None = None) -> list[dict]:
+    """The other statements on the table whose plan uses the built index, timed (side effects).
+    `known(queryid, plan shape)` may give the row already timed for that statement with an index
+    of the same keys (differing only in INCLUDE columns) that gave it the same plan shape: it
+    stands for this one, untimed."""
     rows = []
     for item in others:
         if why or (stop and stop()):
             break
-        if not built & indexes_in(plan_of(conn, item)):
+        doc = plan_of(conn, item)
+        if not built & indexes_in(doc):
+            continue
+        shape = plan_shape(doc, built)
+        same = known(item.queryid, shape) if known else None
+        if same is not None:
+            rows.append({**same, "evidence": {**same["evidence"], "timed_with": same["evidence"].get("index")}})
             continue
         before, after = _cross_timings(conn, twin, item, settings)
-        rows.append(_result(item, after, built, cross=True, before=before,
-                            show_observed=settings.show_observed_values))
+        row = _result(item, after, built, cross=True, before=before, show_observed=settings.show_observed_values)
+        row["evidence"]["plan_shape"] = shape
+        rows.append(row)
     return rows
 
 
@@ -340,10 +377,12 @@ def _deferred_rows(conn: psycopg.Connection, built: set[str], others: Sequence[P
 
 def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Sequence[Prepared],
                       settings: BenchSettings, twin: psycopg.Connection | None = None,
-                      stop: Callable[[], str | None] | None = None, *, measured: dict | None = None) -> list[dict]:
+                      stop: Callable[[], str | None] | None = None, *, measured: dict | None = None,
+                      known: Callable[[int, str], dict | None] | None = None) -> list[dict]:
     """The side effects `evaluate_candidate(..., defer_others=True)` left: the candidate built again
     (rolled back) and `others` timed as side effects, exactly as they would have been then.
-    `measured` is the owners' evidence (size, build time, write cost), copied into the rows."""
+    `measured` is the owners' evidence (size, build time, write cost), copied into the rows;
+    `known` as in `_side_effects` (a sibling's timing that stands for this index's)."""
     ddl = ddl_text(cand)
     if twin is None:
         full_baseline(conn, others, settings)
@@ -351,7 +390,7 @@ def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Se
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             conn.execute(index_ddl(cand))
             rows = _side_effects(conn, twin, built_names(conn, cand.schema, index_name(cand)), others,
-                                 settings, stop)
+                                 settings, stop, known=known)
     except psycopg.Error:
         return []   # it was built once for its owners: a failure now leaves the side effects untimed
     ev = measured or {}
@@ -361,6 +400,23 @@ def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Se
                                build_ms=ev.get("build_ms"), write_ms_per_row=ev.get("write_ms_per_row"),
                                spec=cand.to_spec(), timed_after_selection=True)
     return rows
+
+
+def same_keys(a: IndexCandidate, b: IndexCandidate) -> bool:
+    """Whether two candidates differ at most in their INCLUDE columns (and name)."""
+    return (a.schema, a.table, a.columns, a.method, a.opclasses, a.directions, a.where) == \
+        (b.schema, b.table, b.columns, b.method, b.opclasses, b.directions, b.where)
+
+
+def sibling_timings(rows: Sequence[dict], cand: IndexCandidate) -> Callable[[int, str], dict | None]:
+    """For `_side_effects`' `known`: the side effect on a statement already timed with an index of
+    the same keys as `cand` (only INCLUDE differs) that gave the statement the same plan shape —
+    the same work, so the same verdict."""
+    def known(queryid: int, shape: str) -> dict | None:
+        return next((r for r in rows if r["queryid"] == queryid and r["status"] == "measured"
+                     and r["evidence"].get("plan_shape") == shape and r["evidence"].get("spec")
+                     and same_keys(IndexCandidate.from_spec(r["evidence"]["spec"]), cand)), None)
+    return known
 
 
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
