@@ -358,8 +358,12 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                 row["evidence"]["source"] = sources.get(ddl, "advisor")
                 if whatif_costs is not None:
                     row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
-            if any(r["status"] == DEFERRED for r in results):
-                pending[ddl] = [r for r in results if r["status"] == DEFERRED]
+            # side effects re-planned only, and owners with a short look only: timed if it is picked
+            later = [r for r in results if r["status"] == DEFERRED] + [
+                {"queryid": r["queryid"], "status": DEFERRED, "evidence": {"owner": True}}
+                for r in results if r["evidence"].get("short_look")]
+            if later:
+                pending[ddl] = later
             rows.extend(r for r in results if r["status"] != DEFERRED)
         rounds = _time_chosen_side_effects(sandbox_conn, twin, store_conn, snap, settings, queries, items,
                                            by_ddl, rows, pending, out_of_time, budget_reason, progress)
@@ -398,7 +402,8 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "candidates_failed": len({r["ddl"] for r in rows if r["status"] == "failed"}),
             "statements_prepared": len(items),
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
-            "side_effects_untimed": sum(len(v) for v in pending.values()),
+            "side_effects_untimed": sum(1 for v in pending.values() for r in v if not r["evidence"].get("owner")),
+            "short_looks_kept": sum(1 for r in measured if r["evidence"].get("short_look")),
             "selection_rounds": rounds,
             "configurations_measured": configurations,
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
@@ -445,7 +450,8 @@ def settle_side_effects(rows: list[dict], pending: dict[str, list[dict]], order:
     rounds = 0
     while pending and not out_of_time():
         base = select(rows)
-        credits = [_planner_credit(r) for deferred in pending.values() for r in deferred]
+        credits = [_planner_credit(r) for deferred in pending.values() for r in deferred
+                   if not r["evidence"].get("owner")]
         hopeful = select(rows + credits)
         want = [ddl for ddl in order if ddl in pending and ddl in _picked(base) | _picked(hopeful)]
         if not want:
@@ -474,13 +480,18 @@ def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection
 
     def time_them(ddl: str, deferred: list[dict]) -> list[dict]:
         cand = by_ddl[ddl][0]
-        others = [items[r["queryid"]] for r in deferred if r["queryid"] in items]
+        others = [items[r["queryid"]] for r in deferred if r["queryid"] in items and not r["evidence"].get("owner")]
+        again = [items[r["queryid"]] for r in deferred if r["queryid"] in items and r["evidence"].get("owner")]
         owner = next((r["evidence"] for r in rows if r["ddl"] == ddl and r["status"] == "measured"), {})
         if progress:
-            progress(f"side effects of {cand.label()} (picked): {len(others)} statement(s)")
+            progress(f"side effects of {cand.label()} (picked): {len(others)} statement(s), "
+                     f"{len(again)} owner(s) timed in full")
         timed = time_side_effects(conn, cand, others, settings.bench, twin=twin, measured=owner,
                                   stop=lambda: budget_reason if out_of_time() else None,
-                                  known=sibling_timings(rows, cand))
+                                  known=sibling_timings(rows, cand), again=again)
+        redone = {r["queryid"] for r in timed if r["evidence"].get("timed_again")}
+        rows[:] = [r for r in rows if not (r["ddl"] == ddl and r["queryid"] in redone
+                                           and r["evidence"].get("short_look"))]
         for row in timed:
             row["evidence"]["source"] = owner.get("source", "advisor")
         return timed
@@ -490,7 +501,10 @@ def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection
 
 def _note_untimed(rows: list[dict], pending: dict[str, list[dict]], budget: str | None) -> None:
     """The owners' evidence names the side effects left untimed, and why."""
-    for ddl, deferred in pending.items():
+    for ddl, later in pending.items():
+        deferred = [r for r in later if not r["evidence"].get("owner")]
+        if not deferred:
+            continue
         note = {"statements": sorted(r["queryid"] for r in deferred),
                 "planner_saving": {str(r["queryid"]): r["evidence"].get("planner_saving") for r in deferred},
                 "why": budget or "not picked by the selection, so they could not change it"}

@@ -292,6 +292,36 @@ def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, it
     return _timings(conn, twin, item, settings, runs=runs, adaptive=False)
 
 
+def agrees_small(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]]) -> bool:
+    """Whether a look shows what a planner expecting under 10% said: in every parameter set, every
+    run with the index within 10% of every run without (neither the gain the selection needs nor
+    a regression).
+
+    >>> agrees_small([[100], [50]], [[95], [52]]), agrees_small([[100], [50]], [[85], [52]])
+    (True, False)
+    """
+    sets = [(b, a) for b, a in zip(before_runs, after_runs) if b and a]
+    return bool(sets) and all(max(a) <= min(b) * REGRESSION_FACTOR and min(a) >= max(b) * (1 - (REGRESSION_FACTOR - 1))
+                              for b, a in sets)
+
+
+def _short_look(conn: psycopg.Connection, twin: psycopg.Connection, item: Prepared,
+                settings: BenchSettings) -> tuple[Measurement, Measurement] | None:
+    """An owner the planner expects the index to cut by under 10%: the side effect's first look
+    (one interleaved run on two parameter sets). Kept when the two are apart beyond doubt, or when
+    the clock agrees with the planner (`agrees_small`); such a row can then neither earn the index
+    credit nor count as a regression, and is timed again in full if the selection picks the index
+    (the audit's `settle_side_effects`). None: the clock disagrees, time it in full now."""
+    if not item.param_sets:
+        return None
+    look = item.param_sets[:CROSS_LOOK_SETS]
+    before, after = measure_pair(conn, twin, item.query, look, has_params=item.has_params, runs=1,
+                                 warmup=settings.warmup, param_count=item.shape.param_count, max_runs=1)
+    if clearly_apart(before.timings_ms, after.timings_ms) or agrees_small(before.timings_ms, after.timings_ms):
+        return before, after
+    return None
+
+
 def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, label: str, reason: str) -> list[dict]:
     failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate, "index": label, "reason": reason}
     return [{"queryid": item.queryid, "ddl": ddl, "status": "failed", "cost_before": None, "cost_after": None,
@@ -378,19 +408,30 @@ def _deferred_rows(conn: psycopg.Connection, built: set[str], others: Sequence[P
 def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Sequence[Prepared],
                       settings: BenchSettings, twin: psycopg.Connection | None = None,
                       stop: Callable[[], str | None] | None = None, *, measured: dict | None = None,
-                      known: Callable[[int, str], dict | None] | None = None) -> list[dict]:
+                      known: Callable[[int, str], dict | None] | None = None,
+                      again: Sequence[Prepared] = ()) -> list[dict]:
     """The side effects `evaluate_candidate(..., defer_others=True)` left: the candidate built again
-    (rolled back) and `others` timed as side effects, exactly as they would have been then.
+    (rolled back) and `others` timed as side effects, exactly as they would have been then; `again`:
+    its owners that had a short look only, timed in full (a side effect's runs, as owners).
     `measured` is the owners' evidence (size, build time, write cost), copied into the rows;
     `known` as in `_side_effects` (a sibling's timing that stands for this index's)."""
     ddl = ddl_text(cand)
     if twin is None:
-        full_baseline(conn, others, settings)
+        full_baseline(conn, list(others) + list(again), settings)
     try:
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             conn.execute(index_ddl(cand))
-            rows = _side_effects(conn, twin, built_names(conn, cand.schema, index_name(cand)), others,
-                                 settings, stop, known=known)
+            built = built_names(conn, cand.schema, index_name(cand))
+            rows = _side_effects(conn, twin, built, others, settings, stop, known=known)
+            for item in again:
+                if stop and stop():
+                    break
+                before, after = _timings(conn, twin, item, settings, runs=min(settings.runs, CLOSE_CALL_RUNS),
+                                         adaptive=False)
+                row = _result(item, after, built, cross=False, before=before,
+                              show_observed=settings.show_observed_values)
+                row["evidence"]["timed_again"] = "the short look's index was picked"
+                rows.append(row)
     except psycopg.Error:
         return []   # it was built once for its owners: a failure now leaves the side effects untimed
     ev = measured or {}
@@ -455,10 +496,18 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                 # despite the planner, or a regression — and gets a side effect's runs
                 more = saving is None or saving >= PLANNER_MIN_SAVING
                 runs = settings.runs if more else min(settings.runs, CLOSE_CALL_RUNS)
-                before, after = _timings(conn, twin, item, settings, runs=runs, adaptive=more, used=used)
+                look = None
+                if defer_others and not more and used and twin is not None:
+                    look = _short_look(conn, twin, item, settings)
+                if look is not None:
+                    before, after = look
+                else:
+                    before, after = _timings(conn, twin, item, settings, runs=runs, adaptive=more, used=used)
                 row = _result(item, after, built, cross=False, before=before,
                               show_observed=settings.show_observed_values)
                 row["evidence"]["planner_saving"] = None if saving is None else round(saving, 4)
+                if look is not None and not clearly_apart(before.timings_ms, after.timings_ms):
+                    row["evidence"]["short_look"] = True
                 if not used:
                     # the plan is the one without the index: any difference on the clock is noise
                     row["evidence"].update(regression=False, plan_unchanged=True)
