@@ -78,6 +78,7 @@ class StageClock:
         ("dbarch_pipeline.bench.evaluate", "separated", "    bootstrap stop test (separated)"),
         ("dbarch_pipeline.bench.runner", "plan_of", "  re-plan other statements (plan_of)"),
         ("dbarch_pipeline.bench.runner", "_cross_timings", "  side effects timed on other statements"),
+        ("dbarch_pipeline.audit", "time_side_effects", "side effects of picked indexes (rebuilt, timed)"),
         ("dbarch_pipeline.bench.runner", "write_cost_per_row", "  write cost probe"),
         ("dbarch_pipeline.bench.evaluate", "confidence_parts", "  bootstrap confidence"),
         ("dbarch_pipeline.bench.runner", "plan_check", "  plans checked for the index (plan_check)"),

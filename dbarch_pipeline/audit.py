@@ -26,8 +26,9 @@ from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence, tr
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
-from .bench.runner import (BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
-                           evaluate_configuration_for, evaluate_rewrite, partial_values, prepare, twin_of)
+from .bench.runner import (DEFERRED, BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
+                           evaluate_configuration_for, evaluate_rewrite, partial_values, prepare,
+                           sibling_timings, time_side_effects, twin_of)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -330,6 +331,8 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
              "lock_timeout_ms": settings.bench.lock_timeout_ms}
     rows: list[dict] = []
     screened = 0
+    lazy = settings.bench.side_effects == "chosen"
+    pending: dict[str, list[dict]] = {}   # ddl -> side effects re-planned but not timed (deferred rows)
     with twin_of(sandbox_conn, settings.bench) as twin:
         for n, (ddl, (cand, owners)) in enumerate(by_ddl.items(), 1):
             owner_items = [items[qid] for qid in owners if qid in items]
@@ -350,12 +353,20 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                 progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
                          f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
             results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench, twin=twin,
-                                         stop=lambda: budget_reason if out_of_time() else None)
+                                         stop=lambda: budget_reason if out_of_time() else None, defer_others=lazy)
             for row in results:
                 row["evidence"]["source"] = sources.get(ddl, "advisor")
                 if whatif_costs is not None:
                     row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
-            rows.extend(results)
+            # side effects re-planned only, and owners with a short look only: timed if it is picked
+            later = [r for r in results if r["status"] == DEFERRED] + [
+                {"queryid": r["queryid"], "status": DEFERRED, "evidence": {"owner": True}}
+                for r in results if r["evidence"].get("short_look")]
+            if later:
+                pending[ddl] = later
+            rows.extend(r for r in results if r["status"] != DEFERRED)
+        rounds = _time_chosen_side_effects(sandbox_conn, twin, store_conn, snap, settings, queries, items,
+                                           by_ddl, rows, pending, out_of_time, budget_reason, progress)
         configurations = 0
         # statements that chose the same set share one build of it
         groups: dict[tuple[str, ...], tuple[list, list[int]]] = {}
@@ -372,6 +383,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             rows.extend(evaluate_configuration_for(sandbox_conn, members, [items[q] for q in qids], settings.bench,
                                                    twin=twin))
             configurations += len(qids)
+        if groups:
+            rounds += _time_chosen_side_effects(sandbox_conn, twin, store_conn, snap, settings, queries, items,
+                                                by_ddl, rows, pending, out_of_time, budget_reason, progress)
+    _note_untimed(rows, pending, budget_reason if out_of_time() else None)
     for qid, spec in rewrites:
         if qid in items:
             if out_of_time():
@@ -387,6 +402,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "candidates_failed": len({r["ddl"] for r in rows if r["status"] == "failed"}),
             "statements_prepared": len(items),
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
+            "side_effects_untimed": sum(1 for v in pending.values() for r in v if not r["evidence"].get("owner")),
+            "short_looks_kept": sum(1 for r in measured if r["evidence"].get("short_look")),
+            "selection_rounds": rounds,
             "configurations_measured": configurations,
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
             "queries_skipped": len(left), "skipped_detail": [{"queryid": r["queryid"], "reason": r["evidence"]["why"]}
@@ -400,6 +418,99 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "costing": "hypopg" if hypo != "missing" else "real indexes in rolled-back transactions",
             "interleaved": "yes (twin connection)" if settings.bench.interleave else "no",
             "screened_by_hypopg": screened}
+
+
+def _picked(selection: Selection) -> set[str]:
+    return {c.ddl for c in selection.chosen} | {c.ddl for c in selection.next_in_line}
+
+
+def _planner_credit(row: dict) -> dict:
+    """A deferred side effect as the selection would see it if the clock agreed with the planner:
+    the planner's expected saving as the gain (below the bar, no credit at all)."""
+    return {**row, "status": "measured", "evidence": {**row["evidence"], "planner_only": True}}
+
+
+def settle_side_effects(rows: list[dict], pending: dict[str, list[dict]], order: list[str],
+                        select: Callable[[list[dict]], Selection],
+                        time_them: Callable[[str, list[dict]], list[dict]],
+                        out_of_time: Callable[[], bool] = lambda: False) -> int:
+    """Time the deferred side effects where they can change the decision, and only there.
+
+    A side effect (another statement on the table whose plan uses the index) does two things in the
+    selection: a regression there declines the index, a gain there credits it. Neither can matter
+    for an index the selection does not pick, unless the credit could make it picked. So: select
+    on what is measured (`base`), and again with every deferred side effect credited with the
+    planner's expected saving (`hopeful`: a side effect PostgreSQL itself expects to save less than
+    the bar gets no credit); time the side effects of every index either selection picks
+    (`time_them(ddl, deferred rows)` returns the timed rows, added to `rows`); select again, since
+    a regression now found may decline a pick and bring in another; until every picked index has
+    its side effects timed. Each round times at least one index's, so the rounds end. `pending`
+    (ddl -> deferred rows) keeps what was never timed; `order` is the candidates' order. Returns the
+    number of rounds."""
+    rounds = 0
+    while pending and not out_of_time():
+        base = select(rows)
+        credits = [_planner_credit(r) for deferred in pending.values() for r in deferred
+                   if not r["evidence"].get("owner")]
+        hopeful = select(rows + credits)
+        want = [ddl for ddl in order if ddl in pending and ddl in _picked(base) | _picked(hopeful)]
+        if not want:
+            break
+        rounds += 1
+        for ddl in want:
+            if out_of_time():
+                break
+            rows.extend(time_them(ddl, pending.pop(ddl)))
+    return rounds
+
+
+def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection | None,
+                              store_conn: psycopg.Connection, snap: dict, settings: AuditSettings,
+                              queries: dict[int, SlowQuery], items: dict[int, Prepared],
+                              by_ddl: dict[str, tuple[IndexCandidate, list[int]]], rows: list[dict],
+                              pending: dict[str, list[dict]], out_of_time: Callable[[], bool],
+                              budget_reason: str, progress: Progress | None) -> int:
+    """`settle_side_effects` with the optimization_log stage's own selection (select_for_snapshot,
+    on the same rows, so what it finally picks has every side effect timed) and the candidate built
+    again on the sandbox to time them."""
+    qlist = list(queries.values())
+
+    def select(benchmarks: list[dict]) -> Selection:
+        return select_for_snapshot(store_conn, snap, settings, queries=qlist, benchmarks=benchmarks)
+
+    def time_them(ddl: str, deferred: list[dict]) -> list[dict]:
+        cand = by_ddl[ddl][0]
+        others = [items[r["queryid"]] for r in deferred if r["queryid"] in items and not r["evidence"].get("owner")]
+        again = [items[r["queryid"]] for r in deferred if r["queryid"] in items and r["evidence"].get("owner")]
+        owner = next((r["evidence"] for r in rows if r["ddl"] == ddl and r["status"] == "measured"), {})
+        if progress:
+            progress(f"side effects of {cand.label()} (picked): {len(others)} statement(s), "
+                     f"{len(again)} owner(s) timed in full")
+        timed = time_side_effects(conn, cand, others, settings.bench, twin=twin, measured=owner,
+                                  stop=lambda: budget_reason if out_of_time() else None,
+                                  known=sibling_timings(rows, cand), again=again)
+        redone = {r["queryid"] for r in timed if r["evidence"].get("timed_again")}
+        rows[:] = [r for r in rows if not (r["ddl"] == ddl and r["queryid"] in redone
+                                           and r["evidence"].get("short_look"))]
+        for row in timed:
+            row["evidence"]["source"] = owner.get("source", "advisor")
+        return timed
+
+    return settle_side_effects(rows, pending, list(by_ddl), select, time_them, out_of_time)
+
+
+def _note_untimed(rows: list[dict], pending: dict[str, list[dict]], budget: str | None) -> None:
+    """The owners' evidence names the side effects left untimed, and why."""
+    for ddl, later in pending.items():
+        deferred = [r for r in later if not r["evidence"].get("owner")]
+        if not deferred:
+            continue
+        note = {"statements": sorted(r["queryid"] for r in deferred),
+                "planner_saving": {str(r["queryid"]): r["evidence"].get("planner_saving") for r in deferred},
+                "why": budget or "not picked by the selection, so they could not change it"}
+        for row in rows:
+            if row["ddl"] == ddl and not row["evidence"].get("cross_statement"):
+                row["evidence"]["side_effects_untimed"] = note
 
 
 def _unbindable(exc: psycopg.Error) -> str:

@@ -13,6 +13,7 @@ then built once, and inside the same rolled-back transaction:
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ class BenchSettings:
     max_runs: int = 10          # runs per parameter set when the first ones do not separate the two
     interleave: bool = True     # time without / with in alternation on a twin connection
     first_runs: int = 2         # an early look: a pair clearly apart after these runs per set stops there
+    # side effects on other statements: "chosen" times them only for the indexes the selection picks
+    # (the audit re-selects until every pick's side effects are timed); "all" times every candidate's
+    side_effects: str = "chosen"
 
 
 @dataclass
@@ -269,6 +273,7 @@ def _timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Pr
 
 
 CROSS_LOOK_SETS = 2   # a side effect's first look: one run on each of this many parameter sets
+CLOSE_CALL_RUNS = 3   # runs per set for a side effect, or an owner the planner expects little of
 
 
 def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, item: Prepared,
@@ -277,7 +282,7 @@ def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, it
     capped below the pull-request bar): a first look of one interleaved run on the first two
     parameter sets is kept when the two are apart beyond doubt (`clearly_apart`); otherwise every
     set is timed with up to 3 runs, as before."""
-    runs = min(settings.runs, 3)
+    runs = min(settings.runs, CLOSE_CALL_RUNS)
     if twin is not None and len(item.param_sets) > 0:
         look = item.param_sets[:CROSS_LOOK_SETS]
         before, after = measure_pair(conn, twin, item.query, look, has_params=item.has_params, runs=1,
@@ -287,6 +292,36 @@ def _cross_timings(conn: psycopg.Connection, twin: psycopg.Connection | None, it
     return _timings(conn, twin, item, settings, runs=runs, adaptive=False)
 
 
+def agrees_small(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]]) -> bool:
+    """Whether a look shows what a planner expecting under 10% said: in every parameter set, every
+    run with the index within 10% of every run without (neither the gain the selection needs nor
+    a regression).
+
+    >>> agrees_small([[100], [50]], [[95], [52]]), agrees_small([[100], [50]], [[85], [52]])
+    (True, False)
+    """
+    sets = [(b, a) for b, a in zip(before_runs, after_runs) if b and a]
+    return bool(sets) and all(max(a) <= min(b) * REGRESSION_FACTOR and min(a) >= max(b) * (1 - (REGRESSION_FACTOR - 1))
+                              for b, a in sets)
+
+
+def _short_look(conn: psycopg.Connection, twin: psycopg.Connection, item: Prepared,
+                settings: BenchSettings) -> tuple[Measurement, Measurement] | None:
+    """An owner the planner expects the index to cut by under 10%: the side effect's first look
+    (one interleaved run on two parameter sets). Kept when the two are apart beyond doubt, or when
+    the clock agrees with the planner (`agrees_small`); such a row can then neither earn the index
+    credit nor count as a regression, and is timed again in full if the selection picks the index
+    (the audit's `settle_side_effects`). None: the clock disagrees, time it in full now."""
+    if not item.param_sets:
+        return None
+    look = item.param_sets[:CROSS_LOOK_SETS]
+    before, after = measure_pair(conn, twin, item.query, look, has_params=item.has_params, runs=1,
+                                 warmup=settings.warmup, param_count=item.shape.param_count, max_runs=1)
+    if clearly_apart(before.timings_ms, after.timings_ms) or agrees_small(before.timings_ms, after.timings_ms):
+        return before, after
+    return None
+
+
 def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, label: str, reason: str) -> list[dict]:
     failure = {"error": str(exc).strip().splitlines()[0], "sqlstate": exc.sqlstate, "index": label, "reason": reason}
     return [{"queryid": item.queryid, "ddl": ddl, "status": "failed", "cost_before": None, "cost_after": None,
@@ -294,20 +329,153 @@ def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, labe
              "confidence": None, "evidence": failure} for item in owners]
 
 
+def plan_shape(doc: dict, built: set[str]) -> str:
+    """A short digest of the plan's shape: every node's type, relation, join type, place and scan
+    direction, and its index (the built one named alike whatever its name). Two indexes with the
+    same keys that differ only in INCLUDE columns, giving a statement the same shape, make it do the
+    same work (an Index Only Scan and an Index Scan are different shapes).
+
+    >>> a = {"Plan": {"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_k_idx"}}
+    >>> b = {"Plan": {"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_k_incl_idx"}}
+    >>> plan_shape(a, {"t_k_idx"}) == plan_shape(b, {"t_k_incl_idx"}), plan_shape(a, {"x"}) == plan_shape(b, {"x"})
+    (True, False)
+    """
+    parts: list[str] = []
+
+    def walk(node: dict, depth: int) -> None:
+        index = node.get("Index Name")
+        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in (
+            "Node Type", "Relation Name", "Join Type", "Parent Relationship", "Scan Direction")]
+            + ["new" if index in built else str(index or "")]))
+        for child in node.get("Plans") or []:
+            walk(child, depth + 1)
+
+    walk(doc["Plan"], 0)
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _side_effects(conn: psycopg.Connection, twin: psycopg.Connection | None, built: set[str],
+                  others: Sequence[Prepared], settings: BenchSettings,
+                  stop: Callable[[], str | None] | None = None, why: str | None = None,
+                  known: Callable[[int, str], dict | None] | None = None) -> list[dict]:
+    """The other statements on the table whose plan uses the built index, timed (side effects).
+    `known(queryid, plan shape)` may give the row already timed for that statement with an index
+    of the same keys (differing only in INCLUDE columns) that gave it the same plan shape: it
+    stands for this one, untimed."""
+    rows = []
+    for item in others:
+        if why or (stop and stop()):
+            break
+        doc = plan_of(conn, item)
+        if not built & indexes_in(doc):
+            continue
+        shape = plan_shape(doc, built)
+        same = known(item.queryid, shape) if known else None
+        if same is not None:
+            rows.append({**same, "evidence": {**same["evidence"], "timed_with": same["evidence"].get("index")}})
+            continue
+        before, after = _cross_timings(conn, twin, item, settings)
+        row = _result(item, after, built, cross=True, before=before, show_observed=settings.show_observed_values)
+        row["evidence"]["plan_shape"] = shape
+        rows.append(row)
+    return rows
+
+
+DEFERRED = "deferred"   # status of a side effect planned but not timed (see evaluate_candidate)
+
+
+def _deferred_rows(conn: psycopg.Connection, built: set[str], others: Sequence[Prepared],
+                   stop: Callable[[], str | None] | None = None) -> list[dict]:
+    """The other statements whose plan uses the built index, re-planned only: one `deferred` row
+    each with the planner's expected saving (`plan_check`), for the caller to time later
+    (`time_side_effects`) if the index is chosen."""
+    rows = []
+    for item in others:
+        if stop and stop():
+            break
+        if not built & indexes_in(plan_of(conn, item)):
+            continue
+        saving = plan_check(conn, item, built)[1]
+        rows.append({"queryid": item.queryid, "status": DEFERRED, "cost_before": None, "cost_after": None,
+                     "ms_before": None, "ms_after": None,
+                     "estimated_gain_pct": None if saving is None else round(saving * 100, 2),
+                     "measured_gain_pct": None, "confidence": None,
+                     "evidence": {"index_used": True, "cross_statement": True, "deferred": True,
+                                  "planner_saving": None if saving is None else round(saving, 4)}})
+    return rows
+
+
+def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Sequence[Prepared],
+                      settings: BenchSettings, twin: psycopg.Connection | None = None,
+                      stop: Callable[[], str | None] | None = None, *, measured: dict | None = None,
+                      known: Callable[[int, str], dict | None] | None = None,
+                      again: Sequence[Prepared] = ()) -> list[dict]:
+    """The side effects `evaluate_candidate(..., defer_others=True)` left: the candidate built again
+    (rolled back) and `others` timed as side effects, exactly as they would have been then; `again`:
+    its owners that had a short look only, timed in full (a side effect's runs, as owners).
+    `measured` is the owners' evidence (size, build time, write cost), copied into the rows;
+    `known` as in `_side_effects` (a sibling's timing that stands for this index's)."""
+    ddl = ddl_text(cand)
+    if twin is None:
+        full_baseline(conn, list(others) + list(again), settings)
+    try:
+        with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
+            conn.execute(index_ddl(cand))
+            built = built_names(conn, cand.schema, index_name(cand))
+            rows = _side_effects(conn, twin, built, others, settings, stop, known=known)
+            for item in again:
+                if stop and stop():
+                    break
+                before, after = _timings(conn, twin, item, settings, runs=min(settings.runs, CLOSE_CALL_RUNS),
+                                         adaptive=False)
+                row = _result(item, after, built, cross=False, before=before,
+                              show_observed=settings.show_observed_values)
+                row["evidence"]["timed_again"] = "the short look's index was picked"
+                rows.append(row)
+    except psycopg.Error:
+        return []   # it was built once for its owners: a failure now leaves the side effects untimed
+    ev = measured or {}
+    for row in rows:
+        row["ddl"] = ddl
+        row["evidence"].update(index=cand.label(), reason=cand.reason, index_bytes=ev.get("index_bytes"),
+                               build_ms=ev.get("build_ms"), write_ms_per_row=ev.get("write_ms_per_row"),
+                               spec=cand.to_spec(), timed_after_selection=True)
+    return rows
+
+
+def same_keys(a: IndexCandidate, b: IndexCandidate) -> bool:
+    """Whether two candidates differ at most in their INCLUDE columns (and name)."""
+    return (a.schema, a.table, a.columns, a.method, a.opclasses, a.directions, a.where) == \
+        (b.schema, b.table, b.columns, b.method, b.opclasses, b.directions, b.where)
+
+
+def sibling_timings(rows: Sequence[dict], cand: IndexCandidate) -> Callable[[int, str], dict | None]:
+    """For `_side_effects`' `known`: the side effect on a statement already timed with an index of
+    the same keys as `cand` (only INCLUDE differs) that gave the statement the same plan shape —
+    the same work, so the same verdict."""
+    def known(queryid: int, shape: str) -> dict | None:
+        return next((r for r in rows if r["queryid"] == queryid and r["status"] == "measured"
+                     and r["evidence"].get("plan_shape") == shape and r["evidence"].get("spec")
+                     and same_keys(IndexCandidate.from_spec(r["evidence"]["spec"]), cand)), None)
+    return known
+
+
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
                        others: Sequence[Prepared], settings: BenchSettings,
                        twin: psycopg.Connection | None = None,
-                       stop: Callable[[], str | None] | None = None) -> list[dict]:
+                       stop: Callable[[], str | None] | None = None, *, defer_others: bool = False) -> list[dict]:
     """Build the candidate in a rolled-back transaction and measure what it does to every statement
     on its table. Rows for the owners always; for the others only when their plan uses the index.
     `stop` (a time budget) is asked before each statement: when it names a reason, the owners not
-    yet timed get a `skipped` row with it and the others are left."""
+    yet timed get a `skipped` row with it and the others are left. With `defer_others` the others
+    are re-planned but not timed: each gets a `deferred` row with the planner's expected saving
+    (the caller times them with `time_side_effects` when the index is chosen)."""
     ddl = ddl_text(cand)
     left: list[Prepared] = []
     why: str | None = None
     name = index_name(cand)
     if twin is None:
-        full_baseline(conn, list(owners) + list(others), settings)
+        full_baseline(conn, list(owners) + ([] if defer_others else list(others)), settings)
     try:
         with rolled_back(conn, **_guard(settings)), _maybe_rolled_back(twin, settings):
             started = time.perf_counter()
@@ -323,24 +491,32 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                     continue
                 used, saving = (True, None) if twin is None or not item.param_sets else plan_check(conn, item, built)
                 # rounds beyond `runs` for a close call only where the planner expects the index to
-                # matter (the bar HypoPG's screen uses to build a candidate at all)
+                # matter (the bar HypoPG's screen uses to build a candidate at all); where it expects
+                # less, the row can only do what a side effect does — show a gain the clock proves
+                # despite the planner, or a regression — and gets a side effect's runs
                 more = saving is None or saving >= PLANNER_MIN_SAVING
-                before, after = _timings(conn, twin, item, settings, runs=settings.runs, adaptive=more, used=used)
+                runs = settings.runs if more else min(settings.runs, CLOSE_CALL_RUNS)
+                look = None
+                if defer_others and not more and used and twin is not None:
+                    look = _short_look(conn, twin, item, settings)
+                if look is not None:
+                    before, after = look
+                else:
+                    before, after = _timings(conn, twin, item, settings, runs=runs, adaptive=more, used=used)
                 row = _result(item, after, built, cross=False, before=before,
                               show_observed=settings.show_observed_values)
                 row["evidence"]["planner_saving"] = None if saving is None else round(saving, 4)
+                if look is not None and not clearly_apart(before.timings_ms, after.timings_ms):
+                    row["evidence"]["short_look"] = True
                 if not used:
                     # the plan is the one without the index: any difference on the clock is noise
                     row["evidence"].update(regression=False, plan_unchanged=True)
                 rows.append(row)
-            for item in others:
-                if why or (stop and stop()):
-                    break
-                if not built & indexes_in(plan_of(conn, item)):
-                    continue
-                before, after = _cross_timings(conn, twin, item, settings)
-                rows.append(_result(item, after, built, cross=True, before=before,
-                                    show_observed=settings.show_observed_values))
+            if defer_others:
+                if not why:
+                    rows.extend(_deferred_rows(conn, built, others, stop))
+            else:
+                rows.extend(_side_effects(conn, twin, built, others, settings, stop, why))
             write_ms = write_cost_per_row(conn, cand) if settings.measure_write_cost else None
     except psycopg.Error as exc:
         return _failure_rows(owners, ddl, exc, cand.label(), cand.reason)
