@@ -107,6 +107,65 @@ def verdict(ratios: Sequence[float]) -> tuple[str, tuple[float, float] | None]:
     return "within noise", (lo, hi)
 
 
+def paired_interval(new: dict, current: dict, n: int = BOOTSTRAP) -> tuple[float, float] | None:
+    """The 95% interval of the time ratio between two measurements of one statement (`new`'s time
+    over `current`'s: two indexes, or an index and a configuration) taken with the same parameter
+    sets, when `new` is nowhere slower: on no set is its median more than 10% above `current`'s with
+    every run above every run of `current`.
+
+    Values decide a statement's time far more than the clock does (a heavy key against a light
+    one), so two intervals resampled over parameter sets can overlap although every set says one
+    side is at least as fast: the resampling then asks "what if the application only sent the heavy
+    keys", where the two are equal. When one side dominates set by set, no mix of the sets makes it
+    slower, and what is left to doubt is the clock: the runs are resampled within each set, the sets
+    kept. Each set's runs are scaled by the two experiments' own baselines of that set, so drift
+    between the experiments cancels. None when the sets differ, the evidence lacks per-set timings,
+    or `new` is slower on some set (the unpaired intervals then decide).
+
+    >>> ev = lambda after: {"parameter_sets": [["1"], ["2"]], "before": {"timings_ms": [[30, 31], [30, 29]]},
+    ...                     "after": {"timings_ms": after}}
+    >>> pair = {"evidence": ev([[20, 21], [0.3, 0.31]])}
+    >>> one = {"evidence": ev([[20, 21], [19, 20]])}
+    >>> lo, hi = paired_interval(pair, one); hi < 0.95
+    True
+    >>> paired_interval(one, pair) is None
+    True
+    """
+    a, b = new.get("evidence") or {}, current.get("evidence") or {}
+    if not a.get("parameter_sets") or a.get("parameter_sets") != b.get("parameter_sets"):
+        return None
+    befores = [(ev.get("before") or {}).get("timings_ms") or [] for ev in (a, b)]
+    afters = [(ev.get("after") or {}).get("timings_ms") or [] for ev in (a, b)]
+    count = len(a["parameter_sets"])
+    if any(len(t) != count for t in befores + afters):
+        return None
+    idx = a.get("trusted_sets") if a.get("trusted_sets") == b.get("trusted_sets") else None
+    sets: list[tuple[list[float], list[float]]] = []
+    for i in idx if idx else range(count):
+        if not all(t[i] for t in befores + afters):
+            return None
+        base_new, base_cur = statistics.median(befores[0][i]), statistics.median(befores[1][i])
+        if base_new <= 0 or base_cur <= 0:
+            return None
+        common = (base_new + base_cur) / 2
+        new_runs = [t * common / base_new for t in afters[0][i]]
+        cur_runs = [t * common / base_cur for t in afters[1][i]]
+        if statistics.median(new_runs) > statistics.median(cur_runs) * (1 + EQUIVALENT) \
+                and min(new_runs) > max(cur_runs):
+            return None     # slower on this set, beyond the clock's noise
+        sets.append((new_runs, cur_runs))
+    if not sets:
+        return None
+    rng = random.Random(_seed([s for s, _ in sets], [c for _, c in sets]))
+    ratios = []
+    for _ in range(n):
+        new_t = sum(statistics.median(rng.choices(s, k=len(s))) for s, _ in sets)
+        cur_t = sum(statistics.median(rng.choices(c, k=len(c))) for _, c in sets)
+        ratios.append(new_t / cur_t if cur_t > 0 else 1.0)
+    ratios.sort()
+    return ratios[int(0.025 * (len(ratios) - 1))], ratios[int(math.ceil(0.975 * (len(ratios) - 1)))]
+
+
 EQUIVALENT = 0.10   # an interval inside 1 ± 10%: whatever the difference, it is below the bar
 
 
