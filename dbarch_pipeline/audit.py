@@ -22,7 +22,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
-from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence, trusted_view
+from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, pooled_baselines, trusted_confidence, trusted_view
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
@@ -571,6 +571,8 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
     # where some parameter sets were guessed and others observed or calibrated, the latter decide
     benchmarks = [trusted_view(b) for b in benchmarks]
+    # a measurement timed once per set takes the statement's baseline from its other measurements
+    benchmarks = pooled_baselines(benchmarks)
     return select_indexes(benchmarks, rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
