@@ -307,6 +307,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                 unmeasured[qid] = (f"no candidate index: {hidden}" if hidden else
                                    "no candidate index (already indexed, table too small, or nothing an index can serve)")
             continue
+        if qid not in cands_of and qid not in rewritten and (hidden := hidden_literals(text)):
+            # other statements' candidates are on its table (it is still timed for their side
+            # effects), but its own expression lost its constants: that is why it has none
+            unmeasured[qid] = f"no candidate index: {hidden}"
         reason = unsafe_reason(shape)
         if reason:
             unmeasured[qid] = f"refused by the safety allow-list: {reason}"
@@ -420,9 +424,13 @@ def _not_run(ddl: str, cand: IndexCandidate, owners: list[Prepared], why: str, l
 def _unmeasured_rows(queries: dict[int, SlowQuery], rows: list[dict], unmeasured: dict[int, str]) -> list[dict]:
     """One `unmeasured` row for every slow statement without a measurement: its named reason."""
     measured = {r["queryid"] for r in rows if r["status"] in ("measured", "screened")}
+    own = {r["queryid"] for r in rows if r["status"] in ("measured", "screened")
+           and not r["evidence"].get("cross_statement")}
     out = []
     for qid in queries:
-        if qid in measured:
+        # timed only as a side effect of other statements' candidates, a statement with no candidate
+        # of its own still says why it has none (a constant only the log keeps)
+        if qid in measured and (qid in own or not (unmeasured.get(qid) or "").startswith("no candidate")):
             continue
         why = unmeasured.get(qid)
         if why is None:
