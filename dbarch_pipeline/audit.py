@@ -22,7 +22,7 @@ from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
 from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
-from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, trusted_confidence, trusted_view
+from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, pooled_baselines, trusted_confidence, trusted_view
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
@@ -308,6 +308,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                 unmeasured[qid] = (f"no candidate index: {hidden}" if hidden else
                                    "no candidate index (already indexed, table too small, or nothing an index can serve)")
             continue
+        if qid not in cands_of and qid not in rewritten and (hidden := hidden_literals(text)):
+            # other statements' candidates are on its table (it is still timed for their side
+            # effects), but its own expression lost its constants: that is why it has none
+            unmeasured[qid] = f"no candidate index: {hidden}"
         reason = unsafe_reason(shape)
         if reason:
             unmeasured[qid] = f"refused by the safety allow-list: {reason}"
@@ -531,9 +535,13 @@ def _not_run(ddl: str, cand: IndexCandidate, owners: list[Prepared], why: str, l
 def _unmeasured_rows(queries: dict[int, SlowQuery], rows: list[dict], unmeasured: dict[int, str]) -> list[dict]:
     """One `unmeasured` row for every slow statement without a measurement: its named reason."""
     measured = {r["queryid"] for r in rows if r["status"] in ("measured", "screened")}
+    own = {r["queryid"] for r in rows if r["status"] in ("measured", "screened")
+           and not r["evidence"].get("cross_statement")}
     out = []
     for qid in queries:
-        if qid in measured:
+        # timed only as a side effect of other statements' candidates, a statement with no candidate
+        # of its own still says why it has none (a constant only the log keeps)
+        if qid in measured and (qid in own or not (unmeasured.get(qid) or "").startswith("no candidate")):
             continue
         why = unmeasured.get(qid)
         if why is None:
@@ -682,6 +690,8 @@ def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: Au
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
     # where some parameter sets were guessed and others observed or calibrated, the latter decide
     benchmarks = [trusted_view(b) for b in benchmarks]
+    # a measurement timed once per set takes the statement's baseline from its other measurements
+    benchmarks = pooled_baselines(benchmarks)
     return select_indexes(benchmarks, rates,
                           table_writes=snap.get("table_writes") or {},
                           min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,

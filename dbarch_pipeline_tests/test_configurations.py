@@ -14,7 +14,7 @@ from dbarch_pipeline.cli import build_parser
 from dbarch_pipeline.db import database_name
 from dbarch_pipeline.run import audit_resources, materialize_audit
 
-from .conftest import FAST_SETTINGS, fresh_database
+from .conftest import FAST_SETTINGS, fresh_database, generated_seeds
 
 
 def bench(qid, ddl, before, after, *, table="t", size=1000, configuration=None, cross=False):
@@ -110,3 +110,47 @@ def test_join_gets_both_indexes_credited_together(server, store_dsn):
     assert sorted(i["ddl"] for i in second["indexes"]) == sorted(i["ddl"] for i in first["indexes"]), (
         [(r["ddl"], r["measured_gain_pct"], (r["evidence"].get("confidence_parts") or {}).get("ratio_ci"))
          for r in first["recommendations"] + second["recommendations"]])
+
+
+def _timed(qid, ddl, before_sets, after_sets, *, table="t", configuration=None):
+    """A benchmark row with per-set timings and the bootstrap interval the runner would store."""
+    from dbarch_pipeline.bench.evaluate import bootstrap_ratios, verdict
+
+    med = lambda sets: sum(sorted(s)[len(s) // 2] for s in sets) / len(sets)   # noqa: E731
+    row = bench(qid, ddl, med(before_sets), med(after_sets), table=table, configuration=configuration)
+    _, ci = verdict(bootstrap_ratios(before_sets, after_sets))
+    row["evidence"].update(parameter_sets=[[str(i)] for i in range(len(before_sets))],
+                           before={"timings_ms": before_sets}, after={"timings_ms": after_sets},
+                           confidence_parts={"ratio_ci": list(ci)})
+    return row
+
+
+def test_a_pair_faster_on_the_light_keys_only_is_chosen_over_its_filter_alone():
+    """A join measured with heavy keys (both plans hash-join: the pair adds nothing) and light ones
+    (the pair's nested loop: 60x faster). Resampled over parameter sets, the pair's interval
+    overlaps the filter index's alone; compared set by set (same values, the pair nowhere slower)
+    it is told apart, so the key's index is added and kept by the final pass. A pair no faster on
+    any set is not added. Generated timings, seeds printed."""
+    for seed in generated_seeds(20):
+        rng = random.Random(seed)
+        noise = rng.uniform(0.02, 0.12)
+        runs = lambda ms: [ms * (1 + rng.uniform(-noise, noise)) for _ in range(5)]   # noqa: E731
+        heavy = rng.randint(1, 2)                   # sets whose key is heavy: no plan change
+        light = rng.randint(1, 3)                   # the pair then saves well above the 10% bar
+        base = [rng.uniform(20, 40) for _ in range(heavy + light)]
+        filter_only = [b * rng.uniform(0.6, 0.8) for b in base]
+        pair = filter_only[:heavy] + [rng.uniform(0.2, 0.5) for _ in range(light)]
+        before = [runs(b) for b in base]
+        rows = [_timed(1, "F", before, [runs(m) for m in filter_only], table="a"),
+                _timed(1, "K", [runs(b) for b in base], [runs(b * rng.uniform(0.97, 1.0)) for b in base], table="b"),
+                _timed(1, "F;\nK", [runs(b) for b in base], [runs(m) for m in pair],
+                       configuration=[("F", "a"), ("K", "b")]),
+                _timed(2, "F", [runs(20)] * 3, [runs(2)] * 3, table="a")]   # F serves another statement too
+        sel = select_indexes(rows, {1: 1.0, 2: 1.0}, table_writes={}, min_gain_pct=10)
+        assert sorted(c.ddl for c in sel.chosen) == ["F", "K"], (seed, sel.declined)
+        assert sel.assignment[1]["ddl"] == "F;\nK", seed
+        # the same pair, no faster than the filter's index on any set: the key's index stays out
+        rows[2] = _timed(1, "F;\nK", [runs(b) for b in base], [runs(m) for m in filter_only],
+                         configuration=[("F", "a"), ("K", "b")])
+        sel = select_indexes(rows, {1: 1.0, 2: 1.0}, table_writes={}, min_gain_pct=10)
+        assert [c.ddl for c in sel.chosen] == ["F"], seed

@@ -87,3 +87,28 @@ def test_why_none_keeps_the_no_candidate_reason_in_its_own_words():
     left = {"ddl": "", "status": "unmeasured", "measured_gain_pct": None,
             "evidence": {"why": why, "no_candidate": True}}
     assert _why_none(0, [left], 10.0, {}, {}) == why
+
+
+def test_a_statement_whose_expression_lost_its_constants_says_so_though_timed_as_a_side_effect(server, store_dsn):
+    """`substr(code, 1, 8) = $1` sent with a bound value is `substr(code, $2, $3) = $1` to
+    pg_stat_statements. Without the log it has no candidate of its own, but another statement's
+    candidate is on its table, so it is timed as a side effect: its reason still names the
+    expression that lost its constants, not the generic "no candidate index"."""
+    url = fresh_database("dbarch_test_lost_constants")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "shelf int NOT NULL, code text NOT NULL)")
+        conn.execute("INSERT INTO items (shelf, code) SELECT g % 2500, md5(g::text) FROM generate_series(1, 40000) g")
+        conn.execute("VACUUM ANALYZE items")
+        demo.reset_statistics(conn)
+        for shelf in range(6):
+            conn.execute("SELECT id, code FROM items WHERE shelf = %s", (shelf,))
+            conn.execute("SELECT id, shelf FROM items WHERE substr(code, 1, 8) = %s", (f"{shelf:08x}",))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    data = _audit(url, store_dsn, observed_params=False)
+    lost = next(q for q in data["queries"] if "substr" in q["query"])
+    assert not lost.get("recommendation")
+    why = lost["why_none"]
+    assert why.startswith("no candidate index: ") and "holds $2, $3" in why and "server log" in why, why
+    assert data["unmeasured_count"] == 0      # a statement without a candidate is named, not unmeasured
+    assert any(q.get("recommendation") for q in data["queries"] if "shelf = " in q["query"])

@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..bench.evaluate import MEANINGFUL_SPEEDUP, paired_interval
+
 MARGINAL_WRITE_SHARE = 0.5   # upkeep above half the read benefit makes an index marginal
 NET_NOISE = 0.10             # moves whose net benefits are this close (relative) tie
 
@@ -174,13 +176,15 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             # the bootstrap interval of the time ratio, applied to the same base as the saving
             target.bounds[qid] = (per_second * before * (1 - ci[1]), per_second * before * (1 - ci[0]))
 
+    def holders_of(picked: set[str]) -> list[IndexChoice | Configuration]:
+        return ([options[ddl] for ddl in sorted(picked)]
+                + [c for _, c in sorted(configurations.items()) if set(c.members) <= picked])
+
     def saving(picked: set[str], side: int | str | None = None) -> dict[int, float]:
         """Each statement's best saving under the set; side 0 / 1: the low / high end of its interval,
         "planner": by the planner's estimate."""
         best: dict[int, float] = {}
-        holders = [options[ddl] for ddl in picked]
-        holders += [c for c in configurations.values() if set(c.members) <= picked]
-        for holder in holders:
+        for holder in holders_of(picked):
             for q, s in holder.savings.items():
                 if side == "planner":
                     s = holder.planned.get(q, 0.0) if s > 0 else s
@@ -189,6 +193,32 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
                 if s > best.get(q, 0.0):
                     best[q] = s
         return best
+
+    def serving_row(picked: set[str], q: int) -> dict | None:
+        """The benchmark row behind the statement's best saving under the set (as `saving` picks it)."""
+        best, row = 0.0, None
+        for holder in holders_of(picked):
+            s = holder.savings.get(q, 0.0)
+            if s > best:
+                best, row = s, holder.rows.get(q)
+        return row
+
+    paired_cache: dict[tuple[int, int], tuple[float, float] | None] = {}
+
+    def paired_gain(q: int, new_set: set[str], cur_set: set[str], cur_saving: float) -> float | None:
+        """The low end of what `new_set` saves on the statement beyond `cur_set`, when the two
+        measurements serving it were taken with the same parameter sets and the new one is faster
+        on them set by set beyond the clock's noise (bench.evaluate.paired_interval); None otherwise."""
+        new_row, cur_row = serving_row(new_set, q), serving_row(cur_set, q)
+        if new_row is None or cur_row is None or new_row is cur_row:
+            return None
+        key = (id(new_row), id(cur_row))
+        if key not in paired_cache:
+            paired_cache[key] = paired_interval(new_row, cur_row)
+        ci = paired_cache[key]
+        if ci is None or ci[1] >= 1 - MEANINGFUL_SPEEDUP:
+            return None
+        return max(0.0, baseline_rate.get(q, 0.0) - cur_saving) * (1 - ci[1])
 
     moves: list[tuple[str, ...]] = [(ddl,) for ddl in sorted(options)]
     moves += sorted(c.members for c in configurations.values())
@@ -214,12 +244,16 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             # a statement nothing serves yet whose timings stay within noise may instead be vouched
             # for by the planner's estimate. Near-bar noise then cannot flip the choice.
             low, planned = saving(set(picked) | set(new), 0), saving(set(picked) | set(new), "planner")
+            # a statement served before and after, by measurements with the same parameter sets:
+            # compared set by set, where the values' own spread does not blur the clock's verdict
+            paired = {q: g for q in improvements if current.get(q, 0.0) > 0
+                      and (g := paired_gain(q, set(picked) | set(new), set(picked), current[q])) is not None}
 
             def meaningful(q: int, d: float) -> bool:
                 bar = baseline_rate.get(q, 0.0) * min_gain_pct / 100.0
                 if not bar or d < bar:
                     return False
-                if low.get(q, 0.0) > current_high.get(q, 0.0):
+                if low.get(q, 0.0) > current_high.get(q, 0.0) or q in paired:
                     return True
                 return current.get(q, 0.0) <= 0 and planned.get(q, 0.0) >= bar
 
@@ -228,8 +262,12 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             regressions = sum(s for d in new for s in options[d].savings.values() if s < 0)
             upkeep = regressions - sum(options[d].write_cost_ms_per_s for d in new)
             net = sum(improvements.values()) + upkeep
-            spread = [sum(max(0.0, v - current.get(q, 0.0)) for q, v in saving(set(picked) | set(new), side).items())
-                      + upkeep for side in (0, 1)]
+            spread = []
+            for side in (0, 1):
+                gains = {q: max(0.0, v - current.get(q, 0.0)) for q, v in saving(set(picked) | set(new), side).items()}
+                if side == 0:
+                    gains.update({q: max(gains.get(q, 0.0), g) for q, g in paired.items()})
+                spread.append(sum(gains.values()) + upkeep)
             planner = sum(max(0.0, v) for v in saving(set(picked) | set(new), "planner").values()) + upkeep
             # the planner vouches only for statements whose timings the clock could not tell apart
             vouched = sum(max(0.0, v - current_planned.get(q, 0.0)) for q, v in planned.items()
@@ -279,7 +317,8 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             s2, bar = point2.get(q, 0.0), baseline_rate.get(q, 0.0) * min_gain_pct / 100.0
             if s >= bar > s2:
                 return False
-            if s2 < s * (1 - NET_NOISE) and high2.get(q, 0.0) < low.get(q, 0.0):
+            if s2 < s * (1 - NET_NOISE) and (high2.get(q, 0.0) < low.get(q, 0.0)
+                                             or paired_gain(q, before, after, s2) is not None):
                 return False
         up, up2 = upkeep_of(before), upkeep_of(after)
         return up2 >= up - NET_NOISE * abs(up)
