@@ -15,8 +15,9 @@ There is no count cap by default: the pass stops when no move's saving clears it
 the low end of the clock's 95% interval (the saving the measurements vouch for, minus the write
 upkeep in the same window and any statement it slows), or when the optional storage budget runs
 out. A move counts only when the clock tells its improvement apart from noise (its bootstrap
-interval clears the current one; for a statement nothing serves yet, the planner's estimate may
-vouch for timings that stay within noise). Moves not told apart from the best (within 10%, or
+interval clears the current one, or the two measurements, taken with the same parameter sets,
+compared set by set with the new one nowhere slower: bench.evaluate.paired_interval; for a
+statement nothing serves yet, the planner's estimate may vouch for timings that stay within noise). Moves not told apart from the best (within 10%, or
 overlapping intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the
 surer benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name.
 
