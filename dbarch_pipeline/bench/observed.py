@@ -343,7 +343,9 @@ def database_created_at(conn: psycopg.Connection) -> datetime | None:
     writes it once). Log lines name a database by name, not by OID, and PostgreSQL 18 computes the
     same query_id for the same statement on recreated tables, so entries logged before this moment
     belong to an earlier database of the same name and are not the current application's values.
-    None when neither pg_stat_file (a superuser or a GRANT) nor the embedded server's own files tell."""
+    The embedded server's file is read directly (the file system's precision); pg_stat_file (a
+    superuser or a GRANT) gives whole seconds, so its time is moved to the end of that second: the
+    first second's entries are left out rather than an earlier database's. None when neither tells."""
     try:
         with conn.transaction():
             oid, default_space = conn.execute(named("select_database_created")).fetchone()
@@ -352,21 +354,19 @@ def database_created_at(conn: psycopg.Connection) -> datetime | None:
     if not default_space:
         return None          # a database in another tablespace keeps its folder elsewhere
     path = f"base/{oid}/PG_VERSION"
-    try:
-        with conn.transaction():
-            row = conn.execute(named("select_database_version_file"), {"path": path}).fetchone()
-        if row and row[0] is not None:
-            return row[0]
-    except psycopg.Error:
-        pass
     if _embedded_log_dir(conn) is not None:
         from .. import embedded
 
         try:
             return datetime.fromtimestamp((embedded.data_dir() / path).stat().st_mtime, timezone.utc)
         except OSError:
-            return None
-    return None
+            pass
+    try:
+        with conn.transaction():
+            row = conn.execute(named("select_database_version_file"), {"path": path}).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] + timedelta(seconds=1) if row and row[0] is not None else None
 
 
 def _whole_lines(data: bytes, cut: bool) -> str:
