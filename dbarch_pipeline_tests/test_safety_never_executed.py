@@ -44,6 +44,9 @@ def _db() -> str:
                 RETURN true;
             END $$""")
         conn.execute("VACUUM ANALYZE items")
+        # the test analyzes the table itself: an autovacuum started by the load would hold a lock
+        # that CREATE INDEX waits for, and a busy machine can push that wait past the lock timeout
+        conn.execute("ALTER TABLE items SET (autovacuum_enabled = off)")
         demo.reset_statistics(conn)
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
@@ -80,7 +83,7 @@ def test_a_statement_the_allow_list_refuses_is_planned_never_run(server):
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(WITNESS).fetchone()[0] == ran_before      # not one more run, not even rolled back
         assert conn.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
-    assert results and all("noted(integer)" in r["evidence"]["not_executed"] for r in results)
+    assert results and all("noted(integer)" in (r["evidence"].get("not_executed") or "") for r in results), results
     assert all(r["evidence"]["confidence_parts"] == {"planner_only": True} for r in results)
     assert all(r["cost_before"] is not None and r["cost_after"] is not None for r in results)
 
