@@ -4,6 +4,8 @@ names what it skipped."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import psycopg
 
 from dbarch_pipeline import demo, report
@@ -13,21 +15,29 @@ from dbarch_pipeline.run import audit_resources, materialize_audit
 from .conftest import FAST_SETTINGS, fresh_database
 
 
-def _db() -> str:
-    url = fresh_database("dbarch_test_drops")
+def _items_db(name: str, rows: int, statements: list[tuple[str, Callable[[int], object]]]) -> str:
+    """A table of `rows` items (2,500 shelves, an md5 code each), then the application: each
+    statement of `statements` sent with %s bound, for six shelves (its function gives the value)."""
+    url = fresh_database(name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                      "shelf int NOT NULL, code text NOT NULL)")
         conn.execute("CREATE SEQUENCE tickets")
-        conn.execute("INSERT INTO items (shelf, code) SELECT g % 2500, md5(g::text) FROM generate_series(1, 30000) g")
+        conn.execute("INSERT INTO items (shelf, code) SELECT g %% 2500, md5(g::text) FROM generate_series(1, %s) g", (rows,))
         conn.execute("VACUUM ANALYZE items")
         demo.reset_statistics(conn)
         for shelf in range(6):
-            conn.execute("SELECT count(*) FROM items WHERE shelf = %s", (shelf,))
-            # a rollback cannot undo nextval(): never executed on the sandbox, and said so
-            conn.execute("SELECT nextval('tickets'), count(*) FROM items WHERE code = %s", (str(shelf),))
+            for statement, value in statements:
+                conn.execute(statement, (value(shelf),))
         conn.execute("SELECT pg_stat_force_next_flush()")
     return url
+
+
+def _db() -> str:
+    return _items_db("dbarch_test_drops", 30000, [
+        ("SELECT count(*) FROM items WHERE shelf = %s", int),
+        # a rollback cannot undo nextval(): never executed on the sandbox, and said so
+        ("SELECT nextval('tickets'), count(*) FROM items WHERE code = %s", str)])
 
 
 def _audit(url: str, store_dsn: str, **settings) -> dict:
@@ -94,17 +104,9 @@ def test_a_statement_whose_expression_lost_its_constants_says_so_though_timed_as
     pg_stat_statements. Without the log it has no candidate of its own, but another statement's
     candidate is on its table, so it is timed as a side effect: its reason still names the
     expression that lost its constants, not the generic "no candidate index"."""
-    url = fresh_database("dbarch_test_lost_constants")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-                     "shelf int NOT NULL, code text NOT NULL)")
-        conn.execute("INSERT INTO items (shelf, code) SELECT g % 2500, md5(g::text) FROM generate_series(1, 40000) g")
-        conn.execute("VACUUM ANALYZE items")
-        demo.reset_statistics(conn)
-        for shelf in range(6):
-            conn.execute("SELECT id, code FROM items WHERE shelf = %s", (shelf,))
-            conn.execute("SELECT id, shelf FROM items WHERE substr(code, 1, 8) = %s", (f"{shelf:08x}",))
-        conn.execute("SELECT pg_stat_force_next_flush()")
+    url = _items_db("dbarch_test_lost_constants", 40000, [
+        ("SELECT id, code FROM items WHERE shelf = %s", int),
+        ("SELECT id, shelf FROM items WHERE substr(code, 1, 8) = %s", lambda shelf: f"{shelf:08x}")])
     data = _audit(url, store_dsn, observed_params=False)
     lost = next(q for q in data["queries"] if "substr" in q["query"])
     assert not lost.get("recommendation")
