@@ -17,7 +17,7 @@ import psycopg
 
 from . import history
 from .advisor.analyze import QueryShape, UnparseableQuery, analyze
-from .advisor.candidates import candidates_for, ddl_text
+from .advisor.candidates import candidates_for, ddl_text, index_name
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
@@ -562,8 +562,10 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
                           ) -> dict[int, list[tuple[IndexCandidate, dict]]]:
     """For each statement over several tables: the best measured candidate of each table, when at
     least two tables have one. Best: used by the plan, then the gain — candidates within the clock's
-    noise of the best gain (10 points, or overlapping bootstrap intervals) tie, and ties go to the smaller index (by powers of two), the planner's
-    lower cost, then the name, so the same set is measured on every run."""
+    noise of the best gain (10 points, or overlapping bootstrap intervals) tie, and so do candidates
+    whose plan reads the tables the same way as the best's (`_access`), and ties go to the smaller
+    index (by powers of two), the planner's lower cost, then the name, so the same set is measured on
+    every run."""
     out: dict[int, list[tuple[IndexCandidate, dict]]] = {}
     for qid, item in sorted(items.items()):
         if len(set(item.shape.tables)) < 2:
@@ -577,8 +579,10 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
             used = [r for r in candidates if r["evidence"].get("index_used")] or candidates
             top_row = max(used, key=lambda r: _gain(r) if _gain(r) is not None else -1e9)
             top = _gain(top_row) if _gain(top_row) is not None else -1e9
+            top_access = _access(top_row, by_ddl[top_row["ddl"]][0])
             close = [r for r in used if (_gain(r) if _gain(r) is not None else -1e9) >= top - MEMBER_NOISE_PCT
-                     or _overlaps(r, top_row)]
+                     or _overlaps(r, top_row)
+                     or (top_access is not None and _access(r, by_ddl[r["ddl"]][0]) == top_access)]
             best[table] = min(close, key=lambda r: (
                 round(math.log2((r["evidence"].get("index_bytes") or 0) + 1)),
                 round(math.log2((r["cost_after"] or 0) + 1) * 2), r["ddl"]))
@@ -588,6 +592,29 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
 
 
 MEMBER_NOISE_PCT = 10.0   # gains this close (percentage points) tie when choosing a configuration's member
+
+
+def _access(row: dict, cand: IndexCandidate) -> str | None:
+    """How the statement's plan with the candidate reads its tables: every node's type, relation,
+    join type and index condition, the candidate's own index named alike whatever its name. Two
+    candidates of a table that give the statement the same access (`(batch)` and `(batch,
+    device_serial)` both scanned on `batch = $1`) make it do the same work, whatever the clock said
+    of one run; None without a plan."""
+    plan = (row["evidence"].get("after") or {}).get("plan")
+    if not plan:
+        return None
+    name = index_name(cand)
+    parts: list[str] = []
+
+    def walk(node: dict, depth: int) -> None:
+        index = node.get("Index Name")
+        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in (
+            "Node Type", "Relation Name", "Join Type", "Index Cond")] + ["new" if index == name else str(index or "")]))
+        for child in node.get("Plans") or []:
+            walk(child, depth + 1)
+
+    walk(plan, 0)
+    return "\n".join(parts)
 
 
 def _overlaps(row: dict, best: dict) -> bool:

@@ -154,3 +154,47 @@ def test_a_pair_faster_on_the_light_keys_only_is_chosen_over_its_filter_alone():
                          configuration=[("F", "a"), ("K", "b")])
         sel = select_indexes(rows, {1: 1.0, 2: 1.0}, table_writes={}, min_gain_pct=10)
         assert [c.ddl for c in sel.chosen] == ["F"], seed
+
+
+def test_a_join_member_read_the_same_way_as_the_best_ties_and_the_smaller_one_is_measured():
+    """Which index of `readings` joins the configuration must not follow one run's noise: `(batch)` and
+    `(batch, device_serial)` both scanned on `batch = $1` make the join do the same work, so they tie
+    (the smaller is measured) however far apart their single-table timings came out; an index read
+    another way (both keys in its condition) does not tie."""
+    from dbarch_pipeline.advisor.analyze import QueryShape
+    from dbarch_pipeline.advisor.candidates import ddl_text, index_name
+    from dbarch_pipeline.audit import configuration_members
+    from dbarch_pipeline.bench.runner import Prepared
+    from dbarch_pipeline.models import IndexCandidate
+
+    narrow = IndexCandidate("public", "readings", ("batch",), "r")
+    wide = IndexCandidate("public", "readings", ("batch", "device_serial"), "r")
+    lookup = IndexCandidate("public", "devices", ("serial",), "d")
+    by_ddl = {ddl_text(c): (c, [1]) for c in (narrow, wide, lookup)}
+    items = {1: Prepared(1, "SELECT ...", QueryShape(kind="select", tables=["readings", "devices"]), [], None)}
+
+    def row(cand, gain, ci, size, cond):
+        inner = {"Node Type": "Index Scan", "Relation Name": cand.table, "Index Name": index_name(cand),
+                 "Index Cond": cond}
+        plan = {"Node Type": "Hash Join", "Join Type": "Inner",
+                "Plans": [{"Node Type": "Seq Scan", "Relation Name": "devices"}, {"Node Type": "Hash", "Plans": [inner]}]}
+        return {"queryid": 1, "status": "measured", "ddl": ddl_text(cand), "measured_gain_pct": gain,
+                "estimated_gain_pct": gain, "cost_after": 100.0,
+                "evidence": {"index_used": True, "index_bytes": size, "confidence_parts": {"ratio_ci": ci},
+                             "after": {"plan": plan}}}
+
+    for seed in generated_seeds(20):
+        rng = random.Random(seed)
+        value = rng.randrange(5000)
+        gain = rng.uniform(30, 60)
+        ahead = rng.uniform(11, 35)          # the wider index's one run came out well ahead...
+        lo = 1 - (gain + ahead) / 100
+        rows = [row(narrow, gain, [1 - gain / 100 - 0.01, 1 - gain / 100 + 0.01], 600_000, f"(batch = {value})"),
+                row(lookup, 70.0, [0.28, 0.32], 1_300_000, "(serial = r.device_serial)")]
+        same = rows + [row(wide, gain + ahead, [lo - 0.01, lo + 0.005], 1_600_000, f"(batch = {value})")]
+        chosen = {c.qualified_table: c for c, _ in configuration_members(items, same, by_ddl)[1]}
+        assert chosen["public.readings"] == narrow, seed          # ...but is read the same way: a tie
+        other = rows + [row(wide, gain + ahead, [lo - 0.01, lo + 0.005], 1_600_000,
+                            f"((batch = {value}) AND (device_serial = d.serial))")]
+        chosen = {c.qualified_table: c for c, _ in configuration_members(items, other, by_ddl)[1]}
+        assert chosen["public.readings"] == wide, seed            # read another way: the clock decides
