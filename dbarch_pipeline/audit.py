@@ -27,7 +27,7 @@ from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
 from .bench.runner import (DEFERRED, BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
-                           evaluate_configuration_for, evaluate_rewrite, partial_values, prepare,
+                           evaluate_configuration_for, evaluate_rewrite, partial_values, plan_shape, prepare,
                            sibling_timings, time_side_effects, twin_of)
 from .errors import DbarchError
 from .memory import store
@@ -601,20 +601,10 @@ def _access(row: dict, cand: IndexCandidate) -> str | None:
     device_serial)` both scanned on `batch = $1`) make it do the same work, whatever the clock said
     of one run; None without a plan."""
     plan = (row["evidence"].get("after") or {}).get("plan")
-    if not plan:
-        return None
-    name = index_name(cand)
-    parts: list[str] = []
+    return plan_shape(plan, {index_name(cand)}, ACCESS_KEYS) if plan else None
 
-    def walk(node: dict, depth: int) -> None:
-        index = node.get("Index Name")
-        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in (
-            "Node Type", "Relation Name", "Join Type", "Index Cond")] + ["new" if index == name else str(index or "")]))
-        for child in node.get("Plans") or []:
-            walk(child, depth + 1)
 
-    walk(plan, 0)
-    return "\n".join(parts)
+ACCESS_KEYS = ("Node Type", "Relation Name", "Join Type", "Index Cond")
 
 
 def _overlaps(row: dict, best: dict) -> bool:

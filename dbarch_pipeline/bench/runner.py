@@ -329,7 +329,10 @@ def _failure_rows(owners: Sequence[Prepared], ddl: str, exc: psycopg.Error, labe
              "confidence": None, "evidence": failure} for item in owners]
 
 
-def plan_shape(doc: dict, built: set[str]) -> str:
+SHAPE_KEYS = ("Node Type", "Relation Name", "Join Type", "Parent Relationship", "Scan Direction")
+
+
+def plan_shape(doc: dict, built: set[str], keys: Sequence[str] = SHAPE_KEYS) -> str:
     """A short digest of the plan's shape: every node's type, relation, join type, place and scan
     direction, and its index (the built one named alike whatever its name). Two indexes with the
     same keys that differ only in INCLUDE columns, giving a statement the same shape, make it do the
@@ -339,18 +342,19 @@ def plan_shape(doc: dict, built: set[str]) -> str:
     >>> b = {"Plan": {"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_k_incl_idx"}}
     >>> plan_shape(a, {"t_k_idx"}) == plan_shape(b, {"t_k_incl_idx"}), plan_shape(a, {"x"}) == plan_shape(b, {"x"})
     (True, False)
+
+    `doc` is EXPLAIN's JSON document or a compact plan (evidence); `keys` are the node fields compared.
     """
     parts: list[str] = []
 
     def walk(node: dict, depth: int) -> None:
         index = node.get("Index Name")
-        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in (
-            "Node Type", "Relation Name", "Join Type", "Parent Relationship", "Scan Direction")]
-            + ["new" if index in built else str(index or "")]))
+        parts.append("|".join([str(depth)] + [str(node.get(k, "")) for k in keys]
+                              + ["new" if index in built else str(index or "")]))
         for child in node.get("Plans") or []:
             walk(child, depth + 1)
 
-    walk(doc["Plan"], 0)
+    walk(doc.get("Plan", doc), 0)
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
