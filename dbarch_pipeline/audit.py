@@ -801,9 +801,10 @@ def confidence_basis(row: dict, choice: IndexChoice | None, observed_ms: float |
         confidence = GUESSED_CAP
         notes.append(f"the sampled values ran {row['ms_before'] / observed_ms:.1f}x slower than the application's "
                      "calls: they tested a heavier case than the workload sends")
-    if row["evidence"].get("cross_statement") and confidence > SIDE_EFFECT_CAP:
-        # a side effect on another statement never carries a pull request by itself
-        confidence = SIDE_EFFECT_CAP
+    if row["evidence"].get("cross_statement"):
+        # a side effect on another statement never carries a pull request by itself; said even when
+        # the clock already put it below the cap, so no reader takes it for a pending proposal
+        confidence = min(confidence, SIDE_EFFECT_CAP)
         notes.append("a side effect on a statement the index was not proposed for")
     return round(confidence, 3), notes
 

@@ -272,7 +272,7 @@ def cmd_optimizations(args: argparse.Namespace) -> int:
         notes = (r.get("evidence") or {}).get("confidence_notes") or []
         if notes:
             # why the confidence is what it is (a side effect, guessed values, ...), as the PR body says
-            _print(f"    confidence lowered: {'; '.join(notes)}")
+            _print(f"    confidence: {'; '.join(notes)}")
         if r.get("pr_url"):
             _print(f"    pull request: {r['pr_url']}")
     return 0

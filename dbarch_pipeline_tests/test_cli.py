@@ -148,7 +148,7 @@ def test_optimizations_say_why_a_confidence_was_lowered(store_dsn, capsys):
                   "WHERE target = 'cli_notes' AND ddl LIKE '%%i1%%'")
     assert main(["optimizations", "--target", "cli_notes", "--store-dsn", store_dsn]) == 0
     out = capsys.readouterr().out
-    assert out.count("confidence lowered:") == 1 and f"confidence lowered: {side}" in out
+    assert out.count("    confidence: ") == 1 and f"confidence: {side}" in out
     assert "pull request: https://example.test/pr/7" in out
 
 

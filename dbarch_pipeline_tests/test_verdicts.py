@@ -156,6 +156,11 @@ def test_the_confidence_a_reviewer_reads_rests_on_trusted_values_and_never_lifts
         row["evidence"]["cross_statement"] = True
         row["confidence"] = 1.0
         assert confidence_basis(row, None)[0] <= evaluate.SIDE_EFFECT_CAP, seed
+        # a side effect says so even when the clock already put it under the cap
+        slow_side = {**row, "evidence": {**row["evidence"], "after": {"timings_ms": before},
+                                         "confidence_parts": confidence_parts(before, before, 0.0, used=True)}}
+        low, why = confidence_basis({**slow_side, "confidence": 0.0}, None)
+        assert low <= evaluate.SIDE_EFFECT_CAP and any("side effect" in n for n in why), (seed, low, why)
 
 
 def test_a_single_run_side_effect_takes_the_statements_pooled_baseline():
