@@ -37,7 +37,7 @@ from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
 from .bench.params import ValueTarget, hidden_literals, inline_constants, match_types, typed_statement
-from .db import rolled_back
+from .db import named, rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
 from .llm.validate import denied_function
@@ -95,6 +95,10 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
                            min_calls=thresholds.min_calls, known_tables=act.tables,
                            counters_in_window=act.baseline)
+    if target_conn is not None:
+        counts = dict(target_conn.execute(named("select_index_counts")).fetchall())
+        for name, acc in writes.items():
+            acc["indexes"] = int(counts.get(name, 0))
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
                        "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
@@ -829,6 +833,7 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                             ms_before=b["ms_before"], ms_after=b["ms_after"],
                             read_benefit_ms_per_s=round(choice.read_benefit_ms_per_s, 6),
                             write_cost_ms_per_s=round(choice.write_cost_ms_per_s, 6),
+                            **({"write_notes": choice.write_notes} if choice.write_notes else {}),
                             serves_queryids=choice.serves(),
                             sampled_vs_observed=round(b["ms_before"] / q.mean_exec_ms, 2)
                             if b["ms_before"] and q.mean_exec_ms else None,

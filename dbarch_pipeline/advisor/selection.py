@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..bench.evaluate import MEANINGFUL_SPEEDUP, paired_interval
+from ..bench.writes import index_columns, upkeep_rows
 
 MARGINAL_WRITE_SHARE = 0.5   # upkeep above half the read benefit makes an index marginal
 NET_NOISE = 0.10             # moves whose net benefits are this close (relative) tie
@@ -59,6 +60,7 @@ class IndexChoice:
     bounds: dict[int, tuple[float, float]] = field(default_factory=dict)  # queryid -> saving's 95% interval
     planned: dict[int, float] = field(default_factory=dict)   # queryid -> saving by the planner's estimate
     rank: int = 0                                               # order in which the greedy pass picked it
+    write_notes: list[str] = field(default_factory=list)       # why its upkeep is more or less than every row
 
     @property
     def read_benefit_ms_per_s(self) -> float:
@@ -123,12 +125,15 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
     declined: dict[str, str] = {}
     baseline_rate: dict[int, float] = {}
 
+    specs = {r["ddl"]: r["evidence"]["spec"] for r in benchmarks if (r["evidence"].get("spec") or {}).get("columns")}
+
     def option(ddl: str, table: str, index_bytes: int, write_ms_per_row: float) -> IndexChoice:
         if ddl not in options:
             writes = table_writes.get(table) or {}
-            rate = writes.get("rows", 0) / writes["seconds"] if writes.get("seconds") else 0.0
+            rows, notes = upkeep_rows(writes, index_columns(specs[ddl]) if ddl in specs else None)
+            rate = rows / writes["seconds"] if writes.get("seconds") else 0.0
             options[ddl] = IndexChoice(ddl=ddl, table=table, index_bytes=index_bytes,
-                                       write_cost_ms_per_s=rate * write_ms_per_row)
+                                       write_cost_ms_per_s=rate * write_ms_per_row, write_notes=notes)
         return options[ddl]
 
     for row in sorted(benchmarks, key=lambda r: (r["queryid"], r["ddl"])):

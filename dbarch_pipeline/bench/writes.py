@@ -7,6 +7,13 @@ Read benefits come from pg_stat_statements' window, so write costs must come fro
   the window, which also see writes no statement accounts for (COPY, functions, evicted entries).
 Never the counters since the statistics reset: they hold the bulk load that created the data.
 
+Not every written row costs every index. An UPDATE that changes no indexed column can be HOT (a
+heap-only tuple: no index gets an entry), and PostgreSQL counts how many of a table's updates were
+(`n_tup_hot_upd` of `n_tup_upd`). So an index pays for an UPDATE statement's rows only in the share
+that was not HOT, unless the index covers a column the statement SETs: then it turns that
+statement's HOT updates into regular ones, and pays for them in itself and in every index the table
+already has (`upkeep_rows`).
+
 A statement run fewer times than the workload's `min_calls` (a bulk load, a one-off backfill) is
 not a write rate: its rows are reported as one-off and left out of the rate. Upkeep is what every
 future week pays; a load that happened once is paid once, like building the index after it.
@@ -31,6 +38,95 @@ _LEADING = re.compile(r"^\s*(?:/\*.*?\*/\s*)*", re.S)
 _TARGET = re.compile(r"^(?:insert\s+into|update|delete\s+from|merge\s+into)\s+(?:only\s+)?"
                      r"((?:\"[^\"]+\"|\w+)(?:\s*\.\s*(?:\"[^\"]+\"|\w+))?)", re.I)
 WRITE_KINDS = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+
+
+def update_columns(query: str) -> frozenset[str] | None:
+    """The columns an UPDATE's SET assigns (lower-cased; quoted names as written), or None when
+    the statement is not a plain UPDATE or cannot be parsed.
+
+    >>> sorted(update_columns('UPDATE shop.items SET price = $1, "Qty" = qty + $2 WHERE id = $3'))
+    ['Qty', 'price']
+    >>> update_columns("DELETE FROM t WHERE id = $1") is None
+    True
+    """
+    if not re.match(r"^update\b", _LEADING.sub("", query), re.I):
+        return None
+    try:
+        tree = sqlglot.parse_one(_LEADING.sub("", query), read="postgres")
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return None
+    if not isinstance(tree, exp.Update):
+        return None
+    out: set[str] = set()
+    for assignment in tree.expressions:
+        target = assignment.this if isinstance(assignment, exp.EQ) else None
+        columns = list(target.find_all(exp.Column)) if target is not None else []
+        if not columns:
+            return None
+        out |= {c.this.name if c.this.quoted else c.name.lower() for c in columns}
+    return frozenset(out) or None
+
+
+def index_columns(spec: dict) -> frozenset[str] | None:
+    """Every column an index stores or filters on (keys, expressions' columns, INCLUDE, the partial
+    predicate), from a candidate's spec; None when it cannot be told.
+
+    >>> sorted(index_columns({"columns": ["lower(email)", "id"], "include": ["name"], "where": ["status", "x"]}))
+    ['email', 'id', 'name', 'status']
+    """
+    out: set[str] = set()
+    for text in list(spec.get("columns") or []) + list(spec.get("include") or []):
+        if re.fullmatch(r"\w+", text):
+            out.add(text.lower())
+            continue
+        if re.fullmatch(r'"[^"]+"', text):
+            out.add(text[1:-1])
+            continue
+        try:
+            tree = sqlglot.parse_one(text, read="postgres")
+        except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+            return None
+        names = {c.this.name if c.this.quoted else c.name.lower() for c in tree.find_all(exp.Column)}
+        if not names:
+            return None
+        out |= names
+    if spec.get("where"):
+        out.add(str(spec["where"][0]).lower())
+    return frozenset(out) or None
+
+
+def upkeep_rows(writes: dict, columns: frozenset[str] | None) -> tuple[float, list[str]]:
+    """Rows in the window that write an entry into an index on these columns, and what made them so.
+
+    `writes`: one table's entry of `window_writes`. With the table's HOT share h (of its updates),
+    an UPDATE statement's rows r cost an index that does not cover its SET columns r * (1 - h); an
+    index that covers them costs r * h * (1 + the table's existing indexes) more than today's
+    non-HOT share, charged at this index's own cost per row. Unknown columns or share: every row.
+
+    >>> w = {"rows": 1000, "hot_share": 0.9, "indexes": 2, "source": "pg_stat_statements",
+    ...      "statements": [{"queryid": 7, "rows": 1000, "recurring": True, "set_columns": ["price"]}]}
+    >>> upkeep_rows(w, frozenset({"sku"}))[0], upkeep_rows(w, frozenset({"price"}))[0]
+    (100.0, 3700.0)
+    """
+    rows = float(writes.get("rows") or 0)
+    share = writes.get("hot_share")
+    if columns is None or not share:
+        return rows, []
+    notes: list[str] = []
+    for st in writes.get("statements") or []:
+        set_columns = st.get("set_columns")
+        if not st.get("recurring") or not set_columns:
+            continue
+        hot = float(st.get("rows") or 0) * share
+        if columns & set(set_columns):
+            rows += hot * (1 + int(writes.get("indexes") or 0))
+            notes.append(f"covers {', '.join(sorted(columns & set(set_columns)))}, which statement "
+                         f"{st['queryid']} updates: {share:.0%} of the table's updates were HOT; those would "
+                         f"write an entry into this index and each of the table's "
+                         f"{int(writes.get('indexes') or 0)} other index(es)")
+        elif writes.get("source") == "pg_stat_statements":
+            rows -= hot    # the counters' rows are already net of HOT updates
+    return max(0.0, rows), notes
 
 
 def _unquote(part: str) -> str:
@@ -96,7 +192,9 @@ def window_writes(statements: dict[int, dict], table_counters: dict[str, dict], 
             acc["calls"] += calls
         else:
             acc["one_off_rows"] += rows
-        acc["statements"].append({"queryid": qid, "calls": calls, "rows": rows, "recurring": recurring})
+        columns = update_columns(s.get("query_text") or "")
+        acc["statements"].append({"queryid": qid, "calls": calls, "rows": rows, "recurring": recurring,
+                                  **({"set_columns": sorted(columns)} if columns else {})})
     if counters_in_window:
         for name, c in sorted(table_counters.items()):
             counted = int(c.get("rows") or 0)
@@ -107,4 +205,9 @@ def window_writes(statements: dict[int, dict], table_counters: dict[str, dict], 
             if beyond > acc["rows"]:
                 acc["rows"] = beyond
                 acc["source"] = "table counters within the window"
+    for name, acc in out.items():
+        c = table_counters.get(name) or {}
+        if c.get("n_tup_upd"):
+            # a share, so counters since the reset serve too: a bulk load inserts, it does not update
+            acc["hot_share"] = round(min(1.0, int(c.get("n_tup_hot_upd") or 0) / int(c["n_tup_upd"])), 4)
     return {k: v for k, v in out.items() if v["rows"] or v["one_off_rows"] or v["statements"]}

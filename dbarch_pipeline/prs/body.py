@@ -319,7 +319,9 @@ def _index_cost(change: Change, table_writes: dict[str, dict]) -> list[str]:
         line += (f": about {_int(entries)} index entries to write. The table has {_int(writes.get('indexes'))} "
                  f"indexes; this makes {_int((writes.get('indexes') or 0) + 1)}.")
         out.append(line)
-        if writes.get("n_tup_hot_upd"):
+        if ev.get("write_notes"):
+            out += [f"- It ends HOT updates: it {note}; the upkeep above counts them." for note in ev["write_notes"]]
+        elif writes.get("n_tup_hot_upd"):
             out.append("- An update that changes an indexed column cannot be HOT: some of today's HOT updates "
                        "may become regular ones.")
     if per_row is None and not writes:
