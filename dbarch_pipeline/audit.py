@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -17,7 +17,7 @@ import psycopg
 
 from . import history
 from .advisor.analyze import QueryShape, UnparseableQuery, analyze
-from .advisor.candidates import candidates_for, ddl_text, index_name
+from .advisor.candidates import OR_BRANCH, candidates_for, ddl_text, index_name
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
@@ -36,7 +36,8 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import ValueTarget, hidden_literals, inline_constants, match_types, typed_statement
+from .bench.params import (ValueTarget, hidden_literals, inline_constants, match_types, typed_literals,
+                           typed_statement)
 from .db import named, rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -90,6 +91,8 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         live = history.capture(target_conn, store_conn, target=target, now=now)
     act = history.activity(store_conn, target=target, window_start=window[0], window_end=window[1])
     queries, skipped = history.slow_queries(act, thresholds)
+    # `interval '60 days'` became `interval $2`: written back as `$2::interval`, it parses and runs
+    queries = [replace(q, query_text=typed_literals(store_conn, q.query_text)) for q in queries]
     reset = next((r["at"] for r in act.resets if r["kind"] == "stats_reset"), None)
     # upkeep is weighed against reads of this window, so the writes must be this window's too
     writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
@@ -353,7 +356,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             whatif_costs = None
             if hypo != "missing":
                 whatif_costs = whatif(sandbox_conn, cand, owner_items + others, status=hypo, **guard)
-                if not worth_building(whatif_costs):
+                if not worth_building(whatif_costs) and not _or_branch(cand, owner_items):
                     screened += 1
                     rows.extend(_screened(ddl, cand, owner_items, whatif_costs))
                     continue
@@ -572,14 +575,17 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
     every run."""
     out: dict[int, list[tuple[IndexCandidate, dict]]] = {}
     for qid, item in sorted(items.items()):
-        if len(set(item.shape.tables)) < 2:
+        mine = [r for r in rows if r["queryid"] == qid and r["status"] == "measured" and r["ddl"] in by_ddl]
+        branches = _branch_members(item.shape, mine, by_ddl)
+        if len(set(item.shape.tables)) < 2 and len(branches) < 2:
             continue
         per_table: dict[str, list[dict]] = {}
-        for r in rows:
-            if r["queryid"] == qid and r["status"] == "measured" and r["ddl"] in by_ddl:
-                per_table.setdefault(by_ddl[r["ddl"]][0].qualified_table, []).append(r)
+        for r in mine:
+            per_table.setdefault(by_ddl[r["ddl"]][0].qualified_table, []).append(r)
         best: dict[str, dict] = {}
         for table, candidates in per_table.items():
+            if any(by_ddl[r["ddl"]][0].qualified_table == table for r in branches):
+                continue   # an OR's table takes an index per branch
             used = [r for r in candidates if r["evidence"].get("index_used")] or candidates
             top_row = max(used, key=lambda r: _gain(r) if _gain(r) is not None else -1e9)
             top = _gain(top_row) if _gain(top_row) is not None else -1e9
@@ -590,9 +596,35 @@ def configuration_members(items: dict[int, Prepared], rows: list[dict],
             best[table] = min(close, key=lambda r: (
                 round(math.log2((r["evidence"].get("index_bytes") or 0) + 1)),
                 round(math.log2((r["cost_after"] or 0) + 1) * 2), r["ddl"]))
-        if len(best) >= 2:
-            out[qid] = [(by_ddl[r["ddl"]][0], r["evidence"]) for _, r in sorted(best.items())]
+        chosen = sorted(best.values(), key=lambda r: r["ddl"]) + branches
+        if len(chosen) >= 2 and (len(best) >= 2 or len(branches) >= 2):
+            out[qid] = [(by_ddl[r["ddl"]][0], r["evidence"]) for r in sorted(chosen, key=lambda r: r["ddl"])]
     return out
+
+
+def _branch_members(shape: QueryShape, rows: list[dict], by_ddl: dict[str, tuple[IndexCandidate, list[int]]]
+                    ) -> list[dict]:
+    """For `a = $1 OR b = $2` on one table: one measured candidate led by each branch's column (the
+    plainest: one made for the branch, then the smallest, then the name). Alone none changes the
+    plan; together PostgreSQL combines them (BitmapOr)."""
+    out: list[dict] = []
+    for table, branches in shape.any_of:
+        for branch in branches:
+            keys = {p.column for p in branch}
+            fits = [r for r in rows if by_ddl[r["ddl"]][0].table == table and by_ddl[r["ddl"]][0].columns[0] in keys]
+            if fits:
+                pick = min(fits, key=lambda r: (not by_ddl[r["ddl"]][0].reason.startswith(OR_BRANCH),
+                                                round(math.log2((r["evidence"].get("index_bytes") or 0) + 1)), r["ddl"]))
+                if pick not in out:
+                    out.append(pick)
+    return out
+
+
+def _or_branch(cand: IndexCandidate, owners: list[Prepared]) -> bool:
+    """Whether the candidate is led by a column of an OR branch of a statement it was made for: the
+    planner has no use for it alone, so no what-if screening may skip it."""
+    return any(t == cand.table and cand.columns[0] in {p.column for b in branches for p in b}
+               for item in owners for t, branches in item.shape.any_of)
 
 
 MEMBER_NOISE_PCT = 10.0   # gains this close (percentage points) tie when choosing a configuration's member

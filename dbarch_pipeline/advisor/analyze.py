@@ -70,6 +70,9 @@ class QueryShape:
     limit_params: list[int] = field(default_factory=list)
     param_count: int = 0
     functions: set[str] = field(default_factory=set)   # every function the statement calls, lower case
+    # `a = $1 OR b = $2` on one table: (table, the predicates of each branch); PostgreSQL can serve it
+    # only with an index on every branch, combined by a BitmapOr
+    any_of: list[tuple[str, tuple[tuple[Predicate, ...], ...]]] = field(default_factory=list)
 
     @property
     def is_read_only(self) -> bool:
@@ -336,10 +339,37 @@ def _order_target(node: exp.Expression, outputs: tuple[dict[str, exp.Expression]
     return node
 
 
+def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
+    node = _unparen(node)
+    if isinstance(node, exp.Or):
+        return _disjuncts(node.left) + _disjuncts(node.right)
+    return [node]
+
+
+def _any_of(cond: exp.Or, aliases: dict[str, str], columns: Mapping[str, set[str]], shape: QueryShape) -> None:
+    """An OR whose every branch filters the same one table by something an index serves."""
+    branches = []
+    for branch in _disjuncts(cond):
+        scratch = QueryShape(kind=shape.kind)
+        for c in _conjuncts(branch):
+            add_condition(c, aliases, columns, scratch)
+        if scratch.joins or scratch.any_of or not scratch.predicates:
+            return
+        branches.append(tuple(scratch.predicates))
+    tables = {p.table for branch in branches for p in branch}
+    if len(tables) == 1 and len(branches) > 1:
+        group = (tables.pop(), tuple(branches))
+        if group not in shape.any_of:
+            shape.any_of.append(group)
+
+
 def add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]],
-                   shape: QueryShape) -> None:
+                  shape: QueryShape) -> None:
     while isinstance(cond, exp.Paren):
         cond = cond.this
+    if isinstance(cond, exp.Or):
+        _any_of(cond, aliases, columns, shape)
+        return
     if isinstance(cond, exp.EQ):
         left = indexable(cond.left, aliases, columns)
         right = indexable(cond.right, aliases, columns)
@@ -406,4 +436,5 @@ def add_condition(cond: exp.Expression, aliases: dict[str, str], columns: Mappin
     if isinstance(cond, exp.Is) and isinstance(cond.expression, exp.Null):
         side = indexable(cond.this, aliases, columns)
         if side:
-            shape.predicates.append(Predicate(side[0], side[1], "null", None, side[2], "IS NULL"))
+            shape.predicates.append(Predicate(side[0], side[1], "null", None, side[2],
+                                              "IS NOT NULL" if cond.args.get("negate") else "IS NULL"))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import sqlglot
@@ -80,7 +80,34 @@ def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int =
                 continue
             if not any(_same_index(cand, c) for c in out):
                 out.append(cand)
+    for cand in _branch_candidates(shape, catalog, min_table_rows):
+        if not any(_same_index(cand, c) for c in out):
+            out.append(cand)
     return out, skips
+
+
+OR_BRANCH = "one branch of an OR (PostgreSQL serves an OR with an index per branch, in a BitmapOr)"
+
+
+def _branch_candidates(shape: QueryShape, catalog: Catalog, min_table_rows: int) -> list[IndexCandidate]:
+    """For `a = $1 OR b = $2` on one table: the plainest index of each branch. None serves the
+    statement alone (the other branch still scans the table): they are measured together, as a
+    configuration (audit.configuration_members). A branch an existing index already serves needs none."""
+    out = []
+    for table, branches in shape.any_of:
+        info = catalog.table(table, shape.schemas.get(table, ""))
+        if info is None or info.reltuples < min_table_rows:
+            continue
+        for branch in branches:
+            sub = QueryShape(kind=shape.kind, tables=[table], schemas=shape.schemas, predicates=list(branch))
+            usable = _usable_keys(sub, table, info, catalog)
+            plain = [c for c in _table_candidates(sub, table, info, None, usable, {}) if not c.include and not c.where]
+            if not plain:
+                continue
+            cand = plain[0]
+            if covered_by(cand, info.indexes, eq_prefix=_eq_prefix_len(sub, table, list(cand.columns))) is None:
+                out.append(replace(cand, reason=f"{OR_BRANCH}: {cand.reason}"))
+    return out
 
 
 def _eq_prefix_len(shape: QueryShape, table: str, columns: list[str]) -> int:

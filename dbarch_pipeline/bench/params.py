@@ -1350,3 +1350,50 @@ def _sorted(conn: psycopg.Connection, values: list[str], type_name: str) -> list
         return [r[0] for r in rows]
     except psycopg.Error:
         return sorted(values)
+
+
+# -- typed literals pg_stat_statements cut in half --------------------------------------------------
+
+_WORDS_BEFORE = re.compile(r"(?<![\w\"$.])((?:[A-Za-z_]\w*\s+){0,3}[A-Za-z_]\w*)\s*$")
+
+
+def typed_literals(conn: psycopg.Connection, query: str) -> str:
+    """The statement with each `<type> $n` that pg_stat_statements made of a typed literal written
+    back as `$n::<type>`, so that it parses, plans and binds.
+
+    The application wrote `now() - interval '60 days'` or `d = date '2024-01-01'`; pg_stat_statements
+    replaces the string and keeps the type name: `interval $2`, which is a syntax error, so nothing
+    could plan, time or even parse the statement. Adjacent to a `$n`, a word (or up to four, for
+    `timestamp with time zone`) can only be a keyword or such a type name; PostgreSQL says which
+    (`to_regtype`, on any server: the store's serves when the target is out of reach)."""
+    tokens = _param_tokens(query)
+    if not tokens:
+        return query
+    known: dict[str, str | None] = {}
+
+    def type_of(phrase: str) -> str | None:
+        key = " ".join(phrase.lower().split())
+        if key not in known:
+            try:
+                with conn.transaction():
+                    known[key] = conn.execute("SELECT to_regtype(%s)::text", (key,)).fetchone()[0]
+            except psycopg.Error:
+                known[key] = None   # a reserved word: a syntax error, not a type
+        return known[key]
+
+    out, pos = [], 0
+    for n, start, end in tokens:
+        m = _WORDS_BEFORE.search(query, pos, start)
+        if m is None:
+            continue
+        words = list(re.finditer(r"[A-Za-z_]\w*", m.group(1)))
+        for k in range(len(words)):   # the longest phrase first: "timestamp with time zone"
+            first = words[k]
+            phrase = m.group(1)[first.start():]
+            if type_of(phrase):
+                at = m.start(1) + first.start()
+                out.append(query[pos:at] + f"${n}::{' '.join(phrase.split())}")
+                pos = end
+                break
+    out.append(query[pos:])
+    return "".join(out)
