@@ -40,7 +40,7 @@ class IndexCandidate:
     or md5(val); `opclasses` (parallel to columns, '' for the default) carry text_pattern_ops or
     jsonb_path_ops; `directions` (parallel to columns, '' for ASC) carry DESC / NULLS FIRST for an
     ORDER BY that mixes directions; `where` makes it a partial index on one equality (column, value
-    as text)."""
+    as text), or on `column IS NOT NULL` (column, None)."""
 
     schema: str
     table: str
@@ -49,7 +49,7 @@ class IndexCandidate:
     method: str = "btree"
     opclasses: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
-    where: tuple[str, str] | None = None
+    where: tuple[str, str | None] | None = None
     name: str | None = None   # set only when the generated name is taken on the target (bench.naming)
     directions: tuple[str, ...] = ()
 
@@ -69,7 +69,8 @@ class IndexCandidate:
         if self.include:
             text += f" INCLUDE ({', '.join(self.include)})"
         if self.where:
-            text += f" WHERE {self.where[0]} = '{self.where[1]}'"
+            text += (f" WHERE {self.where[0]} IS NOT NULL" if self.where[1] is None
+                     else f" WHERE {self.where[0]} = '{self.where[1]}'")
         return text
 
     def to_spec(self) -> dict:

@@ -147,3 +147,30 @@ def test_or_over_two_columns_gets_an_index_per_branch_measured_together(server, 
     recs = [r for r in result["recommendations"] if "OR phone" in r["query"]]
     assert len(recs) == 2 and all(r["evidence"].get("configuration") for r in recs), recs
     assert all(r["measured_gain_pct"] > 90 for r in recs), [(r["ddl"], r["measured_gain_pct"]) for r in recs]
+
+
+def test_is_not_null_on_a_mostly_null_column_gets_a_partial_index(server, store_dsn):
+    url = fresh_database("dbarch_test_nulls")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE tickets (id int PRIMARY KEY, escalated_at timestamptz, closed_at timestamptz, "
+                     "body text NOT NULL)")
+        # escalated: 0.2% of rows; closed: all but 0.3%
+        conn.execute("INSERT INTO tickets SELECT g, CASE WHEN g % 500 = 0 THEN now() END, "
+                     "CASE WHEN g % 300 <> 0 THEN now() END, repeat('b', 40) FROM generate_series(1, 90000) g")
+        conn.execute("VACUUM ANALYZE tickets")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for _ in range(10):
+            conn.execute("SELECT id, body FROM tickets WHERE escalated_at IS NOT NULL")
+            conn.execute("SELECT id FROM tickets WHERE closed_at IS NULL")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
+    materialize_audit(resources)
+    with resources["store"].connect() as s:
+        result = report.audit_result(s, target=resources["target"].target_name(),
+                                     settings=resources["audit_settings"].settings())
+    by_query = {" ".join(r["query"].split()): r for r in result["recommendations"]}
+    escalated = next(r for q, r in by_query.items() if "escalated_at IS NOT NULL" in q)
+    assert escalated["ddl"].endswith('WHERE "escalated_at" IS NOT NULL'), escalated["ddl"]
+    closed = next(r for q, r in by_query.items() if "closed_at IS NULL" in q)
+    assert '("closed_at")' in closed["ddl"], closed["ddl"]
+    assert all(r["measured_gain_pct"] > 80 for r in (escalated, closed)), by_query

@@ -205,7 +205,7 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
     out: list[IndexCandidate] = []
 
     def add(cols: list[str], reason: str, opclasses: dict[str, str] | None = None,
-            where: tuple[str, str] | None = None, directions: dict[str, str] | None = None) -> None:
+            where: tuple[str, str | None] | None = None, directions: dict[str, str] | None = None) -> None:
         cols = _unique(cols)[:MAX_KEY_COLUMNS]
         if not cols:
             return
@@ -238,6 +238,18 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
                 {prefix_like[0]: like_op})
     elif order_all_here and shape.has_limit:
         add(order, "ORDER BY columns for ... LIMIT", directions=order_dirs)
+
+    # IS [NOT] NULL is an index search (a btree keeps NULLs) when the side asked for is the rarer one
+    # (pg_stats' null_frac): IS NOT NULL on a mostly NULL column gets a partial index of the rest
+    for p in preds:
+        frac = info.null_frac.get(p.column) if p.op == "null" and p.column in info.columns else None
+        if frac is None:
+            continue
+        if p.operator == "IS NOT NULL" and frac > 0.5:
+            add(eq or [p.column], f"IS NOT NULL on a column {frac:.0%} NULL: a partial index of the rest",
+                where=(p.column, None))
+        elif p.operator == "IS NULL" and frac < 0.5 and not (eq or ranges or prefix_like):
+            add([p.column], f"IS NULL on a column {frac:.1%} NULL")
 
     unique = {ix.keys[0] for ix in info.indexes if ix.is_unique and len(ix.keys) == 1 and not ix.is_partial}
     for col in joins:
@@ -397,7 +409,8 @@ def index_name(cand: IndexCandidate) -> str:
     if cand.include:
         parts += ["incl"] + list(cand.include)
     if cand.where:
-        parts += ["where", re.sub(r"\W+", "_", f"{cand.where[0]}_{cand.where[1]}").strip("_")]
+        value = "not_null" if cand.where[1] is None else cand.where[1]
+        parts += ["where", re.sub(r"\W+", "_", f"{cand.where[0]}_{value}").strip("_")]
     parts.append(cand.method if cand.method != "btree" else "idx")
     name = "_".join(parts)
     if len(name) <= 63:
@@ -436,7 +449,8 @@ def index_ddl(cand: IndexCandidate, *, concurrently: bool = False, if_not_exists
     if cand.include:
         parts.append(sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, cand.include))))
     if cand.where:
-        parts.append(sql.SQL(" WHERE {} = {}").format(sql.Identifier(cand.where[0]), sql.Literal(cand.where[1])))
+        parts.append(sql.SQL(" WHERE {} IS NOT NULL").format(sql.Identifier(cand.where[0])) if cand.where[1] is None
+                     else sql.SQL(" WHERE {} = {}").format(sql.Identifier(cand.where[0]), sql.Literal(cand.where[1])))
     return sql.Composed(parts)
 
 
