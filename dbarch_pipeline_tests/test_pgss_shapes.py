@@ -174,3 +174,33 @@ def test_is_not_null_on_a_mostly_null_column_gets_a_partial_index(server, store_
     closed = next(r for q, r in by_query.items() if "closed_at IS NULL" in q)
     assert '("closed_at")' in closed["ddl"], closed["ddl"]
     assert all(r["measured_gain_pct"] > 80 for r in (escalated, closed)), by_query
+
+
+def test_a_cast_the_application_forces_on_a_column_gets_an_expression_index(server, store_dsn):
+    """Python's float binds as double precision: `amount > $1` on a numeric column then runs as
+    `(amount)::double precision > $1`, which no index on amount serves. A varchar column compared
+    with text is cast too, but binary-coercibly: its plain index serves, so no second candidate."""
+    url = fresh_database("dbarch_test_casts")
+    rng = random.Random(11)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE payments (id int PRIMARY KEY, amount numeric NOT NULL, "
+                     "ref varchar(40) NOT NULL, memo text NOT NULL)")
+        conn.execute("INSERT INTO payments SELECT g, (g % 100000) / 100.0, 'r' || g, repeat('m', 30) "
+                     "FROM generate_series(1, 100000) g")
+        conn.execute("VACUUM ANALYZE payments")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for _ in range(10):
+            conn.execute("SELECT id, memo FROM payments WHERE amount > %s", (999.9 + rng.random() / 20,))
+            conn.execute("SELECT id, memo FROM payments WHERE ref = %s", (f"r{rng.randrange(1, 100001)}",))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
+    materialize_audit(resources)
+    with resources["store"].connect() as s:
+        result = report.audit_result(s, target=resources["target"].target_name(),
+                                     settings=resources["audit_settings"].settings())
+    recs = {("amount" if "amount" in r["query"] else "ref"): r for r in result["recommendations"]}
+    assert "double precision" in recs["amount"]["ddl"], recs["amount"]["ddl"]
+    assert recs["amount"]["measured_gain_pct"] > 80, recs["amount"]
+    assert recs["ref"]["ddl"].endswith('("ref")'), recs["ref"]["ddl"]
+    tried = [c for q in result["queries"] if "ref =" in q["query"] for c in [q["candidates"]]]
+    assert tried and tried[0] <= 2, tried   # (ref) and (ref) INCLUDE (...): no `(ref)::text` besides

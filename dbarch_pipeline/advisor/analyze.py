@@ -204,6 +204,7 @@ def _is_value(node: exp.Expression) -> bool:
 NOT_INDEXABLE = (exp.Select, exp.Subquery, exp.Query, exp.AggFunc, exp.Window, exp.Parameter,
                  exp.Placeholder, exp.Star, exp.Command, exp.Predicate)
 PG_TEXT = "pg_text"   # meta key: the operand as PostgreSQL printed it in the plan
+KEEP_CAST = "keep_cast"   # meta key: a cast of a column the plan shows PostgreSQL really applies
 
 
 def indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]
@@ -211,7 +212,7 @@ def indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[st
     """(table, column-or-expression, is_expression) for a column, lower(column)-like node, or (from
     a plan, where PostgreSQL's own text of the operand is known) any expression over one table."""
     pg_text = node.meta.get(PG_TEXT) if node is not None else None
-    while isinstance(node, exp.Paren) or (isinstance(node, exp.Cast) and
+    while isinstance(node, exp.Paren) or (isinstance(node, exp.Cast) and not node.meta.get(KEEP_CAST) and
                                           isinstance(_unparen(node.this), exp.Column)):
         node = node.this
     if isinstance(node, exp.Column):

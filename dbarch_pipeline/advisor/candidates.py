@@ -72,6 +72,7 @@ def candidates_for(shape: QueryShape, catalog: Catalog, *, min_table_rows: int =
             skips.append(Skip(table, f"too small to benefit ({info.reltuples} rows < {min_table_rows}, "
                                      f"{info.rows_from})"))
             continue
+        shape = _uncast(shape, table, info, catalog)
         usable = _usable_keys(shape, table, info, catalog)
         for cand in _table_candidates(shape, table, info, mean_rows, usable, observed or {}):
             covering = covered_by(cand, info.indexes, eq_prefix=_eq_prefix_len(shape, table, list(cand.columns)))
@@ -110,6 +111,19 @@ def _branch_candidates(shape: QueryShape, catalog: Catalog, min_table_rows: int)
     return out
 
 
+def _uncast(shape: QueryShape, table: str, info: TableInfo, catalog: Catalog) -> QueryShape:
+    """The plan's casts of a column that change no bits (`(ref)::text` of a varchar) are the column
+    itself to an index: its own btree serves them."""
+    def plain(p):
+        cast = COLUMN_CAST.match(p.column.strip().removeprefix("(").removesuffix(")")) if p.is_expression else None
+        if (p.table == table and cast and cast.group(1) in info.columns
+                and _binary_coercible(catalog, info.types[cast.group(1)], cast.group(2))):
+            return replace(p, column=cast.group(1), is_expression=False)
+        return p
+    predicates = list(dict.fromkeys(plain(p) for p in shape.predicates))
+    return shape if predicates == shape.predicates else replace(shape, predicates=predicates)
+
+
 def _eq_prefix_len(shape: QueryShape, table: str, columns: list[str]) -> int:
     eq = {p.column for p in shape.predicates_on(table) if p.op in ("eq", "in")}
     n = 0
@@ -139,6 +153,22 @@ def _indexable_expression(key: str, info: TableInfo, catalog: Catalog) -> bool:
     cache = (info.schema, info.table, key)
     if cache not in catalog.expression_checks:
         catalog.expression_checks[cache] = _accepted_in_an_index(catalog.conn, info, key)
+    return catalog.expression_checks[cache]
+
+
+COLUMN_CAST = re.compile(r'^\(*"?(\w+)"?\)*::(.+)$')
+
+
+def _binary_coercible(catalog: Catalog, source: str, target: str) -> bool:
+    """PostgreSQL's verdict (pg_cast): the cast changes no bits, so an index on the column serves."""
+    cache = ("", source, f"::{target}")
+    if cache not in catalog.expression_checks:
+        try:
+            with catalog.conn.transaction():
+                catalog.expression_checks[cache] = bool(catalog.conn.execute(named("select_binary_coercible"),
+                                                                             {"source": source, "target": target}).fetchone()[0])
+        except psycopg.Error:
+            catalog.expression_checks[cache] = False
     return catalog.expression_checks[cache]
 
 

@@ -39,7 +39,7 @@ from sqlglot.tokens import TokenType
 
 from ..bench.measure import generic_cost
 from ..db import named
-from .analyze import PG_TEXT, JoinKey, Predicate, QueryShape, add_condition, analyze, indexable
+from .analyze import KEEP_CAST, PG_TEXT, JoinKey, Predicate, QueryShape, add_condition, analyze, indexable
 from .catalog import Catalog
 
 PLAN_TIMEOUT_MS = 10_000
@@ -114,6 +114,7 @@ def seen_shape(doc: dict, conn: psycopg.Connection) -> QueryShape:
                 for conjunct in _split_conjuncts(node[key]):
                     parsed = _parse_condition(conjunct, set(aliases))
                     if parsed is not None:
+                        _keep_column_casts(parsed)
                         add_condition(parsed, aliases, {}, shape)
     for text in _order_keys(root):
         key, dirs = _sort_key(text)
@@ -198,7 +199,8 @@ def _unqualify(text: str, aliases: set[str]) -> str:
     cut: list[tuple[int, int]] = []
     for a, b, c in zip(tokens, tokens[1:], tokens[2:]):
         if (a.token_type == TokenType.VAR and a.text in aliases and b.token_type == TokenType.DOT
-                and c.token_type in (TokenType.VAR, TokenType.IDENTIFIER) and a.end + 1 == b.start):
+                and (c.token_type in (TokenType.VAR, TokenType.IDENTIFIER) or re.fullmatch(r"\w+", c.text))
+                and a.end + 1 == b.start):
             cut.append((a.start, b.end + 1))
     out, pos = [], 0
     for start, end in cut:
@@ -222,6 +224,24 @@ def _expression_text(text: str, aliases: set[str]) -> str:
             and not any(d == 0 for d in depths[2:-1]))
     single = len(tokens) == 1 or (len(tokens) == 3 and tokens[1].token_type == TokenType.DOT)
     return text if call or single else f"({text})"
+
+
+def _keep_column_casts(condition: exp.Expression) -> bool:
+    """Mark an operand that is a cast of a column (`(total)::double precision > $1`, where the
+    application bound a float for a numeric column) so that it is indexed as the expression it is:
+    an index on the column itself cannot serve it (candidates map a cast that changes no bits back
+    to the column). True when there was one."""
+    found = False
+    for side in (condition.args.get("this"), condition.args.get("expression")):
+        if not isinstance(side, exp.Expression) or not side.meta.get(PG_TEXT):
+            continue
+        node = side
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, exp.Cast) and isinstance(node.this, (exp.Column, exp.Paren)):
+            node.meta[KEEP_CAST] = True
+            found = True
+    return found
 
 
 def _parse_operand(text: str, aliases: set[str]) -> exp.Expression | None:
@@ -292,7 +312,11 @@ def merge(text: QueryShape, seen: QueryShape, catalog: Catalog) -> QueryShape:
     def real(table: str) -> bool:
         return catalog.table(table, schemas.get(table, "")) is not None
 
-    predicates = [p for p in text.predicates if real(p.table)]
+    # where the plan casts a column (`(amount)::double precision > $1`), the text's bare column is not
+    # what PostgreSQL compares: the cast takes its place (candidates map a cast that changes no bits back)
+    casts = [p for p in seen.predicates if BARE_CAST.fullmatch(p.column.strip())]
+    predicates = [p for p in text.predicates if real(p.table)
+                  and not any(_same_predicate(p, c, casts_apart=False) for c in casts)]
     for p in seen.predicates:
         if real(p.table) and not any(_same_predicate(p, q) for q in predicates):
             predicates.append(p)
@@ -311,9 +335,14 @@ def merge(text: QueryShape, seen: QueryShape, catalog: Catalog) -> QueryShape:
                    order_incomplete=order[3])
 
 
-def _same_predicate(a: Predicate, b: Predicate) -> bool:
+BARE_CAST = re.compile(r'\(*"?\w+"?\)*::[\w ]+(\[\])?\)*')
+
+
+def _same_predicate(a: Predicate, b: Predicate, casts_apart: bool = True) -> bool:
     if a.table != b.table or normalized(a.column) != normalized(b.column):
         return False
+    if casts_apart and bool(BARE_CAST.fullmatch(a.column.strip())) != bool(BARE_CAST.fullmatch(b.column.strip())):
+        return False   # `amount` and `(amount)::double precision`: only the cast's own index serves the cast
     if a.params or b.params:
         return bool(set(a.params) & set(b.params))
     return a.op == b.op and a.operator == b.operator
