@@ -427,6 +427,8 @@ def _name_part(key: str) -> str:
     """A key in an index name; operators spelled out, so (a + b) is never named like (a, b)."""
     for op, word in OPERATOR_WORDS.items():
         key = key.replace(op, word)
+    if not re.fullmatch(r"\w+", key):
+        key = key.lower()   # an expression's keywords (COALESCE from a plan): a name never to quote
     return re.sub(r"\W+", "_", key).strip("_")
 
 
