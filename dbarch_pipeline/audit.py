@@ -36,8 +36,9 @@ from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
 from .bench import observed as observed_values
-from .bench.params import (ValueTarget, hidden_literals, inline_constants, match_types, typed_literals,
-                           typed_statement)
+from .bench.params import (ValueTarget, hidden_literals, inline_constants, match_types, parameter_types,
+                           typed_literals, typed_statement)
+from .bench.scan import row_scan
 from .db import named, rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -320,6 +321,18 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             # effects), but its own expression lost its constants: that is why it has none
             unmeasured[qid] = f"no candidate index: {hidden}"
         reason = unsafe_reason(shape)
+        scan = None
+        if reason and shape.kind in ("update", "delete"):
+            # never executed: timed by the SELECT that finds the rows it writes, which an index serves
+            scan = row_scan(text, parameter_types(sandbox_conn, text))
+            if scan is not None:
+                try:
+                    scan_shape = analyze_with_catalog(scan, catalog)
+                except UnparseableQuery:
+                    scan = None
+                else:
+                    reason = unsafe_reason(scan_shape)
+                    text, shape = (scan, scan_shape) if reason is None else (text, shape)
         if reason:
             unmeasured[qid] = f"refused by the safety allow-list: {reason}"
             continue
@@ -331,9 +344,13 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         try:
             items[qid] = prepare(sandbox_conn, qid, text, shape, catalog, settings.bench,
                                  partial_values(shape, cands_of.get(qid, [])),
-                                 target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
+                                 # a write's row-finding SELECT takes less than the write: rows per call only
+                                 target=ValueTarget(q.rows / q.calls if q.calls else None,
+                                                    None if scan else q.mean_exec_ms),
                                  observed=observed)
             items[qid].plan.type_match = typing.evidence()
+            if scan is not None:
+                items[qid].measured_as = scan
         except psycopg.Error as exc:
             unmeasured[qid] = _unbindable(exc)
 

@@ -204,3 +204,36 @@ def test_a_cast_the_application_forces_on_a_column_gets_an_expression_index(serv
     assert recs["ref"]["ddl"].endswith('("ref")'), recs["ref"]["ddl"]
     tried = [c for q in result["queries"] if "ref =" in q["query"] for c in [q["candidates"]]]
     assert tried and tried[0] <= 2, tried   # (ref) and (ref) INCLUDE (...): no `(ref)::text` besides
+
+
+def test_a_slow_delete_is_timed_by_the_select_that_finds_its_rows(server, store_dsn):
+    """dbarch never executes a write; the rows it touches are found by its WHERE, which an index
+    serves: that half is timed as a SELECT dbarch writes, with the write's own `$n` and types."""
+    url = fresh_database("dbarch_test_write_scan")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE sessions (id bigint PRIMARY KEY, user_id int NOT NULL, expires_at timestamptz NOT NULL, "
+                     "data text NOT NULL)")
+        conn.execute("INSERT INTO sessions SELECT g, g % 7000, now() + (g % 100000) * interval '1 minute', "
+                     "repeat('d', 50) FROM generate_series(1, 100000) g")
+        conn.execute("VACUUM ANALYZE sessions")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for n in range(12):
+            # each call deletes nothing new after the first: it keeps scanning the whole table
+            conn.execute("DELETE FROM sessions WHERE expires_at < now() - interval '1 day'")
+            conn.execute("UPDATE sessions SET data = %s WHERE user_id = %s AND expires_at > now()", ("x", 7001 + n))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        before = conn.execute("SELECT count(*), sum(length(data)) FROM sessions").fetchone()
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
+    materialize_audit(resources)
+    with resources["store"].connect() as s:
+        result = report.audit_result(s, target=resources["target"].target_name(),
+                                     settings=resources["audit_settings"].settings())
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*), sum(length(data)) FROM sessions").fetchone() == before  # nothing written
+    recs = {("delete" if r["query"].lstrip().upper().startswith("DELETE") else "update"): r
+            for r in result["recommendations"]}
+    assert '("expires_at")' in recs["delete"]["ddl"], recs.get("delete")
+    assert recs["delete"]["evidence"]["measured_as"].startswith("SELECT"), recs["delete"]["evidence"]
+    assert recs["delete"]["measured_gain_pct"] > 80, recs["delete"]
+    assert '"user_id"' in recs["update"]["ddl"] and recs["update"]["evidence"]["measured_as"], recs.get("update")
+    assert not result["unmeasured"], result["unmeasured"]

@@ -68,6 +68,7 @@ class Prepared:
     plan: ParameterPlan
     baseline: Measurement = field(default_factory=lambda: Measurement(generic_cost=None))
     not_executed: str | None = None   # why the allow-list (safety) refused to execute it: costed only
+    measured_as: str | None = None    # a write timed by its row-finding SELECT (bench.scan): that SELECT
 
     @property
     def timed(self) -> bool:
@@ -169,6 +170,7 @@ def _result(item: Prepared, after: Measurement, built: set[str] | str, *, cross:
             "parameter_sets": item.plan.shown(item.param_sets, show_observed) if item.has_params else [],
             "parameter_values": item.plan.evidence() if item.has_params else {},
             "unmapped_parameters": item.plan.unmapped, "not_executed": item.not_executed,
+            **({"measured_as": item.measured_as} if item.measured_as else {}),
             "runs_per_set": len(after.timings_ms[0]) if after.timings_ms else 0,
             "confidence_parts": parts, "before": _summary(before, item.plan, show_observed),
             "after": _summary(after, item.plan, show_observed),
