@@ -165,7 +165,10 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         if not ev.get("index_used") or gain is None or gain < min_gain_pct:
             continue
         observed = (observed_ms or {}).get(qid)
-        if observed:
+        if observed and ev.get("measured_as") and before:
+            # a write timed by its row-finding SELECT: what that half saves, never more than the write takes
+            before, after = observed, observed - min(observed, before) * gain / 100.0
+        elif observed:
             before, after = observed, observed * (1.0 - gain / 100.0)
         elif before is None:
             # only costed (no values to time with): count the planner's estimate, conservatively
