@@ -92,3 +92,34 @@ def test_a_statement_the_allow_list_refuses_is_planned_never_run(server):
         conn.execute("SELECT pg_stat_force_next_flush()")
         assert conn.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
         assert conn.execute(WITNESS).fetchone()[0] == ran_before + 16
+
+
+def test_a_write_whose_where_the_allow_list_refuses_is_never_run_even_by_its_row_scan(server, store_dsn):
+    """A write is timed by the SELECT that finds its rows (bench/scan.py): that SELECT carries the
+    write's WHERE, so it passes the same allow-list, and a refused function is never run by it."""
+    from dbarch_pipeline import report
+    from dbarch_pipeline.run import audit_resources, materialize_audit
+
+    url = _db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for shelf in range(8):
+            conn.execute("UPDATE items SET code = code WHERE shelf = %s AND noted(shelf)", (shelf,))
+        conn.execute("TRUNCATE side_effects")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        ran_before = conn.execute(WITNESS).fetchone()[0]
+    assert ran_before == 2 * 8 * 16
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn,
+                                settings={"runs": 2, "param_sets": 2, "min_mean_ms": 0.0, "min_calls": 3})
+    materialize_audit(resources)
+    with resources["store"].connect() as s:
+        result = report.audit_result(s, target=resources["target"].target_name(),
+                                     settings=resources["audit_settings"].settings())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert conn.execute(WITNESS).fetchone()[0] == ran_before      # not one more run, not even rolled back
+        assert conn.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
+    update = [q for q in result["queries"] if q["query"].startswith("UPDATE items")]
+    assert update, [q["query"] for q in result["queries"]]
+    recs = [r for r in result["recommendations"] if r["query"].startswith("UPDATE items")]
+    # only costed: the scan's verdict names the function, whatever the selection made of it
+    assert all("noted(integer)" in (r["evidence"].get("not_executed") or "") for r in recs), recs
