@@ -24,6 +24,15 @@ KEYWORDS = ["LIMIT {p}", "OFFSET {p}", "a BETWEEN {p} AND {p}", "CASE WHEN b THE
             "t LIKE {p} ESCAPE {p}", "(d AT TIME ZONE {p}) IS NOT NULL", "e IN ({p}, {p})", "NOT b = {p}"]
 
 
+def _audit(url: str, store_dsn: str) -> dict:
+    """The real audit (Dagster) and its JSON, as the CLI prints it."""
+    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
+    materialize_audit(resources)
+    with resources["store"].connect() as s:
+        return report.audit_result(s, target=resources["target"].target_name(),
+                                   settings=resources["audit_settings"].settings())
+
+
 def _statement(rng: random.Random) -> tuple[str, str, list[str]]:
     """(pg_stat_statements-like text, the text dbarch should run, the typed literals' types)"""
     n, parts, want, types = 0, [], [], []
@@ -137,11 +146,7 @@ def test_or_over_two_columns_gets_an_index_per_branch_measured_together(server, 
             conn.execute("SELECT id, note FROM members WHERE email = %s OR phone = %s",
                          (f"m{k}@x.org", f"+1{5550000 + rng.randrange(1, 80001)}"))
         conn.execute("SELECT pg_stat_force_next_flush()")
-    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
-    materialize_audit(resources)
-    with resources["store"].connect() as s:
-        result = report.audit_result(s, target=resources["target"].target_name(),
-                                     settings=resources["audit_settings"].settings())
+    result = _audit(url, store_dsn)
     chosen = sorted(i["ddl"] for i in result["indexes"])
     assert len(chosen) == 2 and '("email")' in chosen[0] and '("phone")' in chosen[1], chosen
     recs = [r for r in result["recommendations"] if "OR phone" in r["query"]]
@@ -163,11 +168,7 @@ def test_is_not_null_on_a_mostly_null_column_gets_a_partial_index(server, store_
             conn.execute("SELECT id, body FROM tickets WHERE escalated_at IS NOT NULL")
             conn.execute("SELECT id FROM tickets WHERE closed_at IS NULL")
         conn.execute("SELECT pg_stat_force_next_flush()")
-    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
-    materialize_audit(resources)
-    with resources["store"].connect() as s:
-        result = report.audit_result(s, target=resources["target"].target_name(),
-                                     settings=resources["audit_settings"].settings())
+    result = _audit(url, store_dsn)
     by_query = {" ".join(r["query"].split()): r for r in result["recommendations"]}
     escalated = next(r for q, r in by_query.items() if "escalated_at IS NOT NULL" in q)
     assert escalated["ddl"].endswith('WHERE "escalated_at" IS NOT NULL'), escalated["ddl"]
@@ -193,11 +194,7 @@ def test_a_cast_the_application_forces_on_a_column_gets_an_expression_index(serv
             conn.execute("SELECT id, memo FROM payments WHERE amount > %s", (999.9 + rng.random() / 20,))
             conn.execute("SELECT id, memo FROM payments WHERE ref = %s", (f"r{rng.randrange(1, 100001)}",))
         conn.execute("SELECT pg_stat_force_next_flush()")
-    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
-    materialize_audit(resources)
-    with resources["store"].connect() as s:
-        result = report.audit_result(s, target=resources["target"].target_name(),
-                                     settings=resources["audit_settings"].settings())
+    result = _audit(url, store_dsn)
     recs = {("amount" if "amount" in r["query"] else "ref"): r for r in result["recommendations"]}
     assert "double precision" in recs["amount"]["ddl"], recs["amount"]["ddl"]
     assert recs["amount"]["measured_gain_pct"] > 80, recs["amount"]
@@ -223,11 +220,7 @@ def test_a_slow_delete_is_timed_by_the_select_that_finds_its_rows(server, store_
             conn.execute("UPDATE sessions SET data = %s WHERE user_id = %s AND expires_at > now()", ("x", 7001 + n))
         conn.execute("SELECT pg_stat_force_next_flush()")
         before = conn.execute("SELECT count(*), sum(length(data)) FROM sessions").fetchone()
-    resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
-    materialize_audit(resources)
-    with resources["store"].connect() as s:
-        result = report.audit_result(s, target=resources["target"].target_name(),
-                                     settings=resources["audit_settings"].settings())
+    result = _audit(url, store_dsn)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*), sum(length(data)) FROM sessions").fetchone() == before  # nothing written
     recs = {("delete" if r["query"].lstrip().upper().startswith("DELETE") else "update"): r
