@@ -352,7 +352,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             if scan is not None:
                 items[qid].measured_as = scan
         except psycopg.Error as exc:
-            unmeasured[qid] = _unbindable(exc)
+            # a statement whose expression lost its constants says that first: the values it could
+            # not bind stood for those constants
+            unmeasured[qid] = f"{unmeasured[qid]} (and {_unbindable(exc)})" if qid in unmeasured else _unbindable(exc)
 
     hypo = hypopg_status(sandbox_conn) if settings.bench.use_hypopg else "missing"
     guard = {"statement_timeout_ms": settings.bench.statement_timeout_ms,

@@ -230,3 +230,27 @@ def test_a_slow_delete_is_timed_by_the_select_that_finds_its_rows(server, store_
     assert recs["delete"]["measured_gain_pct"] > 80, recs["delete"]
     assert '"user_id"' in recs["update"]["ddl"] and recs["update"]["evidence"]["measured_as"], recs.get("update")
     assert not result["unmeasured"], result["unmeasured"]
+
+
+def test_a_statement_whose_constants_were_lost_says_so_before_any_binding_error(server, store_dsn):
+    """`date_trunc('day', at AT TIME ZONE 'UTC')` reaches dbarch as `date_trunc($2, at AT TIME ZONE $3)`:
+    without the server log the unit and the zone are gone, no expression index can be built, and a
+    neutral value for them is no valid unit or zone. The reason names the lost constants."""
+    url = fresh_database("dbarch_test_lost_constants")
+    with psycopg.connect(url, autocommit=True) as conn:
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        for name in ("log_min_duration_statement", "log_min_duration_sample"):
+            conn.execute(f'ALTER DATABASE "{db}" SET {name} = -1')
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE visits (id int PRIMARY KEY, at timestamptz NOT NULL, page int NOT NULL)")
+        conn.execute("INSERT INTO visits SELECT g, now() - g * interval '1 minute', g % 300 FROM generate_series(1, 90000) g")
+        conn.execute("VACUUM ANALYZE visits")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for n in range(8):
+            conn.execute("SELECT count(*) FROM visits WHERE date_trunc('day', at AT TIME ZONE 'UTC') = %s::timestamp",
+                         (f"2026-0{1 + n % 9}-02",))
+            conn.execute("SELECT id FROM visits WHERE page = %s", (n,))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    result = _audit(url, store_dsn)
+    lost = next(q for q in result["queries"] if "date_trunc" in q["query"])
+    assert lost.get("unmeasured", "").startswith("no candidate index:") and "constants" in lost["unmeasured"], lost
