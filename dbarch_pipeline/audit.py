@@ -175,8 +175,12 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
             similar = store.similar_optimizations(store_conn, vectors[q.fingerprint],
                                                   limit=settings.similar_limit,
                                                   exclude_fingerprint=q.fingerprint)
+        # the values the application sent, per `$n` (the server log): a partial index needs most
+        # of them to be its value, a LIKE that starts with a wildcard needs trigrams
+        sent = {n: [v[n - 1] for v in _seen if len(v) >= n and v[n - 1] is not None]
+                for n in range(1, shape.param_count + 1)} if _seen else {}
         cands, _skips = candidates_for(shape, catalog, min_table_rows=settings.min_table_rows,
-                                       mean_rows=q.rows / q.calls if q.calls else None)
+                                       mean_rows=q.rows / q.calls if q.calls else None, observed=sent)
         cands = cands[: settings.max_candidates_per_query]
         opinion: dict = {}
         sources = {ddl_text(c): "advisor" for c in cands}

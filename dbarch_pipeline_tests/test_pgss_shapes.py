@@ -10,6 +10,7 @@ import psycopg
 
 from dbarch_pipeline import report
 from dbarch_pipeline.advisor.analyze import analyze
+from dbarch_pipeline.advisor.catalog import Catalog
 from dbarch_pipeline.bench.params import typed_literals
 from dbarch_pipeline.run import audit_resources, materialize_audit
 
@@ -254,3 +255,30 @@ def test_a_statement_whose_constants_were_lost_says_so_before_any_binding_error(
     result = _audit(url, store_dsn)
     lost = next(q for q in result["queries"] if "date_trunc" in q["query"])
     assert lost.get("unmeasured", "").startswith("no candidate index:") and "constants" in lost["unmeasured"], lost
+
+
+def test_ilike_and_a_leading_wildcard_get_a_trigram_index_where_pg_trgm_is_installed(server, store_dsn):
+    url = fresh_database("dbarch_test_trigram")
+    rng = random.Random(3)
+    with psycopg.connect(url, autocommit=True) as conn:
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        # the application's values reach dbarch through the server log
+        conn.execute(f'ALTER DATABASE "{db}" SET log_min_duration_statement = 0')
+        conn.execute(f'ALTER DATABASE "{db}" SET log_parameter_max_length = -1')
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, phone text NOT NULL)")
+        conn.execute("INSERT INTO customers SELECT g, md5(g::text), '+1' || (5550000000 + g) FROM generate_series(1, 80000) g")
+        conn.execute("VACUUM ANALYZE customers")
+        no_trgm = Catalog(conn).table("customers")
+        assert not no_trgm.trigram      # not installed: never proposed (dbarch installs no extension)
+        conn.execute("CREATE EXTENSION pg_trgm")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for _ in range(8):
+            conn.execute("SELECT id FROM customers WHERE name ILIKE %s", (f"%{rng.randrange(16**4):04x}%",))
+            conn.execute("SELECT id FROM customers WHERE phone LIKE %s", (f"%{rng.randrange(10**5):05d}",))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    result = _audit(url, store_dsn)
+    recs = {("name" if "name ILIKE" in r["query"] else "phone"): r for r in result["recommendations"]}
+    for key in ("name", "phone"):
+        assert key in recs and "gin_trgm_ops" in recs[key]["ddl"], (key, recs.get(key), [str(q) for q in result["queries"]])
+        assert recs[key]["measured_gain_pct"] > 50, recs[key]

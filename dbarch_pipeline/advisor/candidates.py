@@ -292,6 +292,7 @@ def _table_candidates(shape: QueryShape, table: str, info: TableInfo, mean_rows:
         add([col], "join key (inner side of a nested loop)")
 
     out.extend(_gin_candidates(preds, info))
+    out.extend(_trigram_candidates(preds, info, observed))
     out.extend(_partial_candidates(shape, table, info, eq, ranges, mean_rows, observed))
     out.extend(_include_variants(out, shape, table, info))
     return out
@@ -315,6 +316,28 @@ def _gin_candidates(preds, info: TableInfo) -> list[IndexCandidate]:
             continue
         out.append(IndexCandidate(info.schema, info.table, (column,), reason, method="gin",
                                   opclasses=(opclass,) if opclass else ()))
+    return out
+
+
+def _trigram_candidates(preds, info: TableInfo, observed: dict[int, list[str]]) -> list[IndexCandidate]:
+    """GIN over trigrams (pg_trgm, only where the target has it installed and its operator class is
+    visible) for what no btree serves: ILIKE, and LIKE whose values the application sent start with a
+    wildcard (`'%1234'`; without observed values a LIKE is taken for a prefix, which a btree serves)."""
+    if not info.trigram:
+        return []
+    out = []
+    for p in preds:
+        if p.op != "like" or not info.types.get(p.column, "").startswith(TEXT_TYPES) or p.is_expression:
+            continue
+        values = [v for v in observed.get(p.param, []) if v] if p.param else []
+        infix = bool(values) and sum(v[:1] in ("%", "_") for v in values) * 2 > len(values)
+        if p.operator == "ILIKE" or infix:
+            cand = IndexCandidate(info.schema, info.table, (p.column,),
+                                  f"GIN trigram index (pg_trgm) for {p.operator} "
+                                  + ("with a leading wildcard" if infix else "(no btree serves it)"),
+                                  method="gin", opclasses=("gin_trgm_ops",))
+            if not any(_same_index(cand, c) for c in out):
+                out.append(cand)
     return out
 
 
@@ -450,7 +473,7 @@ def index_name(cand: IndexCandidate) -> str:
     return name[:54] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-OPCLASSES = {"", "text_pattern_ops", "varchar_pattern_ops", "jsonb_path_ops", "jsonb_ops"}
+OPCLASSES = {"", "text_pattern_ops", "varchar_pattern_ops", "jsonb_path_ops", "jsonb_ops", "gin_trgm_ops"}
 METHODS = {"btree", "gin"}
 
 

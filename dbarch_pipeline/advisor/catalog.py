@@ -48,6 +48,7 @@ class TableInfo:
 
     collations: dict[str, str] = field(default_factory=dict)    # column -> collation name
     relkind: str = "r"                 # r table, p partitioned table, m materialized view
+    trigram: bool = False              # pg_trgm installed, gin_trgm_ops visible on the search_path
     rows_from: str = "pg_class.reltuples"   # where reltuples came from
 
     def c_collation(self, column: str) -> bool:
@@ -72,6 +73,7 @@ class Catalog:
         self.conn = conn
         self._tables: dict[tuple[str, str], TableInfo | None] = {}
         self.expression_checks: dict[tuple[str, str, str], bool] = {}   # (schema, table, expr) -> indexable
+        self._trigram: bool | None = None
 
     def table(self, name: str, schema: str = "") -> TableInfo | None:
         key = (schema, name)
@@ -103,6 +105,7 @@ class Catalog:
                 leaf = cur.execute(named("select_largest_partition"), {"oid": info.oid}).fetchone()
                 if leaf is not None:
                     stats = cur.execute(named("select_column_stats"), leaf).fetchall()
+            info.trigram = self.trigram()
             for st in stats:
                 info.n_distinct[st["column"]] = float(st["n_distinct"] or 0.0)
                 info.null_frac[st["column"]] = float(st["null_frac"] or 0.0)
@@ -110,6 +113,13 @@ class Catalog:
                 if st["mcv"] and st["mcf"]:
                     info.mcv[st["column"]] = list(zip(st["mcv"], map(float, st["mcf"])))
         return info
+
+    def trigram(self) -> bool:
+        """Whether the target has pg_trgm with its GIN operator class on the search_path (dbarch never
+        installs an extension: that would change the target's schema)."""
+        if self._trigram is None:
+            self._trigram = bool(self.conn.execute(named("select_trigram_opclass")).fetchone()[0])
+        return self._trigram
 
     def _planner_rows(self, info: TableInfo) -> int:
         """The rows the planner expects a full scan of the table to return (no execution)."""
