@@ -74,7 +74,11 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
         "indexes": [{"ddl": c.ddl, "table": c.table, "index_bytes": c.index_bytes,
                      "serves_queryids": sorted(q for q, v in c.savings.items() if v > 0),
                      "read_benefit_ms_per_s": round(c.read_benefit_ms_per_s, 6),
-                     "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6)} for c in selection.chosen],
+                     "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6),
+                     **({"previous_verdict": c.previous_verdict} if c.previous_verdict else {})}
+                    for c in selection.chosen],
+        # the previous audit's verdicts: held within noise, released (moved beyond it), kept only by them
+        "previous_verdicts": selection.stability or None,
         "declined": [{"ddl": ddl, "reason": why} for ddl, why in selection.declined.items()],
         "next_in_line": audit.next_in_line(selection),
         "unmeasured": audit.unmeasured(benches), "unmeasured_count": len(audit.unmeasured(benches)),
