@@ -208,10 +208,13 @@ def test_a_first_audit_is_decided_by_its_own_timings():
                 assert sel.declined == plain.declined and not sel.stability, (seed, case)
 
 
-def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn):
+def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn, tmp_path):
     """The second audit's snapshot holds the first one's proposals and measurements (out of the usual
     snapshot reads); its chosen set, gains and confidences are the first one's whenever its timings
-    agree within noise, and the JSON and the log say which measurements stand."""
+    agree within noise, so its pull request is left as it was; the JSON and the log say which
+    measurements stand."""
+    from dbarch_pipeline.prs import publish
+
     url = fresh_database("dbarch_test_stable")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE parcels (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
@@ -225,13 +228,17 @@ def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn):
         conn.execute("SELECT pg_stat_force_next_flush()")
     resources = audit_resources(target_dsn=url, store_dsn=store_dsn, settings={**FAST_SETTINGS, "min_mean_ms": 0.2})
     target = database_name(url)
-    runs = []
+    runs, published = [], []
+    publisher = publish.LocalGitPublisher(tmp_path / "prs")
     for _ in range(2):
         assert materialize_audit(resources).success
         with psycopg.connect(store_dsn) as conn:
             runs.append(report.audit_result(conn, target=target, settings=resources["audit_settings"].settings()))
             snap = store.latest_snapshot(conn, target)
             previous = store.snapshot_previous_audit(conn, snap["snapshot_id"])
+            published.append(publish.publish_pull_requests(conn, publisher, target=target,
+                                                           settings=publish.PublishSettings(min_confidence=0.0)))
+    assert published[0]["opened"] >= 1, published[0]
     first, second = runs
     assert first["indexes"] and first["previous_verdicts"] is None
     assert "previous_audit" not in (snap["history"] or {})
@@ -251,6 +258,8 @@ def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn):
     if all(r["evidence"].get("anchored") for r in second["recommendations"]):
         assert sorted(i["ddl"] for i in second["indexes"]) == sorted(i["ddl"] for i in first["indexes"])
         assert all("previous audit" in i["previous_verdict"] for i in second["indexes"])
+        # the same material facts: the pull request is not rewritten
+        assert published[1]["unchanged"] == published[0]["opened"] and not published[1]["updated"], published[1]
     with psycopg.connect(store_dsn) as conn:
         logged = conn.execute("SELECT ddl, evidence ? 'anchored' OR evidence ? 'moved' FROM dbarch.optimization_log "
                               "WHERE target = %s AND status = 'proposed'", (target,)).fetchall()
