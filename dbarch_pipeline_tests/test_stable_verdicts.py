@@ -258,6 +258,7 @@ def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn, 
     if all(r["evidence"].get("anchored") for r in second["recommendations"]):
         assert sorted(i["ddl"] for i in second["indexes"]) == sorted(i["ddl"] for i in first["indexes"])
         assert all("previous audit" in i["previous_verdict"] for i in second["indexes"])
+        assert "as the previous audit measured it" in report.format_report(second)
         # the same material facts: the pull request is not rewritten
         assert published[1]["unchanged"] == published[0]["opened"] and not published[1]["updated"], published[1]
     with psycopg.connect(store_dsn) as conn:
