@@ -265,3 +265,31 @@ def test_two_audits_of_unchanged_data_on_the_embedded_server(server, store_dsn, 
         logged = conn.execute("SELECT ddl, evidence ? 'anchored' OR evidence ? 'moved' FROM dbarch.optimization_log "
                               "WHERE target = %s AND status = 'proposed'", (target,)).fetchall()
     assert logged and all(flag for _, flag in logged), logged
+
+
+def _row(qid: int, ddl: str, gain: float, ci: list[float], *, stands: bool = False) -> dict:
+    ev = {"index_used": True, "index_bytes": 1 << 20, "write_ms_per_row": 0.0, "regression": False,
+          "spec": {"schema": "public", "table": "t"}, "confidence_parts": {"ratio_ci": ci}}
+    if stands:
+        ev["anchored"] = {"now": {"gain": gain, "ratio_ci": ci}, "previous": {"gain": gain, "ratio_ci": ci}}
+    return {"queryid": qid, "ddl": ddl, "status": "measured", "ms_before": 10.0, "ms_after": 10 * (1 - gain / 100),
+            "measured_gain_pct": gain, "estimated_gain_pct": gain, "confidence": 0.9, "cost_after": 1.0,
+            "evidence": ev}
+
+
+def test_a_first_time_measurement_must_clear_the_bar_with_its_whole_interval_beside_a_standing_verdict():
+    """A serves statements 1 and 2 (its measurements stand from the previous audit); B, measured for
+    the first time, would add 10 points on statement 1 at its point estimate, 6 at the low end of its
+    interval. A first audit adds it; beside a standing verdict it does not come in."""
+    from dbarch_pipeline.advisor.selection import PreviousVerdicts, select_indexes
+
+    rows = [_row(1, "A", 50.0, [0.48, 0.52], stands=True), _row(2, "A", 90.0, [0.09, 0.11], stands=True),
+            _row(1, "B", 60.0, [0.36, 0.44])]
+    kwargs = dict(table_writes={}, min_gain_pct=10, observed_ms={1: 10.0, 2: 10.0})
+    assert _chosen(select_indexes(rows, {1: 1.0, 2: 1.0}, **kwargs)) == ["A", "B"]
+    standing = PreviousVerdicts(proposed={"A": {1, 2}}, measured={1, 2})
+    sel = select_indexes(rows, {1: 1.0, 2: 1.0}, previous=standing, **kwargs)
+    assert _chosen(sel) == ["A"] and "A" in sel.stability["held"]
+    # measured clearly better (the whole interval 10 points above): it comes in
+    rows[2] = _row(1, "B", 70.0, [0.26, 0.34])
+    assert _chosen(select_indexes(rows, {1: 1.0, 2: 1.0}, previous=standing, **kwargs)) == ["A", "B"]
