@@ -21,7 +21,8 @@ from .advisor.candidates import OR_BRANCH, candidates_for, ddl_text, index_name
 from .advisor.catalog import Catalog
 from .advisor.existing import drop_recommendations
 from .advisor.plan import analyze_planned
-from .advisor.selection import IndexChoice, Selection, members_of, select_indexes
+from .advisor import stability
+from .advisor.selection import IndexChoice, PreviousVerdicts, Selection, members_of, note_kept, select_indexes
 from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, pooled_baselines, trusted_confidence, trusted_view
 from .bench.writes import window_writes
 from .bench.naming import unique_names
@@ -106,7 +107,10 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
                        "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
-                       "live_capture": live}
+                       "live_capture": live,
+                       # the previous audit, read before this snapshot replaces anything: its measurements
+                       # stand while the new ones agree within noise (advisor.stability)
+                       "previous_audit": previous_audit_summary(store_conn, target)}
     snapshot_id = store.create_snapshot(
         store_conn, target=target, database=database, captured_at=min(now, window[1]),
         stats_reset=datetime.fromisoformat(reset) if reset else None, thresholds=thresholds, queries=queries,
@@ -510,7 +514,7 @@ def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection
     qlist = list(queries.values())
 
     def select(benchmarks: list[dict]) -> Selection:
-        return select_for_snapshot(store_conn, snap, settings, queries=qlist, benchmarks=benchmarks)
+        return select_for_snapshot(store_conn, snap, settings, queries=qlist, benchmarks=benchmarks, explain=False)
 
     def time_them(ddl: str, deferred: list[dict]) -> list[dict]:
         cand = by_ddl[ddl][0]
@@ -753,26 +757,98 @@ def _rank(b: dict) -> tuple[float, float, float]:
 
 
 def select_for_snapshot(store_conn: psycopg.Connection, snap: dict, settings: AuditSettings, *,
-                        queries: list[SlowQuery] | None = None, benchmarks: list[dict] | None = None
-                        ) -> Selection:
+                        queries: list[SlowQuery] | None = None, benchmarks: list[dict] | None = None,
+                        explain: bool = True) -> Selection:
     """The workload-wide choice for one snapshot (pure given the store's rows, so the log and the
     report always agree); callers that already hold the rows pass them. Each row is taken as its
-    trusted parameter sets measured it (bench.evaluate.trusted_view)."""
+    trusted parameter sets measured it (bench.evaluate.trusted_view), and a measurement within
+    noise of the previous audit's is taken as that one (advisor.stability). explain: also select on
+    this audit's own timings alone, to name what the previous verdict kept (selection.note_kept)."""
     if queries is None:
         queries = store.snapshot_queries(store_conn, snap["snapshot_id"])
     if benchmarks is None:
         benchmarks = store.benchmarks(store_conn, snap["snapshot_id"])
     budget = int(settings.storage_budget_mb * 1_048_576) if settings.storage_budget_mb > 0 else None
     rates = {q.queryid: q.calls_per_second(snap.get("window_seconds")) for q in queries}
-    # where some parameter sets were guessed and others observed or calibrated, the latter decide
-    benchmarks = [trusted_view(b) for b in benchmarks]
-    # a measurement timed once per set takes the statement's baseline from its other measurements
-    benchmarks = pooled_baselines(benchmarks)
-    return select_indexes(benchmarks, rates,
-                          table_writes=snap.get("table_writes") or {},
-                          min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
-                          max_indexes=settings.max_indexes or None,
-                          observed_ms={q.queryid: q.mean_exec_ms for q in queries})
+    before = previous_audit(store_conn, snap)
+
+    def select(rows: list[dict], previous: PreviousVerdicts | None) -> Selection:
+        return select_indexes(rows, rates,
+                              table_writes=snap.get("table_writes") or {},
+                              min_gain_pct=settings.min_gain_pct, storage_budget_bytes=budget,
+                              max_indexes=settings.max_indexes or None,
+                              observed_ms={q.queryid: q.mean_exec_ms for q in queries}, previous=previous)
+
+    own = own_view(benchmarks)
+    selection = select(anchored_view(own, queries, before), previous_verdicts(before, queries))
+    if selection.stability:
+        selection.stability["previous_snapshot"] = (before or {}).get("snapshot_id")
+        if explain:
+            note_kept(selection, select(own, None))
+    return selection
+
+
+def own_view(benchmarks: list[dict]) -> list[dict]:
+    """The rows as this audit's own timings say: where some parameter sets were guessed and others
+    observed or calibrated, the latter decide; a measurement timed once per set takes the
+    statement's baseline from its other measurements."""
+    return pooled_baselines([trusted_view(b) for b in benchmarks])
+
+
+def anchored_view(rows: list[dict], queries: list[SlowQuery], before: dict | None) -> list[dict]:
+    """The rows the selection decides on: a measurement within noise of the previous audit's stands
+    as that one (advisor.stability.anchor)."""
+    if not before or not before.get("measurements"):
+        return rows
+    return stability.anchor(rows, {q.queryid: q.fingerprint for q in queries}, before["measurements"])
+
+
+def previous_audit(store_conn: psycopg.Connection | None, snap: dict) -> dict | None:
+    """The previous audit stored with the snapshot (its proposals and measurements), or None."""
+    if "previous_audit" in snap:
+        return snap["previous_audit"]
+    if store_conn is None or snap.get("snapshot_id") is None:
+        return None
+    return store.snapshot_previous_audit(store_conn, snap["snapshot_id"])
+
+
+def previous_audit_summary(store_conn: psycopg.Connection, target: str) -> dict:
+    """What the next audit of `target` weighs of the previous one, read before its snapshot replaces
+    anything: the indexes proposed and not settled (the log's proposed rows), and the latest
+    audit's measurements as its own selection saw them (its anchoring included)."""
+    prior = store.latest_snapshot(store_conn, target)
+    proposed = store.proposed_verdicts(store_conn, target)
+    if prior is None:
+        return audit_summary(None, [], [], None, proposed)
+    return audit_summary(prior["snapshot_id"], store.snapshot_queries(store_conn, prior["snapshot_id"]),
+                         store.benchmarks(store_conn, prior["snapshot_id"]), previous_audit(store_conn, prior),
+                         proposed)
+
+
+def audit_summary(snapshot_id: int | None, queries: list[SlowQuery], benchmarks: list[dict],
+                  before: dict | None, proposed: list[dict]) -> dict:
+    """An audit as the next one weighs it: the proposals (fingerprint, ddl) and the measurements as
+    its selection saw them (`before`: the audit before it, whose anchoring it applied)."""
+    rows = anchored_view(own_view(benchmarks), queries, before)
+    return {"snapshot_id": snapshot_id,
+            "proposed": [{"fingerprint": r["fingerprint"], "ddl": r["ddl"]} for r in proposed],
+            "measurements": stability.summarize(rows, {q.queryid: q.fingerprint for q in queries})}
+
+
+def previous_verdicts(before: dict | None, queries: list[SlowQuery]) -> PreviousVerdicts:
+    """The previous audit's proposals and measured statements, mapped to this snapshot's statements
+    by fingerprint."""
+    if not before:
+        return PreviousVerdicts()
+    ids: dict[str, list[int]] = {}
+    for q in queries:
+        ids.setdefault(q.fingerprint, []).append(q.queryid)
+    proposed: dict[str, set[int]] = {}
+    for row in before.get("proposed") or []:
+        for qid in ids.get(row["fingerprint"], []):
+            proposed.setdefault(row["ddl"], set()).add(qid)
+    measured = {qid for m in before.get("measurements") or [] for qid in ids.get(m["fingerprint"], [])}
+    return PreviousVerdicts(proposed=proposed, measured=measured)
 
 
 UNREPRESENTATIVE = 3.0   # sampled values this much slower than the application's own calls
@@ -894,6 +970,8 @@ def write_log(store_conn: psycopg.Connection, *, target: str, settings: AuditSet
                             if b["ms_before"] and q.mean_exec_ms else None,
                             similar_optimizations=similar.get(queryid, []))
             confidence, evidence["confidence_notes"] = confidence_basis(b, choice, q.mean_exec_ms, settings.min_gain_pct)
+            if choice is not None and choice.previous_verdict:
+                evidence["previous_verdict"] = choice.previous_verdict
             shared = " (shared with another statement)" if evidence.get("cross_statement") else ""
             if evidence.get("configuration"):
                 others = [m["label"] for m in evidence["configuration"] if m["ddl"] != ddl]

@@ -74,7 +74,11 @@ def audit_result(store_conn: psycopg.Connection, *, target: str, settings: audit
         "indexes": [{"ddl": c.ddl, "table": c.table, "index_bytes": c.index_bytes,
                      "serves_queryids": sorted(q for q, v in c.savings.items() if v > 0),
                      "read_benefit_ms_per_s": round(c.read_benefit_ms_per_s, 6),
-                     "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6)} for c in selection.chosen],
+                     "write_cost_ms_per_s": round(c.write_cost_ms_per_s, 6),
+                     **({"previous_verdict": c.previous_verdict} if c.previous_verdict else {})}
+                    for c in selection.chosen],
+        # the previous audit's verdicts: held within noise, released (moved beyond it), kept only by them
+        "previous_verdicts": selection.stability or None,
         "declined": [{"ddl": ddl, "reason": why} for ddl, why in selection.declined.items()],
         "next_in_line": audit.next_in_line(selection),
         "unmeasured": audit.unmeasured(benches), "unmeasured_count": len(audit.unmeasured(benches)),
@@ -147,6 +151,9 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
             lines.append(f"      measured {timing}  gain {rec['measured_gain_pct'] or 0:.1f}%  "
                          f"(planner {rec['estimated_gain_pct'] or 0:.1f}%)  confidence {rec['confidence']:.2f}"
                          + (f"  index {size / 1_048_576:.1f} MB" if size else ""))
+            stood = rec["evidence"].get("anchored")
+            if stood:   # the previous audit's measurement stands: this one agreed with it within noise
+                lines.append(f"      as the previous audit measured it (this audit: {stood['now']['gain']}%, within noise)")
             sources = (rec["evidence"].get("parameter_values") or {}).get("source_counts")
             if sources:   # where the values came from, never the values (they can be personal data)
                 lines.append("      parameter values: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
@@ -156,6 +163,9 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
     if result.get("indexes"):
         total = sum(i["index_bytes"] for i in result["indexes"]) / 1_048_576
         lines.append(f"{len(result['indexes'])} index(es) recommended for the workload, {total:.1f} MB in all")
+        for i in result["indexes"]:
+            if (i.get("previous_verdict") or "").startswith("kept"):
+                lines.append(f"  {i['ddl']}: {i['previous_verdict']}")
     for d in result.get("declined", []):
         lines.append(f"  declined {d['ddl']}: {d['reason']}")
     for n in result.get("next_in_line") or []:

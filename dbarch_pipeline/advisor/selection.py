@@ -27,6 +27,13 @@ a smaller, simpler index of the same table that does (smaller by powers of two, 
 definition, then the name; never which timing came out faster). An explicit `max_indexes` keeps
 the proven picks beyond it ranked as *next in line*.
 
+A re-run decides on the same evidence: the rows given here take the previous audit's measurement
+wherever a new one agrees with it within noise (advisor.stability.anchor, applied by
+audit.select_for_snapshot), so unchanged evidence gives the same set; `previous` names which of the
+previous audit's proposals still stand (`stability` in the result) and makes a statement with a
+standing verdict demand that an index measured for the first time clear the bar with its whole
+interval.
+
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
 ...              estimated_gain_pct=90.0, confidence=0.9, cost_after=1.0,
 ...              evidence={"index_used": True, "index_bytes": 100, "spec": {"schema": "s", "table": "t"}})]
@@ -42,9 +49,10 @@ from dataclasses import dataclass, field
 
 from ..bench.evaluate import MEANINGFUL_SPEEDUP, paired_interval
 from ..bench.writes import index_columns, upkeep_rows
+from .stability import NET_NOISE
 
 MARGINAL_WRITE_SHARE = 0.5   # upkeep above half the read benefit makes an index marginal
-NET_NOISE = 0.10             # moves whose net benefits are this close (relative) tie
+# NET_NOISE (advisor.stability): moves whose net benefits are this close (relative) tie
 
 
 @dataclass
@@ -61,6 +69,7 @@ class IndexChoice:
     planned: dict[int, float] = field(default_factory=dict)   # queryid -> saving by the planner's estimate
     rank: int = 0                                               # order in which the greedy pass picked it
     write_notes: list[str] = field(default_factory=list)       # why its upkeep is more or less than every row
+    previous_verdict: str | None = None                         # how the previous audit's verdict weighed in
 
     @property
     def read_benefit_ms_per_s(self) -> float:
@@ -88,11 +97,28 @@ class Configuration:
 
 
 @dataclass
+class PreviousVerdicts:
+    """The previous audit of the same target: the indexes it proposed (its current proposed rows:
+    ddl -> statements) and the statements it measured. The rows given to the selection say which
+    measurements stand from that audit (`anchored`) and which moved beyond noise (`moved`; see
+    advisor.stability). Empty for a first audit."""
+
+    proposed: dict[str, set[int]] = field(default_factory=dict)
+    measured: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.proposed or self.measured)
+
+
+@dataclass
 class Selection:
     chosen: list[IndexChoice]
     assignment: dict[int, dict]            # queryid -> the benchmark row of the index (or configuration) serving it
     declined: dict[str, str]               # ddl -> why it is not recommended
     next_in_line: list[IndexChoice] = field(default_factory=list)   # proven, beyond max_indexes, ranked
+    # the previous audit's verdicts: held (ddl -> why it still holds), released (ddl -> what moved),
+    # kept (chosen only because the previous verdict holds: ddl -> what the clock alone would pick)
+    stability: dict = field(default_factory=dict)
 
     def choice_of(self, ddl: str) -> IndexChoice | None:
         return next((c for c in self.chosen if c.ddl == ddl), None)
@@ -112,14 +138,64 @@ def members_of(row: dict) -> tuple[str, ...]:
     return tuple(m["ddl"] for m in members) if members else (row["ddl"],)
 
 
+def _hysteresis(benchmarks: list[dict], previous: PreviousVerdicts
+                ) -> tuple[dict[str, dict[int, str]], dict[str, str], set[int]]:
+    """Which of the previous audit's proposals still hold: on every statement it was proposed for
+    that is measured again, some measurement of it (alone, or in a configuration) stands from the
+    previous audit (`anchored`). Returns held (ddl -> statement -> how it compares), released (ddl ->
+    what moved beyond noise) and the settled statements: measured by the previous audit, with no
+    measurement moved beyond noise since."""
+    rows: dict[tuple[str, int], list[dict]] = {}
+    moved: set[int] = set()
+    for row in benchmarks:
+        ev = row["evidence"]
+        if row["status"] != "measured" or (ev.get("spec") or {}).get("kind") == "rewrite":
+            continue
+        if ev.get("moved"):
+            moved.add(row["queryid"])
+        for ddl in members_of(row):
+            rows.setdefault((ddl, row["queryid"]), []).append(row)
+    held: dict[str, dict[int, str]] = {}
+    released: dict[str, str] = {}
+    for ddl, statements in sorted(previous.proposed.items()):
+        notes: dict[int, str] = {}
+        for q in sorted(statements):
+            mine = rows.get((ddl, q), [])
+            stands = [r["evidence"]["anchored"] for r in mine if r["evidence"].get("anchored")]
+            went = [r["evidence"]["moved"] for r in mine if r["evidence"].get("moved")]
+            if stands:
+                a = max(stands, key=lambda n: n["previous"]["gain"] if n["previous"]["gain"] is not None else -1e9)
+                notes[q] = f"statement {q}: {_pct(a['previous']['gain'])} then, {_pct(a['now']['gain'])} now"
+            elif went:
+                m = went[0]
+                released[ddl] = (f"statement {q}: {_pct(m['previous']['gain'])} then, {_pct(m['now']['gain'])} now, "
+                                 "apart beyond the clock's noise")
+                break
+        if ddl not in released and notes:
+            held[ddl] = notes
+    return held, released, set(previous.measured) - moved
+
+
+def _pct(gain: float | None) -> str:
+    return "costed only" if gain is None else f"{gain:.1f}%"
+
+
 def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *,
                    table_writes: dict[str, dict], min_gain_pct: float,
                    storage_budget_bytes: int | None = None, max_indexes: int | None = None,
-                   observed_ms: dict[int, float] | None = None) -> Selection:
+                   observed_ms: dict[int, float] | None = None,
+                   previous: PreviousVerdicts | None = None) -> Selection:
     """calls_per_second: each statement's call rate; table_writes: {schema.table: {rows, seconds}};
     observed_ms: each statement's mean time in pg_stat_statements. The sampled parameters may be
     heavier or lighter than what the application sends, so a saving is the measured fraction of
-    the time the application really spends, not the sandbox's absolute milliseconds."""
+    the time the application really spends, not the sandbox's absolute milliseconds.
+
+    previous: the previous audit of the same target (see PreviousVerdicts and advisor.stability);
+    None or empty for a first audit, which is then decided by the clock alone."""
+    previous = previous or PreviousVerdicts()
+    # statements with a standing verdict (measured by the previous audit, nothing moved beyond noise
+    # since): an index measured for the first time must clear the bar with its whole interval
+    held, released, settled = _hysteresis(benchmarks, previous)
     options: dict[str, IndexChoice] = {}
     configurations: dict[tuple[str, ...], Configuration] = {}
     declined: dict[str, str] = {}
@@ -257,11 +333,19 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             # compared set by set, where the values' own spread does not blur the clock's verdict
             paired = {q: g for q in improvements if current.get(q, 0.0) > 0
                       and (g := paired_gain(q, set(picked) | set(new), set(picked), current[q])) is not None}
+            # on a statement with a standing verdict, a measurement that is not the previous audit's
+            # (new this time) must clear the bar with its whole interval to change that verdict
+            fresh = {q for q in improvements if q in settled and not any(
+                r["evidence"].get("anchored") for r in (serving_row(set(picked) | set(new), q),) if r)}
 
             def meaningful(q: int, d: float) -> bool:
                 bar = baseline_rate.get(q, 0.0) * min_gain_pct / 100.0
                 if not bar or d < bar:
                     return False
+                if q in fresh:
+                    return ((low.get(q, 0.0) - current.get(q, 0.0) >= bar and low.get(q, 0.0) > current_high.get(q, 0.0))
+                            or paired.get(q, 0.0) >= bar
+                            or (current.get(q, 0.0) <= 0 and planned.get(q, 0.0) >= bar))
                 if low.get(q, 0.0) > current_high.get(q, 0.0) or q in paired:
                     return True
                 return current.get(q, 0.0) <= 0 and planned.get(q, 0.0) >= bar
@@ -435,4 +519,42 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             for q, s in sorted(conf.savings.items()):
                 if s > best.get(q, 0.0):
                     assignment[q], best[q] = conf.rows[q], s
-    return Selection(chosen=chosen, assignment=assignment, declined=declined, next_in_line=next_in_line)
+    stability: dict = {}
+    if previous:
+        stability = {"held": {d: "; ".join(n.values()) for d, n in held.items()},
+                     "released": released, "kept": {}}
+        for choice in chosen:
+            if choice.ddl in held:
+                choice.previous_verdict = ("proposed by the previous audit, whose measurement stands: measured "
+                                           "again within noise (" + "; ".join(held[choice.ddl].values()) + ")")
+            elif choice.ddl in released:
+                choice.previous_verdict = f"proposed by the previous audit, chosen again on new evidence: {released[choice.ddl]}"
+    return Selection(chosen=chosen, assignment=assignment, declined=declined, next_in_line=next_in_line,
+                     stability=stability)
+
+
+def note_kept(selection: Selection, alone: Selection) -> None:
+    """Name what the previous audit's verdict decided: `alone` is the selection on this audit's own
+    measurements, without the previous ones. A chosen index `alone` would not choose was kept
+    because the previous verdict still holds within noise; one `alone` would choose instead is
+    declined for that reason. Both are said in the evidence and the JSON."""
+    if not selection.stability:
+        return
+    chosen = {c.ddl for c in selection.chosen}
+    mine = {c.ddl for c in alone.chosen}
+    instead = sorted(mine - chosen)
+    kept = selection.stability.setdefault("kept", {})
+    for choice in selection.chosen:
+        if choice.ddl in mine:
+            continue
+        kept[choice.ddl] = instead
+        choice.previous_verdict = (
+            "kept because the previous audit's verdict still holds within noise"
+            + (f" ({selection.stability['held'][choice.ddl]})" if choice.ddl in selection.stability.get("held", {})
+               else "")
+            + (f"; this audit's timings alone would have chosen {', '.join(instead)}" if instead
+               else "; this audit's timings alone would have left it out"))
+    for ddl in instead:
+        selection.declined[ddl] = ("not chosen: the previous audit's verdict on its statements still holds within "
+                                   f"noise (its measurements stand; kept: {', '.join(sorted(kept)) or 'none'})")
+    selection.stability["alone_would_choose"] = sorted(mine)

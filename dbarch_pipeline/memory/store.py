@@ -278,6 +278,19 @@ def write_optimization_log(conn: psycopg.Connection, rows: Sequence[dict], *, ta
     return {"inserted": inserted, "updated": updated, "superseded": superseded}
 
 
+def proposed_verdicts(conn: psycopg.Connection, target: str) -> list[dict]:
+    """The target's current proposed index rows (fingerprint, ddl): what earlier audits proposed and
+    nobody has settled yet."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(named("select_previous_verdicts"), {"target": target}).fetchall()
+
+
+def snapshot_previous_audit(conn: psycopg.Connection, snapshot_id: int) -> dict | None:
+    """The previous audit as stored with this snapshot (see audit.previous_audit_summary)."""
+    row = conn.execute(named("select_snapshot_previous_audit"), {"snapshot_id": snapshot_id}).fetchone()
+    return row[0] if row else None
+
+
 def _copy_log_rows(conn: psycopg.Connection, statement: str, rows: Sequence[dict]) -> None:
     with conn.cursor().copy(named(statement)) as copy:
         copy.set_types(LOG_TYPES)

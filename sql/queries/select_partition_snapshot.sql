@@ -1,4 +1,4 @@
 SELECT snapshot_id, target, database, captured_at, stats_reset, thresholds, skipped, window_seconds, table_writes,
-       partition_key, window_start, window_end, history
+       partition_key, window_start, window_end, history - 'previous_audit' AS history
 FROM dbarch.snapshot
 WHERE target = %(target)s AND partition_key = %(partition_key)s
