@@ -35,8 +35,8 @@ from .memory.embeddings import Embedder
 from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
-from .bench import observed as observed_values
-from .bench.params import ValueTarget, hidden_literals, inline_constants, match_types, typed_statement
+from .bench import activity, observed as observed_values
+from .bench.params import ValueTarget, hidden_literals, match_types, recover_constants, typed_statement
 from .db import rolled_back
 from .llm.gemini import usage_metadata
 from .llm.second_opinion import combined_confidence, gemini_ideas, table_context
@@ -95,8 +95,12 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
     writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
                            min_calls=thresholds.min_calls, known_tables=act.tables,
                            counters_in_window=act.baseline)
+    observed = observed or observed_values.ObservedSettings.from_env()
+    # how many slow statements the pg_stat_activity sampler has seen (their constants, bench/activity.py)
+    sampled = activity.coverage(store_conn, target, queries, observed)
+    notes = act.notes() + [n for n in [activity.coverage_note(sampled)] if n]
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
-                       "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
+                       "notes": notes, "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
                        "live_capture": live}
     snapshot_id = store.create_snapshot(
@@ -106,7 +110,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         window_seconds=act.covered_seconds, history=summary_history)
     # the values the application bound, from the server log (or the user's log files), kept per statement
     seen = observed_values.collect(target_conn, store_conn, target=target, database=database, queries=queries,
-                                   settings=observed or observed_values.ObservedSettings.from_env(), now=now)
+                                   settings=observed, now=now)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
         "skipped_catalog_queries": skipped["catalog"],
@@ -115,7 +119,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
             sum(1 for r in act.resets if r["kind"] == "statement"),
         "pgss_entries": act.entries, "pgss_max_entries": act.max_entries, "deallocations": act.deallocations,
         "window_start": window[0].isoformat(), "window_end": window[1].isoformat(),
-        "notes": act.notes(), **seen,
+        "notes": notes, **seen, **{k: v for k, v in sampled.items() if k != "activity_samples"},
     }
 
 
@@ -149,6 +153,8 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     catalog = Catalog(target_conn)
     # the application's literals in indexable expressions come back from the values it was logged with
     seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries], settings.observed)
+    # ... or from its texts sampled in pg_stat_activity while they ran
+    texts = activity.load(store_conn, target, [q.queryid for q in queries], settings.observed)
     rows: list[dict] = []
     unparseable: list[dict] = []
     no_candidates = 0
@@ -156,8 +162,9 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     for q in queries:
         try:
             # typed as the application's driver bound them (its queryid tells), else as inferred
-            text, _seen = inline_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
-                                           seen.get(q.fingerprint))
+            text = recover_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
+                                     seen.get(q.fingerprint),
+                                     activity.constants(q.query_text, texts.get(q.queryid))).text
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
             unparseable.append({"queryid": q.queryid, "reason": str(exc)})
@@ -289,6 +296,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
 
     catalog = Catalog(sandbox_conn)
     seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries.values()], settings.observed)
+    texts = activity.load(store_conn, target, list(queries), settings.observed)
     items: dict[int, Prepared] = {}
     unmeasured: dict[int, str] = {}
     for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
@@ -296,7 +304,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         # the `$n` typed as the application's driver bound them (matched to its queryid), and those
         # pg_stat_statements made of literals typed as those literals were
         typing = match_types(sandbox_conn, q.query_text, q.queryid)
-        text, observed = inline_constants(sandbox_conn, typing.text, seen.get(q.fingerprint))
+        recovered = recover_constants(sandbox_conn, typing.text, seen.get(q.fingerprint),
+                                      activity.constants(q.query_text, texts.get(qid)))
+        text, observed = recovered.text, recovered.sets
         try:
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
@@ -327,6 +337,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                                  target=ValueTarget(q.rows / q.calls if q.calls else None, q.mean_exec_ms),
                                  observed=observed)
             items[qid].plan.type_match = typing.evidence()
+            items[qid].plan.constants = recovered.evidence(settings.bench.show_observed_values)
         except psycopg.Error as exc:
             unmeasured[qid] = _unbindable(exc)
 
