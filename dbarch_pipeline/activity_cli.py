@@ -18,8 +18,8 @@ def register(subparsers: Any) -> None:
     src.add_argument("--target-dsn", help="the database to sample (its name: --name, else as `dbarch audit` names it)")
     p.add_argument("--name", help="with --target-dsn: the name its samples are kept under")
     p.add_argument("--seconds", type=float, default=60.0, help="how long to sample (default 60)")
-    p.add_argument("--interval", type=float, default=0.25,
-                   help="seconds between two reads of pg_stat_activity (default 0.25; each read takes about 1 ms)")
+    p.add_argument("--interval", type=float, default=0.1,   # bench/activity.py DEFAULT_INTERVAL
+                   help="seconds between two reads of pg_stat_activity (default 0.1; each read takes under 1 ms)")
     p.add_argument("--store-dsn", help="dbarch's memory (default: $DBARCH_STORE_DSN, else the embedded server)")
     p.set_defaults(func=cmd_sample_activity)
 
@@ -34,7 +34,7 @@ def cmd_sample_activity(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.interval <= 0:
         raise DbarchError(f"--seconds and --interval must be positive (got {args.seconds:g} and {args.interval:g})",
-                          "for example --seconds 300 --interval 0.25")
+                          "for example --seconds 300 --interval 0.1")
     if args.name and not args.target_dsn:
         raise DbarchError("--name goes with --target-dsn", "use --target NAME for a configured target")
     settings = ObservedSettings.from_env()

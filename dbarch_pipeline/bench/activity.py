@@ -36,8 +36,8 @@ from .observed import ObservedSettings, literal_constants
 
 HIDDEN = "<insufficient privilege>"
 SOURCE = "activity sample"
-DEFAULT_SECONDS = 15.0          # one burst (a sensor tick)
-DEFAULT_INTERVAL = 0.25         # between two reads of pg_stat_activity (about a millisecond each)
+DEFAULT_SECONDS = 20.0          # one burst (a sensor tick)
+DEFAULT_INTERVAL = 0.1          # between two reads of pg_stat_activity (under a millisecond each)
 DEFAULT_EVERY = 30              # the sensor's tick: a burst every this many seconds
 
 
@@ -240,7 +240,7 @@ def coverage_note(done: dict) -> str | None:
 
 def sample_targets(names: Sequence[str], connect_target: Callable, connect_store: Callable, *,
                    settings: ObservedSettings, seconds: float = DEFAULT_SECONDS,
-                   interval: float = DEFAULT_INTERVAL) -> dict[str, dict]:
+                   interval: float = DEFAULT_INTERVAL, stop: threading.Event | None = None) -> dict[str, dict]:
     """One tick of the activity_sampler sensor: a burst on each target, the burst's time shared
     between them (a tick stays well inside the sensor's time limit). An unreachable target is a
     named problem in its entry, never an exception."""
@@ -252,7 +252,7 @@ def sample_targets(names: Sequence[str], connect_target: Callable, connect_store
         try:
             with connect_target(name) as conn, connect_store() as store_conn:
                 out[name] = sample_activity(conn, store_conn, target=name, settings=settings, seconds=share,
-                                            interval=interval)
+                                            interval=interval, stop=stop)
         except (DbarchError, psycopg.Error) as exc:
             problem = exc.problem if isinstance(exc, DbarchError) else (str(exc).strip().splitlines() or ["?"])[0]
             out[name] = {"problem": problem, "notes": []}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ..audit import AuditSettings
+from ..bench import activity
 from ..bench.observed import ObservedSettings
 from ..bench.runner import BenchSettings
 from ..models import Thresholds
@@ -31,8 +32,8 @@ class AuditSettingsResource(dg.ConfigurableResource):
     show_observed_values: bool = False
     time_budget_s: float = 0.0
     # the activity_sampler sensor: each tick reads pg_stat_activity every interval for this long
-    activity_sample_seconds: float = 15.0
-    activity_sample_interval_s: float = 0.25
+    activity_sample_seconds: float = activity.DEFAULT_SECONDS
+    activity_sample_interval_s: float = activity.DEFAULT_INTERVAL
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
         observed = ObservedSettings.from_env(enabled=self.observed_params, keep_per_statement=self.observed_keep,
