@@ -20,6 +20,7 @@ from psycopg import sql
 from dbarch_pipeline import report, targets
 from dbarch_pipeline.bench import activity
 from dbarch_pipeline.bench.observed import ObservedSettings
+from dbarch_pipeline.bench.params import SampledText, recover_constants, typed_statement
 from dbarch_pipeline.db import APPLICATION_NAME, DBARCH_TAG, database_name
 from dbarch_pipeline.defs.partitions import TARGETS_NAME
 from dbarch_pipeline.defs.sensors import activity_sampler
@@ -184,8 +185,35 @@ def test_retention_switch_and_purge(server, store_dsn, monkeypatch):
 def test_constants_are_lined_up_with_pg_stat_statements():
     norm = "SELECT id FROM t, pg_sleep($2) WHERE date_trunc($3, at) = $1 AND n > $4 LIMIT $5"
     assert activity.constants(norm, ["SELECT id FROM t, pg_sleep(0.5) WHERE date_trunc('day', at) = $1 "
-                                     "AND n > -3 LIMIT 10;", "SELECT 1"]) == [{2: "0.5", 3: "day", 4: "-3", 5: "10"}]
+                                     "AND n > -3 LIMIT 10;", "SELECT 1"]) == [
+        SampledText({2: "0.5", 3: "day", 4: "-3", 5: "10"}, bound=True)]
     # a statement sent with the simple protocol: every value is a literal
     assert activity.constants("SELECT id FROM t WHERE substr(code, $1, $2) = $3",
-                              ["SELECT id FROM t WHERE substr(code, 1, 8) = 'K0001'"]) == [{1: "1", 2: "8", 3: "K0001"}]
+                              ["SELECT id FROM t WHERE substr(code, 1, 8) = 'K0001'"]) == [
+        SampledText({1: "1", 2: "8", 3: "K0001"}, bound=False)]
+    # a list pg_stat_statements squashed is no single constant
+    assert activity.constants("SELECT id FROM t WHERE k IN ($2 /*, ... */) AND n = $1",
+                              ["SELECT id FROM t WHERE k IN (1, 2, 3) AND n = $1"]) == [SampledText({}, bound=True)]
+
+
+def test_constants_written_in_the_application_sql_go_back_and_values_it_passes_do_not(codes):
+    """A sampled text with bound parameters: its literals are the code's (a LIMIT, a status a
+    partial index can hold, a factor); a text without (the simple protocol) gives back only the
+    constants of indexed expressions, since its other literals may be the call's values."""
+    query = "SELECT id FROM codes WHERE cents BETWEEN $1 * $3 AND $2 * $3 AND code <> $4 ORDER BY id LIMIT $5"
+    bound = "SELECT id FROM codes WHERE cents BETWEEN $1 * 100 AND $2 * 100 AND code <> 'x' ORDER BY id LIMIT 10"
+    simple = "SELECT id FROM codes WHERE cents BETWEEN 7 * 100 AND 9 * 100 AND code <> 'x' ORDER BY id LIMIT 10"
+    with psycopg.connect(codes, autocommit=True) as conn:
+        typed = typed_statement(conn, query)      # as the audit types it first ($3 * ... is ambiguous)
+        done = recover_constants(conn, typed, None, activity.constants(query, [bound]))
+        assert done.text == ("SELECT id FROM codes WHERE cents BETWEEN $1 * '100'::integer::integer AND "
+                             "$2 * '100'::integer::integer AND code <> 'x'::text ORDER BY id LIMIT '10'::bigint")
+        assert done.sources == (activity.SOURCE,) and set(done.constants) == {3, 4, 5}
+        conn.execute("EXPLAIN (GENERIC_PLAN) " + done.text)
+        assert recover_constants(conn, typed, None, activity.constants(query, [bound, simple])).text == typed
+        # texts that disagree give nothing back; a logged set that disagrees neither
+        other = bound.replace("LIMIT 10", "LIMIT 20")
+        assert "LIMIT $" in recover_constants(conn, typed, None, activity.constants(query, [bound, other])).text
+        assert "LIMIT $" in recover_constants(conn, typed, [("1", "2", "100", "x", "50")],
+                                              activity.constants(query, [bound])).text
     assert activity.Sampled(truncated=2, query_size=1024).notes()[0].startswith("2 text(s) longer than")

@@ -176,14 +176,18 @@ def load(store_conn: psycopg.Connection, target: str, queryids: Iterable[int],
     return out
 
 
-def constants(normalized: str, texts: Sequence[str] | None) -> list[dict[int, str]]:
-    """The literals of each sampled text lined up with pg_stat_statements' `$n` (texts that do not
-    line up, e.g. another statement under a colliding query_id, are left out)."""
+def constants(normalized: str, texts: Sequence[str] | None) -> list:
+    """Each sampled text lined up with pg_stat_statements' `$n` (params.SampledText: the values of
+    its literals, and whether it also holds bound parameters); texts that do not line up (another
+    statement under a colliding query_id) are left out."""
+    from .params import SampledText
+
     out = []
     for text in texts or []:
         found = literal_constants(normalized, _text(text))
         if found:
-            out.append({n: v for n, v in found.items() if v is not None})
+            out.append(SampledText({n: v for n, v in found.items() if v is not None},
+                                   bound=any(v is None for v in found.values())))
     return out
 
 
@@ -218,7 +222,7 @@ def coverage(store_conn: psycopg.Connection, target: str, queries: Sequence, set
         if not inside:
             continue
         hidden += 1
-        if any(inside <= set(found) for found in constants(q.query_text, texts.get(q.queryid))):
+        if any(inside <= set(found.values) for found in constants(q.query_text, texts.get(q.queryid))):
             recovered += 1
     return {"activity_samples": "on", "sampled_statements": sum(1 for q in queries if texts.get(q.queryid)),
             "slow_statements": len(queries), "lost_constants": hidden, "lost_constants_sampled": recovered}

@@ -205,15 +205,16 @@ def literal_values(normalized: str, logged: str, params: Sequence[str | None] | 
     return tuple(values[n] for n in range(1, max(values) + 1))
 
 
-def literal_constants(normalized: str, text: str) -> dict[int, str] | None:
-    """The `$n` of pg_stat_statements' text that stand for literals of `text` (the statement as the
-    client sent it, its bound parameters still `$k`, as pg_stat_activity shows it), with their
-    values; the `$n` lined up with a bound `$k` are left out (their values are not in the text).
-    None when the texts do not line up.
+def literal_constants(normalized: str, text: str) -> dict[int, str | None] | None:
+    """The `$n` of pg_stat_statements' text lined up with `text` (the statement as the client sent
+    it, its bound parameters still `$k`, as pg_stat_activity shows it): the value of each `$n` that
+    stands for a literal, None for each that stands for a bound `$k` (its value is not in the text).
+    A list pg_stat_statements squashed (`IN ($3 /*, ... */)`) is left out. None when the texts do not
+    line up.
 
     >>> literal_constants("SELECT id FROM t WHERE substr(code, $2, $3) = $1",
     ...                   "SELECT id FROM t WHERE substr(code, 1, 8) = $1")
-    {2: '1', 3: '8'}
+    {2: '1', 3: '8', 1: None}
     """
     return _line_up(normalized, text, None, partial=True)
 
@@ -249,7 +250,8 @@ def _line_up(normalized: str, logged: str, params: Sequence[str | None] | None, 
                 continue
             if (partial and j + 1 < len(seen) and seen[j].token_type == TokenType.PARAMETER
                     and seen[j + 1].token_type == TokenType.NUMBER and not sign):
-                j += 2          # a bound parameter: its value is not in the text
+                values[n] = None    # a bound parameter: its value is not in the text
+                j += 2
                 i += 2
                 continue
             if j >= len(seen) or seen[j].token_type not in (TokenType.STRING, TokenType.NUMBER, TokenType.NATIONAL_STRING,
@@ -261,6 +263,8 @@ def _line_up(normalized: str, logged: str, params: Sequence[str | None] | None, 
             if squashed:   # IN ($3 /*, ... */): the first item stands for the list
                 while j < len(seen) and seen[j].token_type != TokenType.R_PAREN:
                     j += 1
+                if partial:
+                    del values[n]   # no single constant
             i += 2
             continue
         if j >= len(seen) or tok.token_type != seen[j].token_type or tok.text.lower() != seen[j].text.lower():

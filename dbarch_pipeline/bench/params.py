@@ -507,6 +507,17 @@ LOG_SOURCE, SAMPLE_SOURCE = "server log", "activity sample"
 
 
 @dataclass(frozen=True)
+class SampledText:
+    """One text of the statement as the application sent it (pg_stat_activity), lined up with
+    pg_stat_statements' `$n`: the values of those that stand for its literals. `bound`: the text
+    also holds bound parameters (`$1`), so its literals are constants written in the application's
+    SQL, not values it passes on each call."""
+
+    values: dict[int, str]
+    bound: bool
+
+
+@dataclass(frozen=True)
 class Inlined:
     """A statement with the application's constants back in its indexable expressions: the text,
     the observed sets for the `$n` left (renumbered), the constants given back and where the
@@ -534,7 +545,7 @@ def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Se
 
 
 def recover_constants(conn: psycopg.Connection, query: str, observed: Sequence[Sequence[str | None]] | None,
-                      sampled: Sequence[dict[int, str]] | None = None) -> Inlined:
+                      sampled: Sequence[SampledText] | None = None) -> Inlined:
     """The statement with the application's literals back in its indexable expressions, and the
     observed sets for the `$n` left (renumbered).
 
@@ -544,18 +555,27 @@ def recover_constants(conn: psycopg.Connection, query: str, observed: Sequence[S
     does pg_stat_activity while the statement runs (`sampled`: per sampled text, the `$n` that stand
     for its literals, bench/activity.py). When every set and every sampled text that knows such a
     `$n` (one inside an expression over a table's columns) agrees on one value, it goes back into
-    the text, typed as PostgreSQL inferred it. With neither, the text is left as it is."""
-    sampled = [s for s in sampled or [] if s]
+    the text, typed as PostgreSQL inferred it.
+
+    A sampled text that also holds bound parameters tells more: its literals were written in the
+    application's SQL, not passed on each call, so any `$n` every such text agrees on (a `LIMIT 10`,
+    a `status = 'open'` a partial index can hold, the `100` of `$1 * 100`) goes back too, unless a
+    logged set or a text without bound parameters disagrees. With neither source, the text is left
+    as it is."""
+    sampled = [s for s in sampled or [] if s.values]
     if not observed and not sampled:
         return Inlined(query, list(observed) if observed is not None else None)
     inside = set(_in_expressions(query))
     count = max((n for n, _s, _e in _param_tokens(query)), default=0)
     sets = [tuple(v) for v in observed or [] if len(v) == count]
+    # the application's own constants: every sampled text has bound parameters and knows them
+    written = set.intersection(*(set(s.values) for s in sampled)) if sampled and all(s.bound for s in sampled) \
+        else set()
     constants: dict[int, str] = {}
     sources: set[str] = set()
-    for n in sorted(inside):
+    for n in sorted(inside | written):
         logged = [v[n - 1] for v in sets]
-        seen = [s[n] for s in sampled if n in s]
+        seen = [s.values[n] for s in sampled if n in s.values]
         values = logged + seen
         if values and values[0] is not None and all(v == values[0] for v in values):
             constants[n] = values[0]
