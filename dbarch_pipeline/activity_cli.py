@@ -53,13 +53,13 @@ def cmd_sample_activity(args: argparse.Namespace) -> int:
 
         def connect():
             return resource.connect(name)
-    print(f"sampling pg_stat_activity of {name} for {args.seconds:g} s every {args.interval:g} s (Ctrl-C stops; "
-          "what was seen is kept)", flush=True)
     total = {"samples": 0, "executions": 0}
     statements: set[int] = set()
     notes: list[str] = []
-    deadline = time.monotonic() + args.seconds
     with connect() as t, store.connect() as s:
+        print(f"sampling pg_stat_activity of {name} for {args.seconds:g} s every {args.interval:g} s (Ctrl-C "
+              "stops; what was seen is kept)", flush=True)
+        deadline = time.monotonic() + args.seconds
         while True:
             chunk = min(CHUNK_S, deadline - time.monotonic())
             if chunk <= 0:
