@@ -22,6 +22,7 @@ Another role's text needs pg_read_all_stats (pg_monitor); without it PostgreSQL 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections import defaultdict
@@ -70,6 +71,11 @@ class Sampled:
         return out
 
 
+# statements no index serves, whose texts are not worth keeping (transaction control, settings)
+UTILITY = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|START|END|ABORT|SAVEPOINT|RELEASE|SET|RESET|SHOW|DISCARD|"
+                     r"DEALLOCATE|LISTEN|UNLISTEN|NOTIFY)\b", re.I)
+
+
 def _text(query: str) -> str:
     return query.strip().rstrip(";").rstrip()
 
@@ -85,7 +91,7 @@ def read_activity(conn: psycopg.Connection, into: Sampled) -> None:
             if user:
                 into.hidden_roles.add(user)
             continue
-        if not query or started is None or DBARCH_TAG in query:
+        if not query or started is None or DBARCH_TAG in query or UTILITY.match(query):
             continue
         if query_id is None:
             into.without_id += 1
