@@ -519,7 +519,7 @@ class SampledText:
 
 @dataclass(frozen=True)
 class Inlined:
-    """A statement with the application's constants back in its indexable expressions: the text,
+    """A statement with the application's constants back in its text (recover_constants): the text,
     the observed sets for the `$n` left (renumbered), the constants given back and where the
     application's text came from (the server log, an activity sample, or both)."""
 
@@ -558,10 +558,10 @@ def recover_constants(conn: psycopg.Connection, query: str, observed: Sequence[S
     the text, typed as PostgreSQL inferred it.
 
     A sampled text that also holds bound parameters tells more: its literals were written in the
-    application's SQL, not passed on each call, so any `$n` every such text agrees on (a `LIMIT 10`,
-    a `status = 'open'` a partial index can hold, the `100` of `$1 * 100`) goes back too, unless a
-    logged set or a text without bound parameters disagrees. With neither source, the text is left
-    as it is."""
+    application's SQL, not passed on each call, so any `$n` every sampled text knows and agrees on
+    (a `LIMIT 10`, a `status = 'open'` a partial index can hold, the `100` of `$1 * 100`) goes back
+    too, provided every sampled text holds bound parameters (a simple-protocol text's literals may be
+    the call's values) and no logged set disagrees. With neither source, the text is left as it is."""
     sampled = [s for s in sampled or [] if s.values]
     if not observed and not sampled:
         return Inlined(query, list(observed) if observed is not None else None)
