@@ -25,6 +25,7 @@ from dbarch_pipeline.db import APPLICATION_NAME, DBARCH_TAG, database_name
 from dbarch_pipeline.defs.partitions import TARGETS_NAME
 from dbarch_pipeline.defs.sensors import activity_sampler
 from dbarch_pipeline.memory.store import ensure_schema
+from dbarch_pipeline.prs import body
 from dbarch_pipeline.resources.audit_settings import AuditSettingsResource
 from dbarch_pipeline.resources.postgres import StoreDatabase, TargetDatabase
 from dbarch_pipeline.run import audit_resources, materialize_audit
@@ -117,6 +118,9 @@ def test_a_sampled_text_gives_the_audit_the_constants_and_the_expression_its_ind
     constants = rec["evidence"]["parameter_values"]["constants"]
     assert constants == {"source": activity.SOURCE, "params": {"$2": "(observed)", "$3": "(observed)"}}
     assert any("activity samples: texts of 1 of" in n for n in data["notes"]), data["notes"]
+    # the report and the pull request say where the constants came from, not what they are
+    assert "constants $2, $3 given back from the activity sample" in report.format_report(data)
+    assert "($2, $3) were given back from the activity sample" in "\n".join(body._measurements(rec, 2000))
 
 
 def test_a_role_without_pg_read_all_stats_is_told_and_dbarch_is_never_sampled(codes, store_dsn, capsys):

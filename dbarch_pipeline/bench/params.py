@@ -100,7 +100,7 @@ class ParameterPlan:
     how: dict[int, str] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     type_match: dict = field(default_factory=dict)
-    constants: dict = field(default_factory=dict)   # literals given back to expressions, and their source
+    constants: dict = field(default_factory=dict)   # constants given back to the text, and their source
 
     def evidence(self) -> dict:
         """What the evidence records about the values (never the observed values themselves)."""
