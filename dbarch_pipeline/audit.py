@@ -36,8 +36,8 @@ from .memory.embeddings import Embedder
 from .memory.fingerprint import normalize
 from .models import IndexCandidate, SlowQuery, Thresholds
 from .bench.measure import compact_plan, generic_cost
-from .bench import observed as observed_values
-from .bench.params import (ValueTarget, hidden_literals, inline_constants, match_types, parameter_types,
+from .bench import activity, observed as observed_values
+from .bench.params import (ValueTarget, hidden_literals, match_types, parameter_types, recover_constants,
                            typed_literals, typed_statement)
 from .bench.scan import row_scan
 from .db import named, rolled_back
@@ -104,8 +104,12 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         counts = dict(target_conn.execute(named("select_index_counts")).fetchall())
         for name, acc in writes.items():
             acc["indexes"] = int(counts.get(name, 0))
+    observed = observed or observed_values.ObservedSettings.from_env()
+    # how many slow statements the pg_stat_activity sampler has seen (their constants, bench/activity.py)
+    sampled = activity.coverage(store_conn, target, queries, observed)
+    notes = act.notes() + [n for n in [activity.coverage_note(sampled)] if n]
     summary_history = {"captures": act.captures, "baseline": act.baseline, "resets": act.resets,
-                       "notes": act.notes(), "entries": act.entries, "max_entries": act.max_entries,
+                       "notes": notes, "entries": act.entries, "max_entries": act.max_entries,
                        "deallocations": act.deallocations, "covered_seconds": act.covered_seconds,
                        "live_capture": live,
                        # the previous audit, read before this snapshot replaces anything: its measurements
@@ -118,7 +122,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         window_seconds=act.covered_seconds, history=summary_history)
     # the values the application bound, from the server log (or the user's log files), kept per statement
     seen = observed_values.collect(target_conn, store_conn, target=target, database=database, queries=queries,
-                                   settings=observed or observed_values.ObservedSettings.from_env(), now=now)
+                                   settings=observed, now=now)
     return {
         "snapshot_id": snapshot_id, "slow_queries": len(queries),
         "skipped_catalog_queries": skipped["catalog"],
@@ -127,7 +131,7 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
             sum(1 for r in act.resets if r["kind"] == "statement"),
         "pgss_entries": act.entries, "pgss_max_entries": act.max_entries, "deallocations": act.deallocations,
         "window_start": window[0].isoformat(), "window_end": window[1].isoformat(),
-        "notes": act.notes(), **seen,
+        "notes": notes, **seen, **{k: v for k, v in sampled.items() if k != "activity_samples"},
     }
 
 
@@ -161,6 +165,8 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     catalog = Catalog(target_conn)
     # the application's literals in indexable expressions come back from the values it was logged with
     seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries], settings.observed)
+    # ... or from its texts sampled in pg_stat_activity while they ran
+    texts = activity.load(store_conn, target, [q.queryid for q in queries], settings.observed)
     rows: list[dict] = []
     unparseable: list[dict] = []
     no_candidates = 0
@@ -168,8 +174,10 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     for q in queries:
         try:
             # typed as the application's driver bound them (its queryid tells), else as inferred
-            text, _seen = inline_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
-                                           seen.get(q.fingerprint))
+            recovered = recover_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
+                                          seen.get(q.fingerprint),
+                                          activity.constants(q.query_text, texts.get(q.queryid)))
+            text, _seen = recovered.text, recovered.sets
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
             unparseable.append({"queryid": q.queryid, "reason": str(exc)})
@@ -305,6 +313,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
 
     catalog = Catalog(sandbox_conn)
     seen = observed_values.load(store_conn, target, [q.fingerprint for q in queries.values()], settings.observed)
+    texts = activity.load(store_conn, target, list(queries), settings.observed)
     items: dict[int, Prepared] = {}
     unmeasured: dict[int, str] = {}
     for n, qid in enumerate(sorted(queries, key=lambda q: priority[q]), 1):
@@ -312,7 +321,9 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         # the `$n` typed as the application's driver bound them (matched to its queryid), and those
         # pg_stat_statements made of literals typed as those literals were
         typing = match_types(sandbox_conn, q.query_text, q.queryid)
-        text, observed = inline_constants(sandbox_conn, typing.text, seen.get(q.fingerprint))
+        recovered = recover_constants(sandbox_conn, typing.text, seen.get(q.fingerprint),
+                                      activity.constants(q.query_text, texts.get(qid)))
+        text, observed = recovered.text, recovered.sets
         try:
             shape = analyze_with_catalog(text, catalog)
         except UnparseableQuery as exc:
@@ -357,6 +368,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                                                     None if scan else q.mean_exec_ms),
                                  observed=observed)
             items[qid].plan.type_match = typing.evidence()
+            items[qid].plan.constants = recovered.evidence(settings.bench.show_observed_values)
             if scan is not None:
                 items[qid].measured_as = scan
         except psycopg.Error as exc:

@@ -497,10 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .metrics_cli import register as register_metrics
 
     from .targets_cli import register as register_targets
+    from .activity_cli import register as register_sample_activity
 
     register_ask(sub)
     register_metrics(sub)
     register_targets(sub)
+    register_sample_activity(sub)
     register_serve(sub)
     return parser
 

@@ -157,6 +157,9 @@ def format_report(result: dict[str, Any], width: int = 100) -> str:
             sources = (rec["evidence"].get("parameter_values") or {}).get("source_counts")
             if sources:   # where the values came from, never the values (they can be personal data)
                 lines.append("      parameter values: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
+            constants = (rec["evidence"].get("parameter_values") or {}).get("constants")
+            if constants:   # which $n pg_stat_statements had made of the application's constants, and whence
+                lines.append(f"      constants {', '.join(constants['params'])} given back from the {constants['source']}")
         if not recs.get(q["queryid"]):
             lines.append(f"   -> no recommendation: {q.get('why_none', '')}")
         lines.append("")

@@ -164,7 +164,8 @@ def _remove(args, store, instance) -> int:
                           "target_registry sensor will add it back",
                           "remove it from DBARCH_TARGETS / DBARCH_TARGET_DSN too")
     what = (f"history deleted ({done['captures']} captures, {done['snapshots']} audits, {done['log_rows']} log rows, "
-            f"{done['observed_values']} observed parameter values, {done['ask_documents']} ask documents)"
+            f"{done['observed_values']} observed parameter values, {done['activity_samples']} sampled statement texts, "
+            f"{done['ask_documents']} ask documents)"
             if done["purged"] else "history kept (`--purge` deletes it)")
     print(f"target {args.name} removed: {'its partitions deleted' if removed else 'no partitions'}; {what}")
     return 0

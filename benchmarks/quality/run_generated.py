@@ -5,7 +5,9 @@ For each seed (new random ones unless --seeds replays given ones; always printed
      embedded PostgreSQL; VACUUM ANALYZE; the application draws its values (its own distributions);
   2. for each log mode (--log off|on|both): set the server log for the application's sessions
      (ALTER DATABASE ... SET log_min_duration_statement / log_parameter_max_length), reset the
-     statistics, run the application's traffic (bound parameters, committed writes), run the real
+     statistics, run the application's traffic (bound parameters, committed writes) with the
+     product's pg_stat_activity sampler beside it as production runs it (the activity_sampler
+     sensor's ticks; --activity-sampler off for a strict "nothing but pg_stat_statements"), run the real
      audit (materialize_audit, read back with report.audit_result: the CLI's JSON); with the log off
      the audit is run a second time on the unchanged data (same store), to compare the chosen sets
      (and scored too: the summary's "off, re-run" row);
@@ -18,7 +20,7 @@ Prints per seed and the summary: mean and worst seed, log off and on, the calibr
 the calibration table.
 
 Run: .venv/bin/python benchmarks/quality/run_generated.py [--count 5] [--seeds 11,12] [--scale 1]
-     [--log both] [--fixed-workloads] [--json PATH]
+     [--log both] [--activity-sampler on|off] [--fixed-workloads] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import json
 import os
 import random
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,6 +71,42 @@ def set_logging(url: str, db_name: str, on: bool) -> None:
             else:
                 conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(db_name),
                                                                             sql.Identifier(name)))
+
+
+@contextmanager
+def activity_sampler(url: str, store_url: str, on: bool):
+    """The product's pg_stat_activity sampler beside the application, as the activity_sampler sensor
+    runs it in production: a tick every DEFAULT_EVERY seconds, each a burst with the resource's
+    default length and interval (the same function, bench/activity.sample_targets). Yields a dict
+    that holds, once the block ends, what the ticks kept."""
+    from dbarch_pipeline.bench import activity
+
+    done: dict = {"ticks": 0, "texts": 0, "statements": set(), "notes": set()}
+    if not on:
+        yield done
+        return
+    resources = audit_resources(target_dsn=url, store_dsn=store_url, settings=AUDIT_SETTINGS or None)
+    name, knobs = resources["target"].target_name(), resources["audit_settings"]
+    stop = threading.Event()
+
+    def ticks() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            result = activity.sample_targets([name], resources["target"].connect, resources["store"].connect,
+                                             settings=knobs.settings().observed, seconds=knobs.activity_sample_seconds,
+                                             interval=knobs.activity_sample_interval_s, stop=stop)[name]
+            done["ticks"] += 1
+            done["texts"] += result.get("texts", 0)
+            done["notes"] |= set(result["notes"]) | ({result["problem"]} if "problem" in result else set())
+            stop.wait(max(0.0, activity.DEFAULT_EVERY - (time.monotonic() - started)))
+
+    thread = threading.Thread(target=ticks, name="activity_sampler", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join()
 
 
 def audit(url: str, store_url: str, settings: dict) -> tuple[dict, float]:
@@ -164,14 +204,22 @@ def run_seed(seed: int, args: argparse.Namespace, calibration: list[dict]) -> di
             with psycopg.connect(url, autocommit=True) as conn:
                 bind_ints_as_bigint(conn)
                 reset_statistics(conn)
-                seconds = run_workload(conn, wl, samples, seed + 2)
+                with activity_sampler(url, store_url, args.activity_sampler == "on") as sampled:
+                    seconds = run_workload(conn, wl, samples, seed + 2)
                 entries = measure.pg_stat_statements(conn)
             name_of |= {e.queryid: n for n, es in measure.match_statements(wl.statements, entries).items()
                         for e in es}
-            clock.say(f"log {mode}: workload {sum(st.calls for st in wl.statements)} statements in {seconds:.1f}s")
+            clock.say(f"log {mode}: workload {sum(st.calls for st in wl.statements)} statements in {seconds:.1f}s"
+                      + (f"; activity sampler: {sampled['ticks']} tick(s), {sampled['texts']} text(s) kept"
+                         if args.activity_sampler == "on" else "; activity sampler off"))
+            for note in sorted(sampled["notes"]):
+                clock.say(f"  activity sampler: {note}")
             audits[mode] = audit(url, store_url, AUDIT_SETTINGS)
             clock.say(f"log {mode}: audit {audits[mode][1]:.0f}s, {len(audits[mode][0]['indexes'])} indexes"
                       + (f"; FAILED {audits[mode][0]['error']}" if audits[mode][0].get("error") else ""))
+            for note in audits[mode][0].get("notes") or []:
+                if note.startswith("activity samples:"):
+                    clock.say(f"  {note}")
             if mode == "off":
                 audits["rerun"] = audit(url, store_url, AUDIT_SETTINGS)
                 clock.say(f"re-run: audit {audits['rerun'][1]:.0f}s, {len(audits['rerun'][0]['indexes'])} indexes")
@@ -411,6 +459,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="row-count multiplier (1: event table 150k-600k rows; 5: up to 3M)")
     parser.add_argument("--log", choices=["off", "on", "both"], default="both",
                         help="the server log of the application's statements with their values")
+    parser.add_argument("--activity-sampler", choices=["on", "off"], default="on",
+                        help="run the product's pg_stat_activity sampler beside the application, as the "
+                             "activity_sampler sensor does in production (default on); off: pg_stat_statements "
+                             "(and the log when on) only")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per parameter set in the replay")
     parser.add_argument("--oracle-budget", type=float, default=240.0, help="seconds for the oracle's search per seed")
     parser.add_argument("--fixed-workloads", action="store_true", help="also run demo, shop and TPC-H (run_quality.py)")
@@ -424,7 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds
              else [random.SystemRandom().randint(1, 99_999) for _ in range(args.count)])
     embedded.start()
-    print(f"seeds: {','.join(map(str, seeds))}  scale {args.scale}  log {args.log}")
+    print(f"seeds: {','.join(map(str, seeds))}  scale {args.scale}  log {args.log}  "
+          f"activity sampler {args.activity_sampler}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     calibration: list[dict] = []
     per_seed = [run_seed(seed, args, calibration) for seed in seeds]

@@ -199,6 +199,28 @@ def literal_values(normalized: str, logged: str, params: Sequence[str | None] | 
     texts are tokenized and walked together; None when they do not line up. With the values bound
     to the logged statement's own `$k` (`params`), a `$n` that stands for one of them takes its value,
     so a statement holding both (`substr(code, 1, 8) = $1`) is lined up whole."""
+    values = _line_up(normalized, logged, params, partial=False)
+    if values is None or not values or sorted(values) != list(range(1, max(values) + 1)):
+        return None
+    return tuple(values[n] for n in range(1, max(values) + 1))
+
+
+def literal_constants(normalized: str, text: str) -> dict[int, str | None] | None:
+    """The `$n` of pg_stat_statements' text lined up with `text` (the statement as the client sent
+    it, its bound parameters still `$k`, as pg_stat_activity shows it): the value of each `$n` that
+    stands for a literal, None for each that stands for a bound `$k` (its value is not in the text).
+    A list pg_stat_statements squashed (`IN ($3 /*, ... */)`) is left out. None when the texts do not
+    line up.
+
+    >>> literal_constants("SELECT id FROM t WHERE substr(code, $2, $3) = $1",
+    ...                   "SELECT id FROM t WHERE substr(code, 1, 8) = $1")
+    {2: '1', 3: '8', 1: None}
+    """
+    return _line_up(normalized, text, None, partial=True)
+
+
+def _line_up(normalized: str, logged: str, params: Sequence[str | None] | None, *, partial: bool
+             ) -> dict[int, str | None] | None:
     from sqlglot.dialects.postgres import Postgres
     from sqlglot.errors import SqlglotError
     from sqlglot.tokens import TokenType
@@ -208,7 +230,7 @@ def literal_values(normalized: str, logged: str, params: Sequence[str | None] | 
         seen = Postgres().tokenize(logged)
     except SqlglotError:
         return None
-    values: dict[int, str] = {}
+    values: dict[int, str | None] = {}
     i = j = 0
     while i < len(norm):
         tok = norm[i]
@@ -226,6 +248,12 @@ def literal_values(normalized: str, logged: str, params: Sequence[str | None] | 
                 j += 2
                 i += 2
                 continue
+            if (partial and j + 1 < len(seen) and seen[j].token_type == TokenType.PARAMETER
+                    and seen[j + 1].token_type == TokenType.NUMBER and not sign):
+                values[n] = None    # a bound parameter: its value is not in the text
+                j += 2
+                i += 2
+                continue
             if j >= len(seen) or seen[j].token_type not in (TokenType.STRING, TokenType.NUMBER, TokenType.NATIONAL_STRING,
                                                             TokenType.BIT_STRING, TokenType.HEX_STRING, TokenType.TRUE,
                                                             TokenType.FALSE):
@@ -235,15 +263,15 @@ def literal_values(normalized: str, logged: str, params: Sequence[str | None] | 
             if squashed:   # IN ($3 /*, ... */): the first item stands for the list
                 while j < len(seen) and seen[j].token_type != TokenType.R_PAREN:
                     j += 1
+                if partial:
+                    del values[n]   # no single constant
             i += 2
             continue
         if j >= len(seen) or tok.token_type != seen[j].token_type or tok.text.lower() != seen[j].text.lower():
             return None
         i += 1
         j += 1
-    if j != len(seen) or not values or sorted(values) != list(range(1, max(values) + 1)):
-        return None
-    return tuple(values[n] for n in range(1, max(values) + 1))
+    return values if j == len(seen) else None
 
 
 # -- reading the log ----------------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class ParameterPlan:
     how: dict[int, str] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     type_match: dict = field(default_factory=dict)
+    constants: dict = field(default_factory=dict)   # constants given back to the text, and their source
 
     def evidence(self) -> dict:
         """What the evidence records about the values (never the observed values themselves)."""
@@ -110,7 +111,8 @@ class ParameterPlan:
         return {"sources": self.provenance, "source_counts": dict(counts), "types": {str(k): v for k, v in
                                                                                       sorted(self.types.items())},
                 "how": {f"${k}": v for k, v in sorted(self.how.items())}, "problems": self.problems,
-                "calibration": self.calibration, **({"type_match": self.type_match} if self.type_match else {})}
+                "calibration": self.calibration, **({"type_match": self.type_match} if self.type_match else {}),
+                **({"constants": self.constants} if self.constants else {})}
 
     @property
     def observed(self) -> bool:
@@ -496,28 +498,90 @@ def hidden_literals(query: str) -> str | None:
     text, params = next(iter(by_expression.items()))
     names = ", ".join(f"${n}" for n in params)
     return (f"{text} holds {names}, which pg_stat_statements put in place of the application's constants: an "
-            "index on it needs their values, which only the server log keeps (log_min_duration_statement)")
+            "index on it needs their values, which only the application's own text holds: the server log "
+            "(log_min_duration_statement) or a sample of pg_stat_activity while it runs (the activity_sampler "
+            "sensor, `dbarch sample-activity`)")
+
+
+LOG_SOURCE, SAMPLE_SOURCE = "server log", "activity sample"
+
+
+@dataclass(frozen=True)
+class SampledText:
+    """One text of the statement as the application sent it (pg_stat_activity), lined up with
+    pg_stat_statements' `$n`: the values of those that stand for its literals. `bound`: the text
+    also holds bound parameters (`$1`), so its literals are constants written in the application's
+    SQL, not values it passes on each call."""
+
+    values: dict[int, str]
+    bound: bool
+
+
+@dataclass(frozen=True)
+class Inlined:
+    """A statement with the application's constants back in its text (recover_constants): the text,
+    the observed sets for the `$n` left (renumbered), the constants given back and where the
+    application's text came from (the server log, an activity sample, or both)."""
+
+    text: str
+    sets: list[tuple[str | None, ...]] | None
+    constants: dict[int, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+    def evidence(self, show_values: bool = False) -> dict:
+        """What the evidence records (the values only when the user opted in: they are the
+        application's text, which can hold personal data)."""
+        if not self.constants:
+            return {}
+        return {"source": " and ".join(self.sources),
+                "params": {f"${n}": (v if show_values else REDACTED) for n, v in sorted(self.constants.items())}}
 
 
 def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Sequence[str | None]] | None
                      ) -> tuple[str, list[tuple[str | None, ...]] | None]:
+    """`recover_constants` with the server log's sets alone: (the text, the observed sets left)."""
+    done = recover_constants(conn, query, observed)
+    return done.text, done.sets
+
+
+def recover_constants(conn: psycopg.Connection, query: str, observed: Sequence[Sequence[str | None]] | None,
+                      sampled: Sequence[SampledText] | None = None) -> Inlined:
     """The statement with the application's literals back in its indexable expressions, and the
     observed sets for the `$n` left (renumbered).
 
     pg_stat_statements turns `substr(code, 1, 8) = $1` into `substr(code, $2, $3) = $1`: no index
-    can be built on an expression holding parameters. The server log holds the statement as the
-    application sent it, so the observed values of such a `$n` (one inside an expression over a
-    table's columns) are the literals; when every observed set agrees on one, it goes back into the
-    text, typed as PostgreSQL inferred it. Without observed values the text is left as it is."""
-    if not observed:
-        return query, list(observed) if observed is not None else None
+    can be built on an expression holding parameters. The application's own text holds the
+    literals: the server log keeps it (`observed`: each logged set lined up with the `$n`), and so
+    does pg_stat_activity while the statement runs (`sampled`: per sampled text, the `$n` that stand
+    for its literals, bench/activity.py). When every set and every sampled text that knows such a
+    `$n` (one inside an expression over a table's columns) agrees on one value, it goes back into
+    the text, typed as PostgreSQL inferred it.
+
+    A sampled text that also holds bound parameters tells more: its literals were written in the
+    application's SQL, not passed on each call, so any `$n` every sampled text knows and agrees on
+    (a `LIMIT 10`, a `status = 'open'` a partial index can hold, the `100` of `$1 * 100`) goes back
+    too, provided every sampled text holds bound parameters (a simple-protocol text's literals may be
+    the call's values) and no logged set disagrees. With neither source, the text is left as it is."""
+    sampled = [s for s in sampled or [] if s.values]
+    if not observed and not sampled:
+        return Inlined(query, list(observed) if observed is not None else None)
     inside = set(_in_expressions(query))
     count = max((n for n, _s, _e in _param_tokens(query)), default=0)
-    sets = [tuple(v) for v in observed if len(v) == count]
-    constants = {n: sets[0][n - 1] for n in sorted(inside)
-                 if sets and sets[0][n - 1] is not None and all(v[n - 1] == sets[0][n - 1] for v in sets)}
+    sets = [tuple(v) for v in observed or [] if len(v) == count]
+    # the application's own constants: every sampled text has bound parameters and knows them
+    written = set.intersection(*(set(s.values) for s in sampled)) if sampled and all(s.bound for s in sampled) \
+        else set()
+    constants: dict[int, str] = {}
+    sources: set[str] = set()
+    for n in sorted(inside | written):
+        logged = [v[n - 1] for v in sets]
+        seen = [s.values[n] for s in sampled if n in s.values]
+        values = logged + seen
+        if values and values[0] is not None and all(v == values[0] for v in values):
+            constants[n] = values[0]
+            sources |= ({LOG_SOURCE} if logged else set()) | ({SAMPLE_SOURCE} if seen else set())
     if not constants:
-        return query, list(observed)
+        return Inlined(query, list(observed) if observed is not None else None)
     types = parameter_types(conn, query)
     kept = [n for n in range(1, count + 1) if n not in constants]
     number = {old: new for new, old in enumerate(kept, 1)}
@@ -531,7 +595,8 @@ def inline_constants(conn: psycopg.Connection, query: str, observed: Sequence[Se
             out.append(f"${number[n]}")
         pos = end
     out.append(query[pos:])
-    return "".join(out), [tuple(v[n - 1] for n in kept) for v in sets]
+    return Inlined("".join(out), [tuple(v[n - 1] for n in kept) for v in sets] if observed is not None else None,
+                   constants, tuple(s for s in (LOG_SOURCE, SAMPLE_SOURCE) if s in sources))
 
 
 def _first_line(exc: BaseException) -> str:

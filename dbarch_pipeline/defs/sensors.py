@@ -3,8 +3,9 @@ target) into partitions of the `target` dimension, so schedules and the UI know 
 Between audits: `slow_query_spike` audits a target's current week when a new statement crosses the
 thresholds, `applied_optimizations` notices applied recommendations and records what they really
 gained, `pull_request_reviews` reads reviews back (rejected, merged) and closes superseded pull
-requests (prs/lifecycle.py), `run_failure_alert` logs failed runs and posts them to $DBARCH_ALERT_WEBHOOK_URL. The logic
-is in dbarch_pipeline/watch.py."""
+requests (prs/lifecycle.py), `run_failure_alert` logs failed runs and posts them to $DBARCH_ALERT_WEBHOOK_URL,
+`activity_sampler` keeps the statement texts pg_stat_activity shows while they run (bench/activity.py).
+The logic is in dbarch_pipeline/watch.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dagster as dg
 import psycopg
 
 from .. import watch
+from ..bench import activity
 from ..errors import DbarchError
 from ..resources.audit_settings import AuditSettingsResource
 from ..resources.github import GitHubResource
@@ -134,6 +136,29 @@ def pull_request_reviews(context: dg.SensorEvaluationContext, store: StoreDataba
                          f"{len(seen['rejected'])} rejected; {len(withdrawn['closed'])} superseded one(s) closed")
 
 
+@dg.sensor(name="activity_sampler", minimum_interval_seconds=activity.DEFAULT_EVERY,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Samples each target's pg_stat_activity for a few seconds every tick and keeps the texts "
+                       "of the statements running (their constants, which pg_stat_statements replaces by $n); "
+                       "off with DBARCH_OBSERVED_PARAMS=off.")
+def activity_sampler(context: dg.SensorEvaluationContext, target: TargetDatabase, store: StoreDatabase,
+                     audit_settings: AuditSettingsResource) -> dg.SkipReason:
+    settings = audit_settings.settings().observed
+    if not settings.enabled:
+        return dg.SkipReason("activity sampling is off (DBARCH_OBSERVED_PARAMS=off or observed_params: false)")
+    names = context.instance.get_dynamic_partitions(TARGETS_NAME)
+    done = activity.sample_targets(names, target.connect, store.connect, settings=settings,
+                                   seconds=audit_settings.activity_sample_seconds,
+                                   interval=audit_settings.activity_sample_interval_s)
+    for name, result in done.items():
+        if "problem" in result:
+            context.log.warning(f"activity_sampler: skipping target {name}: {result['problem']}")
+        for note in result["notes"]:
+            context.log.warning(f"activity_sampler: [{name}] {note}")
+    return dg.SkipReason("; ".join(f"{name}: {result.get('problem') or activity.summary_line(result)}"
+                                   for name, result in done.items()) or "no target")
+
+
 @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Logs every failed run as one JSON line and posts it to "
                                    "$DBARCH_ALERT_WEBHOOK_URL when set.")
@@ -157,4 +182,5 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
             context.log.warning(f"run_failure_alert: {problem}")
 
 
-SENSORS = [target_registry, slow_query_spike, applied_optimizations, pull_request_reviews, run_failure_alert]
+SENSORS = [target_registry, slow_query_spike, applied_optimizations, pull_request_reviews, activity_sampler,
+           run_failure_alert]

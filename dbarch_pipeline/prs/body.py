@@ -231,6 +231,10 @@ def _measurements(row: dict, plan_chars: int) -> list[str]:
         origin = ", ".join(f"{k} {v}".strip() for k, v in sorted(sources.items()))
         out.append(f"Parameter sets ({len(sets)}; values {origin}; {runs or '?'} timed runs each"
                    + (f" after {warmup} warm-up" if warmup else "") + ", median kept):")
+        constants = (ev.get("parameter_values") or {}).get("constants")
+        if constants:
+            out += ["", f"The constants pg_stat_statements replaced ({', '.join(constants['params'])}) were given back "
+                        f"from the {constants['source']}."]
         out += ["", "| # | values | cost before | cost after | median before | median after |",
                 "|---:|---|---:|---:|---:|---:|"]
         for n, values in enumerate(sets):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ..audit import AuditSettings
+from ..bench import activity
 from ..bench.observed import ObservedSettings
 from ..bench.runner import BenchSettings
 from ..models import Thresholds
@@ -30,6 +31,9 @@ class AuditSettingsResource(dg.ConfigurableResource):
     log_dirs: list[str] = []
     show_observed_values: bool = False
     time_budget_s: float = 0.0
+    # the activity_sampler sensor: each tick reads pg_stat_activity every interval for this long
+    activity_sample_seconds: float = activity.DEFAULT_SECONDS
+    activity_sample_interval_s: float = activity.DEFAULT_INTERVAL
 
     def settings(self, *, statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 2_000) -> AuditSettings:
         observed = ObservedSettings.from_env(enabled=self.observed_params, keep_per_statement=self.observed_keep,

@@ -6,6 +6,9 @@ WITH t AS (UPDATE dbarch.target SET name = %(new)s, retired_at = now(), schedule
      s AS (UPDATE dbarch.snapshot SET target = %(new)s WHERE target = %(old)s RETURNING 1),
      o AS (UPDATE dbarch.optimization_log SET target = %(new)s WHERE target = %(old)s RETURNING 1),
      -- the values the old database's application bound belong to it, not to the new database
-     p AS (UPDATE dbarch.observed_parameters SET target = %(new)s WHERE target = %(old)s RETURNING 1)
+     p AS (UPDATE dbarch.observed_parameters SET target = %(new)s WHERE target = %(old)s RETURNING 1),
+     -- and so do the statement texts sampled from its pg_stat_activity
+     a AS (UPDATE dbarch.activity_sample SET target = %(new)s WHERE target = %(old)s RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS captures, (SELECT count(*) FROM s) AS snapshots,
-       (SELECT count(*) FROM o) AS log_rows, (SELECT count(*) FROM p) AS observed_values
+       (SELECT count(*) FROM o) AS log_rows, (SELECT count(*) FROM p) AS observed_values,
+       (SELECT count(*) FROM a) AS activity_samples
