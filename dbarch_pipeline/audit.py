@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -65,6 +65,13 @@ class NoSnapshot(DbarchError):
     pass
 
 
+def runnable(conn: psycopg.Connection, query: str) -> str:
+    """pg_stat_statements' text as PostgreSQL can run it: `interval '60 days'` was kept as `interval
+    $2`, a syntax error, and goes back as `$2::interval` (bench.params.typed_literals). The stored text
+    stays pg_stat_statements' own: the server log and pg_stat_activity samples line up with it."""
+    return typed_literals(conn, query)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -93,8 +100,6 @@ def take_snapshot(target_conn: psycopg.Connection | None, store_conn: psycopg.Co
         live = history.capture(target_conn, store_conn, target=target, now=now)
     act = history.activity(store_conn, target=target, window_start=window[0], window_end=window[1])
     queries, skipped = history.slow_queries(act, thresholds)
-    # `interval '60 days'` became `interval $2`: written back as `$2::interval`, it parses and runs
-    queries = [replace(q, query_text=typed_literals(store_conn, q.query_text)) for q in queries]
     reset = next((r["at"] for r in act.resets if r["kind"] == "stats_reset"), None)
     # upkeep is weighed against reads of this window, so the writes must be this window's too
     writes = window_writes(act.statements, act.tables, seconds=act.covered_seconds,
@@ -174,7 +179,8 @@ def recommend_indexes(target_conn: psycopg.Connection, store_conn: psycopg.Conne
     for q in queries:
         try:
             # typed as the application's driver bound them (its queryid tells), else as inferred
-            recovered = recover_constants(target_conn, match_types(target_conn, q.query_text, q.queryid).text,
+            recovered = recover_constants(target_conn, match_types(target_conn, runnable(target_conn, q.query_text),
+                                                                   q.queryid).text,
                                           seen.get(q.fingerprint),
                                           activity.constants(q.query_text, texts.get(q.queryid)))
             text, _seen = recovered.text, recovered.sets
@@ -260,7 +266,8 @@ def second_opinion(client, target_conn: psycopg.Connection, q: SlowQuery, shape:
     try:
         with rolled_back(target_conn, statement_timeout_ms=settings.bench.statement_timeout_ms,
                          lock_timeout_ms=settings.bench.lock_timeout_ms):
-            _, doc = generic_cost(target_conn, q.query_text, shape.param_count > 0, shape.param_count)
+            _, doc = generic_cost(target_conn, runnable(target_conn, q.query_text), shape.param_count > 0,
+                                  shape.param_count)
             plan = compact_plan(doc)
     except psycopg.Error:
         pass   # the prompt says the plan is unknown
@@ -320,7 +327,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
         q = queries[qid]
         # the `$n` typed as the application's driver bound them (matched to its queryid), and those
         # pg_stat_statements made of literals typed as those literals were
-        typing = match_types(sandbox_conn, q.query_text, q.queryid)
+        typing = match_types(sandbox_conn, runnable(sandbox_conn, q.query_text), q.queryid)
         recovered = recover_constants(sandbox_conn, typing.text, seen.get(q.fingerprint),
                                       activity.constants(q.query_text, texts.get(qid)))
         text, observed = recovered.text, recovered.sets
@@ -711,6 +718,7 @@ def recommend_statement(conn: psycopg.Connection, query: str, settings: AuditSet
     index if it clears the bar (None otherwise). Used by tests and the quality benchmarks. With the
     statement's pg_stat_statements queryid, its `$n` are typed as the application bound them."""
     catalog = Catalog(conn)
+    query = runnable(conn, query)
     query = match_types(conn, query, queryid).text if queryid is not None else typed_statement(conn, query)
     shape = analyze_with_catalog(query, catalog)
     if unsafe_reason(shape):

@@ -282,3 +282,22 @@ def test_ilike_and_a_leading_wildcard_get_a_trigram_index_where_pg_trgm_is_insta
     for key in ("name", "phone"):
         assert key in recs and "gin_trgm_ops" in recs[key]["ddl"], (key, recs.get(key), [str(q) for q in result["queries"]])
         assert recs[key]["measured_gain_pct"] > 50, recs[key]
+
+
+def test_typed_literals_and_sampled_constants_together(server):
+    """The sampled text lines up with pg_stat_statements' own text (`interval $3`); the constants it
+    gives back go into the text dbarch runs (`$3::interval`), whose `$n` are numbered alike."""
+    from dbarch_pipeline.audit import runnable
+    from dbarch_pipeline.bench import activity
+    from dbarch_pipeline.bench.params import recover_constants
+
+    url = fresh_database("dbarch_test_typed_sampled")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ev (id int, code text, at timestamptz)")
+        pgss = "SELECT id FROM ev WHERE substr(code, $2, $3) = $1 AND at > now() - interval $4"
+        sampled = "SELECT id FROM ev WHERE substr(code, 1, 8) = $1 AND at > now() - interval '30 days'"
+        found = activity.constants(pgss, [sampled])
+        assert found and found[0].values == {2: "1", 3: "8", 4: "30 days"}, found
+        text = recover_constants(conn, runnable(conn, pgss), None, found).text
+        assert "substr(code, '1'::integer, '8'::integer) = $1" in text and "'30 days'::interval" in text, text
+        conn.execute(f"PREPARE p AS {text}")   # it parses and plans
