@@ -16,6 +16,9 @@ from dbarch_pipeline.run import audit_resources, materialize_audit
 
 from .conftest import FAST_SETTINGS, fresh_database
 
+# this database's statistics only: other tests' module-scoped databases keep theirs
+RESET_OWN = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
+
 TYPED = [("interval", "'3 days'"), ("date", "'2024-02-01'"), ("timestamp", "'2024-02-01 10:00'"),
          ("timestamptz", "'2024-02-01 10:00+00'"), ("timestamp with time zone", "'2024-02-01 10:00+00'"),
          ("numeric", "'1.5'"), ("bool", "'true'"), ("jsonb", "'{\"a\": 1}'"), ("double precision", "'2.5'"),
@@ -85,7 +88,7 @@ def test_typed_literals_from_pg_stat_statements_round_trip(server):
     url = fresh_database("dbarch_test_typed_pgss")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE shapes (id int, at timestamptz, day date, amount numeric, doc jsonb)")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         conn.execute("SELECT id FROM shapes WHERE at > now() - interval '7 days' AND day >= date '2024-01-01' "
                      "AND amount > numeric '2.5' AND doc @> jsonb '{\"k\": 1}'")
         text = conn.execute("SELECT query FROM pg_stat_statements WHERE query LIKE '%FROM shapes%'").fetchone()[0]
@@ -141,7 +144,7 @@ def test_or_over_two_columns_gets_an_index_per_branch_measured_together(server, 
         conn.execute("INSERT INTO members SELECT g, 'm' || g || '@x.org', '+1' || (5550000 + g), repeat('n', 30) "
                      "FROM generate_series(1, 80000) g")
         conn.execute("VACUUM ANALYZE members")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for _ in range(12):
             k = rng.randrange(1, 80001)
             conn.execute("SELECT id, note FROM members WHERE email = %s OR phone = %s",
@@ -164,7 +167,7 @@ def test_is_not_null_on_a_mostly_null_column_gets_a_partial_index(server, store_
         conn.execute("INSERT INTO tickets SELECT g, CASE WHEN g % 500 = 0 THEN now() END, "
                      "CASE WHEN g % 300 <> 0 THEN now() END, repeat('b', 40) FROM generate_series(1, 90000) g")
         conn.execute("VACUUM ANALYZE tickets")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for _ in range(10):
             conn.execute("SELECT id, body FROM tickets WHERE escalated_at IS NOT NULL")
             conn.execute("SELECT id FROM tickets WHERE closed_at IS NULL")
@@ -190,7 +193,7 @@ def test_a_cast_the_application_forces_on_a_column_gets_an_expression_index(serv
         conn.execute("INSERT INTO payments SELECT g, (g % 100000) / 100.0, 'r' || g, repeat('m', 30) "
                      "FROM generate_series(1, 100000) g")
         conn.execute("VACUUM ANALYZE payments")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for _ in range(10):
             conn.execute("SELECT id, memo FROM payments WHERE amount > %s", (999.9 + rng.random() / 20,))
             conn.execute("SELECT id, memo FROM payments WHERE ref = %s", (f"r{rng.randrange(1, 100001)}",))
@@ -214,7 +217,7 @@ def test_a_slow_delete_is_timed_by_the_select_that_finds_its_rows(server, store_
         conn.execute("INSERT INTO sessions SELECT g, g % 7000, now() + (g % 100000) * interval '1 minute', "
                      "repeat('d', 50) FROM generate_series(1, 100000) g")
         conn.execute("VACUUM ANALYZE sessions")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for n in range(12):
             # each call deletes nothing new after the first: it keeps scanning the whole table
             conn.execute("DELETE FROM sessions WHERE expires_at < now() - interval '1 day'")
@@ -246,7 +249,7 @@ def test_a_statement_whose_constants_were_lost_says_so_before_any_binding_error(
         conn.execute("CREATE TABLE visits (id int PRIMARY KEY, at timestamptz NOT NULL, page int NOT NULL)")
         conn.execute("INSERT INTO visits SELECT g, now() - g * interval '1 minute', g % 300 FROM generate_series(1, 90000) g")
         conn.execute("VACUUM ANALYZE visits")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for n in range(8):
             conn.execute("SELECT count(*) FROM visits WHERE date_trunc('day', at AT TIME ZONE 'UTC') = %s::timestamp",
                          (f"2026-0{1 + n % 9}-02",))
@@ -272,7 +275,7 @@ def test_ilike_and_a_leading_wildcard_get_a_trigram_index_where_pg_trgm_is_insta
         assert not no_trgm.trigram      # not installed: never proposed (dbarch installs no extension)
         conn.execute("CREATE EXTENSION pg_trgm")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_OWN)
         for _ in range(8):
             conn.execute("SELECT id FROM customers WHERE name ILIKE %s", (f"%{rng.randrange(16**4):04x}%",))
             conn.execute("SELECT id FROM customers WHERE phone LIKE %s", (f"%{rng.randrange(10**5):05d}",))
