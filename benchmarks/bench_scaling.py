@@ -15,10 +15,11 @@ cores, excluding the LLM. Asserts nothing; prints a table to paste, and the load
 baselines, index builds, interleaved timing, bootstrap, re-planning, write cost, configurations) by
 wrapping those functions with a clock, and prints where the seconds went (calls, seconds; parts nest,
 so they do not add up). `--keep-target` keeps the loaded database, and a later run with the same
-seed and scale reuses it (no reload).
+seed and scale reuses it (no reload). `--dump FILE` writes each count's benchmark rows and audit
+result as JSON (to see which statement spent the runs).
 
 Run alone: .venv/bin/python benchmarks/bench_scaling.py [--scale 4] [--counts 10,50,100] [--seed 7]
-           [--setting name=value ...] [--profile] [--keep-target]
+           [--setting name=value ...] [--profile] [--keep-target] [--dump rows_{n}.json]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from psycopg import sql  # noqa: E402
 from dbarch_pipeline import embedded, report  # noqa: E402
 from dbarch_pipeline.embedded import drop_database, recreate_database  # noqa: E402
 from dbarch_pipeline.memory import embeddings  # noqa: E402
+from dbarch_pipeline.memory import store as store_rows  # noqa: E402
 from dbarch_pipeline.run import audit_resources, materialize_audit  # noqa: E402
 
 from benchmarks.quality import generated, scoring  # noqa: E402
@@ -134,7 +136,7 @@ def _target_ready(seed: int, scale: float) -> bool:
 
 
 def run_count(url: str, wl: generated.GeneratedWorkload, n: int, samples: dict, seed: int,
-              extra: dict) -> dict:
+              extra: dict, dump: str | None = None) -> dict:
     reads = [s for s in wl.statements if s.is_read][:n]
     part = generated.GeneratedWorkload(wl.schema, reads + [s for s in wl.statements if not s.is_read])
     store = f"{TARGET_DB}_store_{n}"
@@ -155,6 +157,11 @@ def run_count(url: str, wl: generated.GeneratedWorkload, n: int, samples: dict, 
         with resources["store"].connect() as s:
             audit = report.audit_result(s, target=resources["target"].target_name(),
                                         settings=resources["audit_settings"].settings())
+            if dump:
+                snap = store_rows.latest_snapshot(s, resources["target"].target_name())
+                Path(dump.replace("{n}", str(n))).write_text(json.dumps(
+                    {"benchmarks": store_rows.benchmarks(s, snap["snapshot_id"]), "audit": audit},
+                    indent=1, default=str))
         return {"statements": n, "slow_queries": audit["slow_queries"], "workload_s": round(workload_s, 1),
                 "audit_s": round(wall, 1), "steps": {k: round(v, 1) for k, v in steps.items()},
                 "recommendations": len(audit["recommendations"]), "indexes": len(audit["indexes"]),
@@ -172,6 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="an extra audit setting (AuditSettingsResource field)")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--profile", action="store_true", help="time the benchmark stage's parts")
+    parser.add_argument("--dump", metavar="FILE",
+                        help="write each count's benchmark rows and audit result to FILE ({n}: the count)")
     parser.add_argument("--keep-target", action="store_true",
                         help="keep the loaded database (a run with the same seed and scale reuses it)")
     args = parser.parse_args(argv)
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"load average before {n}: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
             if clock:
                 clock.reset()
-            row = run_count(url, wl, n, samples, seed, extra)
+            row = run_count(url, wl, n, samples, seed, extra, args.dump)
             rows.append(row)
             print(f"{n} statements: audit {row['audit_s']:.0f}s ({row['slow_queries']} slow in the snapshot), "
                   f"steps {row['steps']}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",

@@ -27,9 +27,9 @@ from .bench.evaluate import GUESSED_CAP, SIDE_EFFECT_CAP, pooled_baselines, trus
 from .bench.writes import window_writes
 from .bench.naming import unique_names
 from .bench.whatif import SCREEN_MIN_SAVING, hypopg_status, whatif, worth_building
-from .bench.runner import (DEFERRED, BenchSettings, Prepared, benchmark_statement, evaluate_candidate,
-                           evaluate_configuration_for, evaluate_rewrite, partial_values, plan_shape, prepare,
-                           sibling_timings, time_side_effects, twin_of)
+from .bench.runner import (DEFERRED, PLANNER_MIN_SAVING, BenchSettings, Prepared, benchmark_statement, clearly_apart,
+                           evaluate_candidate, evaluate_configuration_for, evaluate_rewrite, partial_values,
+                           plan_shape, prepare, sibling_timings, time_side_effects, twin_of)
 from .errors import DbarchError
 from .memory import store
 from .memory.embeddings import Embedder
@@ -389,6 +389,10 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
     rows: list[dict] = []
     screened = 0
     lazy = settings.bench.side_effects == "chosen"
+    # statements over several tables that own candidates on at least two of them: their
+    # configuration is measured before their members are timed in full (a member alone keeps the
+    # other tables' scans, so its own timing is a close call that only ranks the table's candidates)
+    configured = {qid for qid in items if len({c.table for c in cands_of.get(qid, [])}) >= 2} if lazy else set()
     pending: dict[str, list[dict]] = {}   # ddl -> side effects re-planned but not timed (deferred rows)
     with twin_of(sandbox_conn, settings.bench) as twin:
         for n, (ddl, (cand, owners)) in enumerate(by_ddl.items(), 1):
@@ -410,39 +414,56 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
                 progress(f"candidate {n}/{len(by_ddl)}: {cand.label()} "
                          f"({len(owner_items)} statement(s), {len(others)} other(s) on the table)")
             results = evaluate_candidate(sandbox_conn, cand, owner_items, others, settings.bench, twin=twin,
-                                         stop=lambda: budget_reason if out_of_time() else None, defer_others=lazy)
+                                         stop=lambda: budget_reason if out_of_time() else None, defer_others=lazy,
+                                         configured=configured)
             for row in results:
                 row["evidence"]["source"] = sources.get(ddl, "advisor")
                 if whatif_costs is not None:
                     row["evidence"]["whatif"] = whatif_costs.get(row["queryid"])
             # side effects re-planned only, and owners with a short look only: timed if it is picked
             later = [r for r in results if r["status"] == DEFERRED] + [
-                {"queryid": r["queryid"], "status": DEFERRED, "evidence": {"owner": True}}
+                {"queryid": r["queryid"], "status": DEFERRED,
+                 "evidence": {"owner": True, "full": r["evidence"].get("planner_saving") is None
+                              or r["evidence"]["planner_saving"] >= PLANNER_MIN_SAVING}}
                 for r in results if r["evidence"].get("short_look")]
             if later:
                 pending[ddl] = later
             rows.extend(r for r in results if r["status"] != DEFERRED)
-        rounds = _time_chosen_side_effects(sandbox_conn, twin, store_conn, snap, settings, queries, items,
-                                           by_ddl, rows, pending, out_of_time, budget_reason, progress)
-        configurations = 0
-        # statements that chose the same set share one build of it
-        groups: dict[tuple[str, ...], tuple[list, list[int]]] = {}
-        for qid, members in configuration_members(items, rows, by_ddl).items():
-            groups.setdefault(tuple(ddl_text(c) for c, _ in members), (members, []))[1].append(qid)
-        for members, qids in groups.values():
-            label = " + ".join(c.label() for c, _ in members)
-            if out_of_time():
-                rows.extend(_not_run(";\n".join(ddl_text(c) for c, _ in members), members[0][0],
-                                     [items[q] for q in qids], budget_reason, label=label))
-                continue
-            if progress:
-                progress(f"configuration {label} for {len(qids)} statement(s)")
-            rows.extend(evaluate_configuration_for(sandbox_conn, members, [items[q] for q in qids], settings.bench,
-                                                   twin=twin))
-            configurations += len(qids)
-        if groups:
+        measured_sets: set[tuple[int, tuple[str, ...]]] = set()
+
+        def measure_configurations() -> int:
+            # statements that chose the same set share one build of it; a statement is measured
+            # again only when the best candidates of its tables changed
+            groups: dict[tuple[str, ...], tuple[list, list[int]]] = {}
+            for qid, members in configuration_members(items, rows, by_ddl).items():
+                key = tuple(ddl_text(c) for c, _ in members)
+                if (qid, key) not in measured_sets:
+                    groups.setdefault(key, (members, []))[1].append(qid)
+            done = 0
+            for key, (members, qids) in groups.items():
+                measured_sets.update((q, key) for q in qids)
+                label = " + ".join(c.label() for c, _ in members)
+                if out_of_time():
+                    rows.extend(_not_run(";\n".join(key), members[0][0], [items[q] for q in qids], budget_reason,
+                                         label=label))
+                    continue
+                if progress:
+                    progress(f"configuration {label} for {len(qids)} statement(s)")
+                rows.extend(evaluate_configuration_for(sandbox_conn, members, [items[q] for q in qids],
+                                                       settings.bench, twin=twin))
+                done += len(qids)
+            return done
+
+        # configurations first: an owner they serve far better needs no full timing of its own
+        configurations = measure_configurations()
+        rounds = 0
+        while True:
             rounds += _time_chosen_side_effects(sandbox_conn, twin, store_conn, snap, settings, queries, items,
                                                 by_ddl, rows, pending, out_of_time, budget_reason, progress)
+            more = measure_configurations()
+            configurations += more
+            if not more or out_of_time():
+                break
     _note_untimed(rows, pending, budget_reason if out_of_time() else None)
     for qid, spec in rewrites:
         if qid in items:
@@ -461,6 +482,7 @@ def benchmark_candidates(sandbox_conn: psycopg.Connection, store_conn: psycopg.C
             "cross_statement_results": sum(1 for r in measured if r["evidence"].get("cross_statement")),
             "side_effects_untimed": sum(1 for v in pending.values() for r in v if not r["evidence"].get("owner")),
             "short_looks_kept": sum(1 for r in measured if r["evidence"].get("short_look")),
+            "looks_served_by_configuration": sum(1 for r in measured if r["evidence"].get("served_by_configuration")),
             "selection_rounds": rounds,
             "configurations_measured": configurations,
             "regressions": sum(1 for r in measured if r["evidence"].get("regression")),
@@ -510,15 +532,52 @@ def settle_side_effects(rows: list[dict], pending: dict[str, list[dict]], order:
         credits = [_planner_credit(r) for deferred in pending.values() for r in deferred
                    if not r["evidence"].get("owner")]
         hopeful = select(rows + credits)
-        want = [ddl for ddl in order if ddl in pending and ddl in _picked(base) | _picked(hopeful)]
+        for r in rows:
+            r["evidence"].pop("served_by_configuration", None)   # said again below where it still holds
+        want: dict[str, list[dict]] = {}
+        for ddl in order:
+            picking = [s for s in (base, hopeful) if ddl in _picked(s)]
+            if ddl not in pending or not picking:
+                continue
+            # an owner's short look stays a look where every selection that picks the index serves
+            # the statement with a measured configuration far faster than the index alone
+            need = [r for r in pending[ddl] if not r["evidence"].get("owner")
+                    or not all(served_by_configuration(rows, ddl, r["queryid"], s) for s in picking)]
+            if need:
+                want[ddl] = need
         if not want:
             break
         rounds += 1
-        for ddl in want:
+        for ddl, need in want.items():
             if out_of_time():
                 break
-            rows.extend(time_them(ddl, pending.pop(ddl)))
+            pending[ddl] = [r for r in pending[ddl] if not any(r is n for n in need)]
+            if not pending[ddl]:
+                del pending[ddl]
+            rows.extend(time_them(ddl, need))
     return rounds
+
+
+def served_by_configuration(rows: list[dict], ddl: str, queryid: int, selection: Selection) -> bool:
+    """Whether the selection serves the statement with a measured configuration that every run
+    shows far faster than the short look of `ddl` alone (`clearly_apart`: 4.4x on every run of the
+    parameter sets both timed). The index alone then cannot change what the statement is credited
+    with, so its look is not timed in full; the look's evidence names the configuration."""
+    look = next((r for r in rows if r["ddl"] == ddl and r["queryid"] == queryid and r["status"] == "measured"
+                 and r["evidence"].get("short_look")), None)
+    assigned = selection.assignment.get(queryid)
+    if look is None or assigned is None or not assigned["evidence"].get("configuration"):
+        return False
+    alone = (look["evidence"].get("after") or {}).get("timings_ms") or []
+    together = (assigned["evidence"].get("after") or {}).get("timings_ms") or []
+    n = min(len(alone), len(together))
+    if not n or not clearly_apart(alone[:n], together[:n]):
+        return False
+    look["evidence"]["served_by_configuration"] = {
+        "index": assigned["evidence"].get("index"), "ms_after": assigned["ms_after"],
+        "why": "a measured configuration serves the statement far faster (every run 4.4x) than this index "
+               "alone, so its short look was not timed in full"}
+    return True
 
 
 def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection | None,
@@ -543,9 +602,10 @@ def _time_chosen_side_effects(conn: psycopg.Connection, twin: psycopg.Connection
         if progress:
             progress(f"side effects of {cand.label()} (picked): {len(others)} statement(s), "
                      f"{len(again)} owner(s) timed in full")
+        full = {r["queryid"] for r in deferred if r["evidence"].get("owner") and r["evidence"].get("full")}
         timed = time_side_effects(conn, cand, others, settings.bench, twin=twin, measured=owner,
                                   stop=lambda: budget_reason if out_of_time() else None,
-                                  known=sibling_timings(rows, cand), again=again)
+                                  known=sibling_timings(rows, cand), again=again, full=full)
         redone = {r["queryid"] for r in timed if r["evidence"].get("timed_again")}
         rows[:] = [r for r in rows if not (r["ddl"] == ddl and r["queryid"] in redone
                                            and r["evidence"].get("short_look"))]

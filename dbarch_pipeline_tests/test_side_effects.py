@@ -203,3 +203,44 @@ def test_deferred_side_effects_are_planned_not_timed_and_a_close_call_gets_a_sid
         assert reused[0]["evidence"]["after"] == timed[0]["evidence"]["after"]
         assert "timed_with" not in anew[0]["evidence"], anew[0]["evidence"]
         assert anew[0]["evidence"]["plan_shape"] != timed[0]["evidence"]["plan_shape"]
+
+
+def _look(qid: int, ddl: str, before: list, after: list, table: str, *, configuration=None) -> dict:
+    """A row with per-set timings: a short look (one run on two sets), or a configuration's."""
+    med = lambda sets: sum(sorted(s)[len(s) // 2] for s in sets) / len(sets)   # noqa: E731
+    row = _row(qid, ddl, med(before), med(after), table=table)
+    row["evidence"].update(before={"timings_ms": before}, after={"timings_ms": after})
+    if configuration:
+        row["evidence"]["configuration"] = [{"ddl": d, "table": f"public.{t}", "label": d, "index_bytes": 1 << 20,
+                                             "write_ms_per_row": 0.0} for d, t in configuration]
+    else:
+        row["evidence"].update(short_look=True, provisional="a look until its configuration is measured")
+    return row
+
+
+def _owner(qid: int) -> dict:
+    return {"queryid": qid, "status": "deferred", "evidence": {"owner": True}}
+
+
+@pytest.mark.parametrize("together_ms, timed_again", [(1.0, False), (40.0, True)])
+def test_a_join_member_served_far_better_by_its_configuration_keeps_its_look(together_ms, timed_again):
+    """A join's members had a short look each (the other table's scan remains: 20-30% alone) and
+    their configuration was measured. When every run of the set is 4.4x faster than every run of
+    the index alone, the selection serves the statement with the set whatever the member alone
+    gives, so neither look is timed in full and each names the configuration; when the set is only
+    2x faster, the picked members are timed in full as before."""
+    before = [[100.0], [110.0]]
+    rows = [_look(1, "A", before, [[80.0], [85.0]], "a"), _look(1, "B", before, [[70.0], [75.0]], "b"),
+            _look(1, "A;\nB", [[100.0, 101.0]] * 4, [[together_ms, together_ms * 1.05]] * 4, "a",
+                  configuration=[("A", "a"), ("B", "b")])]
+    pending = {"A": [_owner(1)], "B": [_owner(1)]}
+    clock = {("A", 1): _row(1, "A", 100, 80, table="a"), ("B", 1): _row(1, "B", 100, 70, table="b")}
+    timed = _settle(rows, pending, clock)
+    final = _select(rows)
+    assert {c.ddl for c in final.chosen} == {"A", "B"} and final.assignment[1]["ddl"] == "A;\nB"
+    looks = [r for r in rows if r["evidence"].get("short_look")]
+    if timed_again:
+        assert sorted(timed) == ["A", "B"] and not pending
+    else:
+        assert timed == [] and sorted(pending) == ["A", "B"]
+        assert len(looks) == 2 and all(r["evidence"]["served_by_configuration"]["ms_after"] < 2 for r in looks)

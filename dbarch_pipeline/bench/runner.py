@@ -18,7 +18,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -307,19 +307,38 @@ def agrees_small(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Se
                               for b, a in sets)
 
 
+def never_slower(before_runs: Sequence[Sequence[float]], after_runs: Sequence[Sequence[float]]) -> bool:
+    """Whether a look shows no hint of a regression: in every parameter set, every run with the
+    index at most 10% above every run without.
+
+    >>> never_slower([[100], [50]], [[60], [54]]), never_slower([[100], [50]], [[60], [56]])
+    (True, False)
+    """
+    sets = [(b, a) for b, a in zip(before_runs, after_runs) if b and a]
+    return bool(sets) and all(max(a) <= min(b) * REGRESSION_FACTOR for b, a in sets)
+
+
 def _short_look(conn: psycopg.Connection, twin: psycopg.Connection, item: Prepared,
-                settings: BenchSettings) -> tuple[Measurement, Measurement] | None:
+                settings: BenchSettings, *, provisional: bool = False) -> tuple[Measurement, Measurement] | None:
     """An owner the planner expects the index to cut by under 10%: the side effect's first look
     (one interleaved run on two parameter sets). Kept when the two are apart beyond doubt, or when
     the clock agrees with the planner (`agrees_small`); such a row can then neither earn the index
     credit nor count as a regression, and is timed again in full if the selection picks the index
-    (the audit's `settle_side_effects`). None: the clock disagrees, time it in full now."""
+    (the audit's `settle_side_effects`). None: the clock disagrees, time it in full now.
+
+    `provisional`: an owner over several tables whose configuration (the best candidate of each of
+    its tables built together) is measured before its members are timed in full: the look is also
+    kept when it shows no hint of a regression (`never_slower`); it only ranks the table's
+    candidates for the configuration, and is timed in full if the selection picks the index for a
+    statement no measured configuration serves far better."""
     if not item.param_sets:
         return None
     look = item.param_sets[:CROSS_LOOK_SETS]
     before, after = measure_pair(conn, twin, item.query, look, has_params=item.has_params, runs=1,
                                  warmup=settings.warmup, param_count=item.shape.param_count, max_runs=1)
     if clearly_apart(before.timings_ms, after.timings_ms) or agrees_small(before.timings_ms, after.timings_ms):
+        return before, after
+    if provisional and never_slower(before.timings_ms, after.timings_ms):
         return before, after
     return None
 
@@ -415,10 +434,12 @@ def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Se
                       settings: BenchSettings, twin: psycopg.Connection | None = None,
                       stop: Callable[[], str | None] | None = None, *, measured: dict | None = None,
                       known: Callable[[int, str], dict | None] | None = None,
-                      again: Sequence[Prepared] = ()) -> list[dict]:
+                      again: Sequence[Prepared] = (), full: Collection[int] = ()) -> list[dict]:
     """The side effects `evaluate_candidate(..., defer_others=True)` left: the candidate built again
     (rolled back) and `others` timed as side effects, exactly as they would have been then; `again`:
-    its owners that had a short look only, timed in full (a side effect's runs, as owners).
+    its owners that had a short look only, timed in full (a side effect's runs, as owners; those in
+    `full`, whose cost the planner expects the index to cut by 10% or more, an owner's runs and
+    extra rounds, as `evaluate_candidate` would have timed them).
     `measured` is the owners' evidence (size, build time, write cost), copied into the rows;
     `known` as in `_side_effects` (a sibling's timing that stands for this index's)."""
     ddl = ddl_text(cand)
@@ -432,8 +453,10 @@ def time_side_effects(conn: psycopg.Connection, cand: IndexCandidate, others: Se
             for item in again:
                 if stop and stop():
                     break
-                before, after = _timings(conn, twin, item, settings, runs=min(settings.runs, CLOSE_CALL_RUNS),
-                                         adaptive=False)
+                more = item.queryid in full
+                before, after = _timings(conn, twin, item, settings,
+                                         runs=settings.runs if more else min(settings.runs, CLOSE_CALL_RUNS),
+                                         adaptive=more)
                 row = _result(item, after, built, cross=False, before=before,
                               show_observed=settings.show_observed_values)
                 row["evidence"]["timed_again"] = "the short look's index was picked"
@@ -469,13 +492,16 @@ def sibling_timings(rows: Sequence[dict], cand: IndexCandidate) -> Callable[[int
 def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: Sequence[Prepared],
                        others: Sequence[Prepared], settings: BenchSettings,
                        twin: psycopg.Connection | None = None,
-                       stop: Callable[[], str | None] | None = None, *, defer_others: bool = False) -> list[dict]:
+                       stop: Callable[[], str | None] | None = None, *, defer_others: bool = False,
+                       configured: Collection[int] = ()) -> list[dict]:
     """Build the candidate in a rolled-back transaction and measure what it does to every statement
     on its table. Rows for the owners always; for the others only when their plan uses the index.
     `stop` (a time budget) is asked before each statement: when it names a reason, the owners not
     yet timed get a `skipped` row with it and the others are left. With `defer_others` the others
     are re-planned but not timed: each gets a `deferred` row with the planner's expected saving
-    (the caller times them with `time_side_effects` when the index is chosen)."""
+    (the caller times them with `time_side_effects` when the index is chosen). `configured`: the
+    owners (queryids) over several tables whose configuration the caller measures before it times
+    their members in full; with `defer_others` they get a provisional short look (`_short_look`)."""
     ddl = ddl_text(cand)
     left: list[Prepared] = []
     why: str | None = None
@@ -503,8 +529,8 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                 more = saving is None or saving >= PLANNER_MIN_SAVING
                 runs = settings.runs if more else min(settings.runs, CLOSE_CALL_RUNS)
                 look = None
-                if defer_others and not more and used and twin is not None:
-                    look = _short_look(conn, twin, item, settings)
+                if defer_others and used and twin is not None and (not more or item.queryid in configured):
+                    look = _short_look(conn, twin, item, settings, provisional=item.queryid in configured)
                 if look is not None:
                     before, after = look
                 else:
@@ -514,6 +540,8 @@ def evaluate_candidate(conn: psycopg.Connection, cand: IndexCandidate, owners: S
                 row["evidence"]["planner_saving"] = None if saving is None else round(saving, 4)
                 if look is not None and not clearly_apart(before.timings_ms, after.timings_ms):
                     row["evidence"]["short_look"] = True
+                    if item.queryid in configured:
+                        row["evidence"]["provisional"] = "a look until its configuration is measured"
                 if not used:
                     # the plan is the one without the index: any difference on the clock is noise
                     row["evidence"].update(regression=False, plan_unchanged=True)
