@@ -39,7 +39,9 @@ from __future__ import annotations
 NET_NOISE = 0.10   # savings this close (relative) are not told apart: the selection's tie rule
 
 # what the clock decided in a benchmark row: taken together from one measurement, never mixed
-MEASUREMENT_KEYS = ("ms_before", "ms_after", "measured_gain_pct", "confidence")
+# (the planner's estimate with it: a verdict the clock still vouches for does not move with the estimate)
+MEASUREMENT_KEYS = ("ms_before", "ms_after", "measured_gain_pct", "confidence", "estimated_gain_pct",
+                    "cost_before", "cost_after")
 EVIDENCE_KEYS = ("parameter_sets", "parameter_values", "confidence_parts", "verdict", "regression",
                  "trusted_sets", "pooled_baseline", "runs_per_set")
 TIMING_KEYS = ("timings_ms", "median_ms")   # of the evidence's before / after (their plans stay the row's own)
@@ -116,7 +118,7 @@ def anchor(rows: list[dict], fingerprint_of: dict[int, str], previous: list[dict
             note = {"now": now, "previous": then,
                     "why": "measured again within the clock's noise of the previous audit's measurement, "
                            "which stands (the evidence has not changed)"}
-            out.append({**r, **{k: p.get(k) for k in MEASUREMENT_KEYS},
+            out.append({**r, **{k: p[k] for k in MEASUREMENT_KEYS if k in p},
                         "evidence": {**kept, **{k: v for k, v in then_ev.items() if k in EVIDENCE_KEYS},
                                      "anchored": note}})
         else:
