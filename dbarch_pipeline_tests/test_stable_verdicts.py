@@ -293,3 +293,31 @@ def test_a_first_time_measurement_must_clear_the_bar_with_its_whole_interval_bes
     # measured clearly better (the whole interval 10 points above): it comes in
     rows[2] = _row(1, "B", 70.0, [0.26, 0.34])
     assert _chosen(select_indexes(rows, {1: 1.0, 2: 1.0}, previous=standing, **kwargs)) == ["A", "B"]
+
+
+def test_a_moved_measurement_that_leaves_a_tie_keeps_the_previous_choice():
+    """A (the previous audit's proposal) and B, a smaller sibling for the same statement: the first
+    audit told A apart as faster. On the re-run B's measurement moved beyond noise (70% -> 85%) and
+    now ties with A (80%, standing): the clock cannot tell them apart, so the verdict is not
+    rewritten. Without the previous audit, the same rows choose the smaller B; once B is told apart
+    as faster than A, it replaces A."""
+    from dbarch_pipeline.advisor.selection import PreviousVerdicts, select_indexes
+
+    def sized(row: dict, size: int) -> dict:
+        row["evidence"]["index_bytes"] = size
+        return row
+
+    kwargs = dict(table_writes={}, min_gain_pct=10, observed_ms={1: 10.0})
+    first = [sized(_row(1, "A", 80.0, [0.18, 0.22]), 1 << 22), sized(_row(1, "B", 70.0, [0.28, 0.32]), 1 << 18)]
+    assert _chosen(select_indexes(first, {1: 1.0}, **kwargs)) == ["A"]
+    again = [sized(_row(1, "A", 80.0, [0.18, 0.22], stands=True), 1 << 22),
+             sized(_row(1, "B", 85.0, [0.13, 0.17]), 1 << 18)]
+    again[1]["evidence"]["moved"] = {"now": {"gain": 85.0, "ratio_ci": [0.13, 0.17]},
+                                     "previous": {"gain": 70.0, "ratio_ci": [0.28, 0.32]}}
+    assert _chosen(select_indexes(again, {1: 1.0}, **kwargs)) == ["B"]
+    before = PreviousVerdicts(proposed={"A": {1}}, measured={1})
+    sel = select_indexes(again, {1: 1.0}, previous=before, **kwargs)
+    assert _chosen(sel) == ["A"] and sel.assignment[1]["ddl"] == "A", sel.stability
+    # told apart: B is twice as fast as A, beyond both intervals
+    again[1] = sized(_row(1, "B", 95.0, [0.04, 0.06]), 1 << 18)
+    assert _chosen(select_indexes(again, {1: 1.0}, previous=before, **kwargs)) == ["B"]

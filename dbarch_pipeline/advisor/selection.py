@@ -32,7 +32,9 @@ wherever a new one agrees with it within noise (advisor.stability.anchor, applie
 audit.select_for_snapshot), so unchanged evidence gives the same set; `previous` names which of the
 previous audit's proposals still stand (`stability` in the result) and makes a statement with a
 standing verdict demand that an index measured for the first time clear the bar with its whole
-interval.
+interval. Where a measurement moved beyond noise the verdict is open again, but not to noise: ties
+go to the previous audit's proposals first, and the final pass neither replaces a previous proposal
+by an index that serves no better beyond noise nor drops one that still serves a statement best.
 
 >>> rows = [dict(queryid=1, ddl="A", status="measured", ms_before=10.0, ms_after=1.0, measured_gain_pct=90.0,
 ...              estimated_gain_pct=90.0, confidence=0.9, cost_after=1.0,
@@ -196,6 +198,7 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
     # statements with a standing verdict (measured by the previous audit, nothing moved beyond noise
     # since): an index measured for the first time must clear the bar with its whole interval
     held, released, settled = _hysteresis(benchmarks, previous)
+    proposed_before = set(previous.proposed)
     options: dict[str, IndexChoice] = {}
     configurations: dict[tuple[str, ...], Configuration] = {}
     declined: dict[str, str] = {}
@@ -386,7 +389,10 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         # the surer benefit (the low end of its interval, by 25% steps), the planner's estimate, then
         # the name
         ties = [s for s in scored if s[0] >= best[0] * (1 - NET_NOISE) or s[5] >= best[4]]
-        net, _, size, new, *_ = min(ties, key=lambda s: (s[1], round(math.log2(s[2] + 1)), -_steps(s[4]),
+        # a re-run keeps the previous audit's proposal among moves the clock cannot tell apart: the
+        # evidence has not changed materially, so neither does the verdict (advisor.stability)
+        net, _, size, new, *_ = min(ties, key=lambda s: (sum(d not in proposed_before for d in s[3]), s[1],
+                                                         round(math.log2(s[2] + 1)), -_steps(s[4]),
                                                          -_steps(s[6]), s[3]))
         picks.append((new, net, capped or max_indexes is None))
         picked.extend(new)
@@ -417,9 +423,15 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         return up2 >= up - NET_NOISE * abs(up)
 
     def simplicity(ddl: str) -> tuple:
-        # smaller first (by powers of two, as the tie rule), then the shorter definition (fewer
-        # columns, no INCLUDE), then the name: never which timing came out faster by noise
-        return (round(math.log2(options[ddl].index_bytes + 1)), len(ddl), ddl)
+        # the previous audit's proposals first (a re-run keeps them while the rest serve no better
+        # beyond noise), then smaller (by powers of two, as the tie rule), then the shorter
+        # definition (fewer columns, no INCLUDE), then the name: never which timing came out faster
+        return (ddl not in proposed_before, round(math.log2(options[ddl].index_bytes + 1)), len(ddl), ddl)
+
+    def needed(ddl: str, whole: set[str]) -> bool:
+        """Whether some statement's best saving comes from `ddl` (alone or in a configuration)."""
+        without = saving(whole - {ddl})
+        return any(without.get(q, 0.0) < s for q, s in saving(whole).items() if s > 0)
 
     def canonical(fixed: set[str], movable: list[str]) -> dict[str, str | None]:
         """The same set on every run over unchanged data: each movable index, the most complex
@@ -439,6 +451,8 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
                      and any(v > 0 for v in options[o].savings.values()) and simplicity(o) < simplicity(ddl)),
                     key=simplicity)
                 for alt in alternatives:
+                    if alt is None and ddl in proposed_before and needed(ddl, whole):
+                        continue   # a standing proposal still serving a statement best is not dropped on noise
                     after = (whole - {ddl}) | ({alt} if alt else set())
                     if storage_budget_bytes is not None and alt and sum(
                             options[d].index_bytes for d in after) > storage_budget_bytes:
