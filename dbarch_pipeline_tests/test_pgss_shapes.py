@@ -9,12 +9,13 @@ import random
 import psycopg
 
 from dbarch_pipeline import report
-from dbarch_pipeline.advisor.analyze import analyze
+from dbarch_pipeline.advisor import analyze as analyze_module
+from dbarch_pipeline.advisor.analyze import analyze, column_cast
 from dbarch_pipeline.advisor.catalog import Catalog
 from dbarch_pipeline.bench.params import typed_literals
 from dbarch_pipeline.run import audit_resources, materialize_audit
 
-from .conftest import FAST_SETTINGS, fresh_database
+from .conftest import FAST_SETTINGS, fresh_database, generated_seeds
 
 # this database's statistics only: other tests' module-scoped databases keep theirs
 RESET_OWN = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
@@ -304,3 +305,53 @@ def test_typed_literals_and_sampled_constants_together(server):
         text = recover_constants(conn, runnable(conn, pgss), None, found).text
         assert "substr(code, '1'::integer, '8'::integer) = $1" in text and "'30 days'::interval" in text, text
         conn.execute(f"PREPARE p AS {text}")   # it parses and plans
+
+
+CAST_TYPES = ["text", "double precision", "bigint", "numeric", "numeric(12,4)", "character varying(20)",
+              "varchar", "real", "timestamp(3) without time zone", "date", "bit(8)", "text[]", "integer[]",
+              "character(5)", "time with time zone"]
+SOURCE_TYPES = {"amount": "numeric(10,2)", "ref": "character varying(40)", "qty": "integer",
+                "at": "timestamp with time zone", "tags": "text[]", "flag": "bit(8)", "code": "character(5)"}
+
+
+def test_a_cast_of_a_column_is_read_as_postgresql_prints_it(server):
+    """One reader of a column cast for the plan and the candidates (analyze.column_cast): every cast
+    PostgreSQL can make of a column, printed by PostgreSQL's own deparser (an expression index's
+    definition, as in a plan's filter), reads back as that column and the type PostgreSQL names
+    (format_type, typmod included); an expression around it does not read as a bare cast."""
+    import doctest
+
+    assert doctest.testmod(analyze_module).failed == 0
+    url = fresh_database("dbarch_test_casts")
+    for seed in generated_seeds(2):
+        print(f"seed={seed} (replay with DBARCH_TEST_SEEDS={seed})")
+        rng = random.Random(seed)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS casts")
+            conn.execute("CREATE TABLE casts (" + ", ".join(f'"{c}" {t}' for c, t in SOURCE_TYPES.items()) + ")")
+            checked = 0
+            for _ in range(40):
+                col, target = rng.choice(sorted(SOURCE_TYPES)), rng.choice(CAST_TYPES)
+                if rng.random() < 0.3:
+                    col = col.upper()   # a quoted name that needs its quotes
+                    conn.execute(f'ALTER TABLE casts ADD COLUMN IF NOT EXISTS "{col}" {SOURCE_TYPES[col.lower()]}')
+                try:
+                    with conn.transaction():
+                        conn.execute(f'CREATE INDEX casts_probe ON casts (("{col}"::{target}))')
+                        row = conn.execute(
+                            "SELECT pg_get_indexdef('casts_probe'::regclass, 1, true), "
+                            "format_type(atttypid, atttypmod) FROM pg_attribute "
+                            "WHERE attrelid = 'casts_probe'::regclass AND attnum = 1").fetchone()
+                        raise psycopg.errors.QueryCanceled   # roll the index back
+                except psycopg.errors.QueryCanceled:
+                    pass
+                except psycopg.Error:
+                    continue   # PostgreSQL has no such cast, or it is not immutable
+                printed, named = row
+                if "::" not in printed:
+                    continue   # a cast PostgreSQL elides (the same type)
+                assert column_cast(printed) == (col, named), (seed, col, target, printed, named)
+                wrapped = f"lower(({printed})::text)"
+                assert column_cast(wrapped) is None, (seed, wrapped)
+                checked += 1
+            assert checked >= 10, seed

@@ -17,6 +17,8 @@ index expression against.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -205,6 +207,21 @@ NOT_INDEXABLE = (exp.Select, exp.Subquery, exp.Query, exp.AggFunc, exp.Window, e
                  exp.Placeholder, exp.Star, exp.Command, exp.Predicate)
 PG_TEXT = "pg_text"   # meta key: the operand as PostgreSQL printed it in the plan
 KEEP_CAST = "keep_cast"   # meta key: a cast of a column the plan shows PostgreSQL really applies
+# a type as PostgreSQL prints it in a plan: `double precision`, `character varying(40)`, `numeric(10,2)`, `text[]`
+TYPE_NAME = r"[\w ]+(?:\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(?:\[\])?"
+COLUMN_CAST = re.compile(rf'\(*"?(\w+)"?\)*::({TYPE_NAME})\)*')
+
+
+def column_cast(expression: str) -> tuple[str, str] | None:
+    """A bare column cast to a type, as a plan prints it: (column, type), else None.
+
+    >>> column_cast("((amount)::double precision)"), column_cast('("ref")::character varying(40)')
+    (('amount', 'double precision'), ('ref', 'character varying(40)'))
+    >>> column_cast("lower((email)::text)") is None
+    True
+    """
+    m = COLUMN_CAST.fullmatch(expression.strip())
+    return (m.group(1), m.group(2).strip()) if m else None
 
 
 def indexable(node: exp.Expression, aliases: dict[str, str], columns: Mapping[str, set[str]]

@@ -36,7 +36,7 @@ from sqlglot.tokens import TokenType
 
 from ..db import named
 from ..models import IndexCandidate
-from .analyze import NOT_INDEXABLE, QueryShape
+from .analyze import NOT_INDEXABLE, QueryShape, column_cast
 from .catalog import Catalog, ExistingIndex, TableInfo
 
 MAX_KEY_COLUMNS = 3
@@ -115,10 +115,10 @@ def _uncast(shape: QueryShape, table: str, info: TableInfo, catalog: Catalog) ->
     """The plan's casts of a column that change no bits (`(ref)::text` of a varchar) are the column
     itself to an index: its own btree serves them."""
     def plain(p):
-        cast = COLUMN_CAST.match(p.column.strip().removeprefix("(").removesuffix(")")) if p.is_expression else None
-        if (p.table == table and cast and cast.group(1) in info.columns
-                and _binary_coercible(catalog, info.types[cast.group(1)], cast.group(2))):
-            return replace(p, column=cast.group(1), is_expression=False)
+        cast = column_cast(p.column) if p.is_expression else None
+        if (p.table == table and cast and cast[0] in info.columns
+                and _binary_coercible(catalog, info.types[cast[0]], cast[1])):
+            return replace(p, column=cast[0], is_expression=False)
         return p
     predicates = list(dict.fromkeys(plain(p) for p in shape.predicates))
     return shape if predicates == shape.predicates else replace(shape, predicates=predicates)
@@ -154,9 +154,6 @@ def _indexable_expression(key: str, info: TableInfo, catalog: Catalog) -> bool:
     if cache not in catalog.expression_checks:
         catalog.expression_checks[cache] = _accepted_in_an_index(catalog.conn, info, key)
     return catalog.expression_checks[cache]
-
-
-COLUMN_CAST = re.compile(r'^\(*"?(\w+)"?\)*::(.+)$')
 
 
 def _binary_coercible(catalog: Catalog, source: str, target: str) -> bool:

@@ -39,7 +39,8 @@ from sqlglot.tokens import TokenType
 
 from ..bench.measure import generic_cost
 from ..db import named
-from .analyze import KEEP_CAST, PG_TEXT, JoinKey, Predicate, QueryShape, add_condition, analyze, indexable
+from .analyze import (KEEP_CAST, PG_TEXT, TYPE_NAME, JoinKey, Predicate, QueryShape, add_condition, analyze,
+                      column_cast, indexable)
 from .catalog import Catalog
 
 PLAN_TIMEOUT_MS = 10_000
@@ -297,7 +298,7 @@ def _sort_key(text: str) -> tuple[str, str]:
 
 def normalized(column: str) -> str:
     """A column or expression compared loosely: casts, quotes, parentheses and spaces aside."""
-    key = re.sub(r"::[\w ]+(\[\])?", "", column)
+    key = re.sub(f"::{TYPE_NAME}", "", column)
     return re.sub(r"[\s\"()]", "", key).lower()
 
 
@@ -314,7 +315,7 @@ def merge(text: QueryShape, seen: QueryShape, catalog: Catalog) -> QueryShape:
 
     # where the plan casts a column (`(amount)::double precision > $1`), the text's bare column is not
     # what PostgreSQL compares: the cast takes its place (candidates map a cast that changes no bits back)
-    casts = [p for p in seen.predicates if BARE_CAST.fullmatch(p.column.strip())]
+    casts = [p for p in seen.predicates if column_cast(p.column)]
     predicates = [p for p in text.predicates if real(p.table)
                   and not any(_same_predicate(p, c, casts_apart=False) for c in casts)]
     for p in seen.predicates:
@@ -335,13 +336,10 @@ def merge(text: QueryShape, seen: QueryShape, catalog: Catalog) -> QueryShape:
                    order_incomplete=order[3])
 
 
-BARE_CAST = re.compile(r'\(*"?\w+"?\)*::[\w ]+(\[\])?\)*')
-
-
 def _same_predicate(a: Predicate, b: Predicate, casts_apart: bool = True) -> bool:
     if a.table != b.table or normalized(a.column) != normalized(b.column):
         return False
-    if casts_apart and bool(BARE_CAST.fullmatch(a.column.strip())) != bool(BARE_CAST.fullmatch(b.column.strip())):
+    if casts_apart and bool(column_cast(a.column)) != bool(column_cast(b.column)):
         return False   # `amount` and `(amount)::double precision`: only the cast's own index serves the cast
     if a.params or b.params:
         return bool(set(a.params) & set(b.params))
