@@ -151,6 +151,42 @@ def test_calibration_finds_the_like_prefix_range_window_and_jsonb_document(param
         assert min(keys[2]) > max(keys[3000])
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_rare_jsonb_key_is_found_for_key_existence(params_db, seed):
+    """`payload ? $1` asked for a key one document in a few hundred holds: the few rows values are
+    drawn from do not hold it, so key shares are counted by PostgreSQL over a larger sample, and the
+    calibrated key finds about rows/calls rows; a broad call gets a common key."""
+    print(f"seed {seed} (replay: DBARCH_TEST_SEEDS={seed})")
+    rng = random.Random(seed)
+    words = ["src", "v", "err", "trace", "beta", "lang", "ab", "tz", "ref", "dbg"]
+    rng.shuffle(words)
+    always, common, rare = words[0], words[1], words[2]
+    share_common, share_rare = rng.uniform(0.2, 0.5), rng.uniform(0.001, 0.008)
+    rows = rng.randint(40_000, 80_000)
+    with psycopg.connect(params_db, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS events_keys")
+        conn.execute("CREATE TABLE events_keys (id int PRIMARY KEY, payload jsonb NOT NULL)")
+        conn.execute("SELECT setseed(%s)", (rng.random() * 2 - 1,))
+        conn.execute(
+            "INSERT INTO events_keys SELECT g, jsonb_build_object(%(a)s::text, g %% 97) "
+            "|| CASE WHEN random() < %(sc)s THEN jsonb_build_object(%(c)s::text, 1) ELSE '{}' END "
+            "|| CASE WHEN random() < %(sr)s THEN jsonb_build_object(%(r)s::text, 'e' || g %% 5) ELSE '{}' END "
+            "FROM generate_series(1, %(n)s) g",
+            {"a": always, "c": common, "r": rare, "sc": share_common, "sr": share_rare, "n": rows})
+        conn.execute("ANALYZE events_keys")
+        query = "SELECT * FROM events_keys WHERE payload ? $1"
+        holding = _count(conn, query, [rare])
+        sets, plan = _sets(conn, query, ValueTarget(rows_per_call=holding), seed=seed)
+        found = [_count(conn, query, v) for v in sets]
+        print(f"rare key {rare!r} in {holding} of {rows} rows; bound {[v[0] for v in sets]} find {found}; "
+              f"{plan.how}")
+        assert plan.provenance[0] == [CALIBRATED]
+        assert all(v[0] == rare for v in sets), (sets, plan.how)
+        sets, plan = _sets(conn, query, ValueTarget(rows_per_call=rows), seed=seed)
+        found = [_count(conn, query, v) for v in sets]
+        assert all(n >= rows / 5 for n in found), (sets, found, plan.how)
+
+
 def test_a_value_that_cannot_be_bound_is_a_named_reason_in_the_evidence(params_db):
     query = "SELECT * FROM accounts WHERE id = $1 AND family($2::inet) = 4"
     with psycopg.connect(params_db, autocommit=True) as conn:
