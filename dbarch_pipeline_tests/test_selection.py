@@ -154,3 +154,30 @@ def test_guessed_parameter_sets_do_not_hide_what_the_observed_ones_measured():
         chosen = sel.assignment[1]
         assert chosen["measured_gain_pct"] > 90 and chosen["evidence"]["trusted_sets"] == [0, 1], seed
         assert confidence_basis(chosen, sel.chosen[0])[0] >= 0.9, seed
+
+
+def test_a_statement_left_far_slower_is_not_a_tie_on_generated_pairs():
+    """Two indexes for one statement that save within 10% of each other in milliseconds, yet one
+    leaves the statement several times slower than the other (19.3 ms cut to 1.9 or to 0.23: an
+    `ORDER BY ... LIMIT` served by its filter alone or by filter and sort key). The clock tells
+    them apart by whole intervals, so the smaller one does not win as a tie; pairs that leave
+    times within noise of each other still tie and go to the smaller."""
+    from dbarch_pipeline_tests.conftest import generated_seeds
+
+    for seed in generated_seeds(2):
+        print(f"seed={seed} (replay with DBARCH_TEST_SEEDS={seed})")
+        rng = random.Random(seed)
+        for case in range(60):
+            before = rng.uniform(5, 60)
+            fast = rng.uniform(0.005, 0.03)                     # what the better index leaves (ratio)
+            factor = rng.choice([rng.uniform(3, 12), rng.uniform(1.0, 1.3)])
+            slow = fast * factor
+            spread = rng.uniform(0.05, 0.2)
+            rows = [bench(1, "small", before, before * slow, size=1 << 20,
+                          ci=(slow * (1 - spread), slow * (1 + spread))),
+                    bench(1, "wide", before, before * fast, size=1 << 22,
+                          ci=(fast * (1 - spread), fast * (1 + spread)))]
+            rng.shuffle(rows)
+            sel = select_indexes(rows, {1: rng.uniform(0.1, 5)}, table_writes={}, min_gain_pct=10)
+            expect = ["wide"] if slow * (1 - spread) >= 2 * fast * (1 + spread) else ["small"]
+            assert [c.ddl for c in sel.chosen] == expect, (seed, case, before, fast, factor, spread)

@@ -18,7 +18,9 @@ out. A move counts only when the clock tells its improvement apart from noise (i
 interval clears the current one, or the two measurements, taken with the same parameter sets,
 compared set by set with the new one nowhere slower: bench.evaluate.paired_interval; for a
 statement nothing serves yet, the planner's estimate may vouch for timings that stay within noise). Moves not told apart from the best (within 10%, or
-overlapping intervals) tie; ties go to fewer new indexes, the smaller size (by powers of two), the
+overlapping intervals) tie, unless one leaves some statement at least twice the time the best
+leaves it by whole intervals (savings within 10% in milliseconds can still leave one statement 8x
+slower than the other); ties go to fewer new indexes, the smaller size (by powers of two), the
 surer benefit (the low end of the interval, by 25% steps), the planner's estimate, then the name.
 
 A final pass makes the set the same on every run over unchanged data: each chosen index, the most
@@ -49,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..bench.evaluate import MEANINGFUL_SPEEDUP, paired_interval
+from ..bench.evaluate import MEANINGFUL_SPEEDUP, TARGET_SPEEDUP, paired_interval
 from ..bench.writes import index_columns, upkeep_rows
 from .stability import NET_NOISE
 
@@ -291,6 +293,18 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
                 best, row = s, holder.rows.get(q)
         return row
 
+    def far_slower(a: set[str], b: set[str]) -> bool:
+        """Whether `a` leaves some statement at least TARGET_SPEEDUP times the time `b` leaves it, by
+        whole intervals (the low end of what `a` leaves against the high end of what `b` leaves).
+        Savings close in milliseconds can hide a large factor in what is left: 19.3 ms cut to 1.9 or
+        to 0.23 ms saves within 10% either way, but one statement runs 8x slower than the other."""
+        high_a, low_b = saving(a, 1), saving(b, 0)
+        for q, base in baseline_rate.items():
+            left_a, left_b = base - high_a.get(q, 0.0), base - low_b.get(q, 0.0)
+            if base > 0 and left_b > 0 and left_a >= TARGET_SPEEDUP * left_b:
+                return True
+        return False
+
     paired_cache: dict[tuple[int, int], tuple[float, float] | None] = {}
 
     def paired_gain(q: int, new_set: set[str], cur_set: set[str], cur_saving: float) -> float | None:
@@ -388,7 +402,8 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
         # unchanged data, and less to store and maintain for a benefit the clock cannot tell apart),
         # the surer benefit (the low end of its interval, by 25% steps), the planner's estimate, then
         # the name
-        ties = [s for s in scored if s[0] >= best[0] * (1 - NET_NOISE) or s[5] >= best[4]]
+        ties = [s for s in scored if (s[0] >= best[0] * (1 - NET_NOISE) or s[5] >= best[4])
+                and not far_slower(set(picked) | set(s[3]), set(picked) | set(best[3]))]
         # a re-run keeps the previous audit's proposal among moves the clock cannot tell apart: the
         # evidence has not changed materially, so neither does the verdict (advisor.stability)
         net, _, size, new, *_ = min(ties, key=lambda s: (sum(d not in proposed_before for d in s[3]), s[1],
@@ -419,6 +434,8 @@ def select_indexes(benchmarks: list[dict], calls_per_second: dict[int, float], *
             if s2 < s * (1 - NET_NOISE) and (high2.get(q, 0.0) < low.get(q, 0.0)
                                              or paired_gain(q, before, after, s2) is not None):
                 return False
+        if far_slower(after, before):
+            return False
         up, up2 = upkeep_of(before), upkeep_of(after)
         return up2 >= up - NET_NOISE * abs(up)
 
