@@ -187,6 +187,34 @@ def test_a_rare_jsonb_key_is_found_for_key_existence(params_db, seed):
         assert all(n >= rows / 5 for n in found), (sets, found, plan.how)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_under_a_limit_the_heaviest_lookup_stays_among_the_values(params_db, seed):
+    """`parent_id = $1 ORDER BY updated_at LIMIT $2` returns a page per call whatever the parent, so
+    rows/calls (the page) does not rule the heaviest parent out: it is the first parameter set, where
+    an index without the sort key shows its sort. Without the LIMIT, the most common parent, far
+    heavier than the calls' rows, is not taken on purpose."""
+    print(f"seed {seed} (replay: DBARCH_TEST_SEEDS={seed})")
+    rng = random.Random(seed)
+    rows, parents = rng.randint(30_000, 60_000), rng.randint(200, 2000)
+    with psycopg.connect(params_db, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS pages")
+        conn.execute("CREATE TABLE pages (id int PRIMARY KEY, parent_id int NOT NULL, updated_at timestamptz NOT NULL)")
+        conn.execute("SELECT setseed(%s)", (rng.random() * 2 - 1,))
+        # Zipf-like parents: a few hold thousands of rows, most a handful
+        conn.execute("INSERT INTO pages SELECT g, 1 + floor(%s * random() ^ %s)::int, now() - g * interval '1 minute' "
+                     "FROM generate_series(1, %s) g", (parents, rng.uniform(3, 6), rows))
+        conn.execute("ANALYZE pages")
+        heaviest, count = conn.execute("SELECT parent_id, count(*) FROM pages GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
+        page = rng.choice([10, 20, 50])
+        paged = "SELECT * FROM pages WHERE parent_id = $1 ORDER BY updated_at DESC LIMIT $2"
+        sets, plan = _sets(conn, paged, ValueTarget(rows_per_call=page), seed=seed)
+        print(f"heaviest parent {heaviest} ({count} rows); page {page}; sets {sets}; {plan.how}")
+        assert int(sets[0][0]) == heaviest, (sets, plan.how)
+        whole = "SELECT * FROM pages WHERE parent_id = $1"
+        sets, plan = _sets(conn, whole, ValueTarget(rows_per_call=2), seed=seed)
+        assert count > 20 and "most common" not in plan.how[1], (count, sets, plan.how)
+
+
 def test_a_value_that_cannot_be_bound_is_a_named_reason_in_the_evidence(params_db):
     query = "SELECT * FROM accounts WHERE id = $1 AND family($2::inet) = 4"
     with psycopg.connect(params_db, autocommit=True) as conn:
