@@ -36,7 +36,9 @@ def _runs(rng: random.Random, ms: float, noise: float, n: int) -> list[float]:
 
 def test_an_early_stop_never_contradicts_the_verdict_of_all_the_runs():
     """Whenever the first two runs per set are clearly apart, the verdict and the 2x bar on ten runs
-    of the same statement agree with them; close calls (0.5x to 2x) never stop early."""
+    of the same statement agree with them; a close call on the faster side (0.5x to 1x, where the 2x
+    bar decides) never stops early. (On the slower side, 30% noise now and then spreads two runs of a
+    1.4-2x slowdown beyond 3x: such a stop says "slower", as the ten runs do.)"""
     seed = random.SystemRandom().randint(1, 10**6)
     print(f"seed {seed}")
     rng = random.Random(seed)
@@ -49,7 +51,7 @@ def test_an_early_stop_never_contradicts_the_verdict_of_all_the_runs():
         before = [_runs(rng, b, noise, 10) for b in base]
         after = [_runs(rng, b * ratio, noise, 10) for b in base]
         first = clearly_apart([b[:2] for b in before], [a[:2] for a in after])
-        if 0.5 <= ratio <= 2.0:
+        if 0.5 <= ratio <= 1.0:
             assert not first, (seed, ratio, noise)
         if not first:
             continue
