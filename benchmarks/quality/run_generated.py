@@ -48,7 +48,7 @@ from dbarch_pipeline.run import audit_resources, materialize_audit  # noqa: E402
 
 from benchmarks.quality import generated, measure, oracle, scoring  # noqa: E402
 from benchmarks.quality.run_quality import (  # noqa: E402
-    Clock, ConfigResult, _exposed, _harmed, _recheck, reset_statistics, run_workload)
+    HARMFUL, NOISE_MS, Clock, ConfigResult, _recheck, referee, reset_statistics, run_workload)
 from benchmarks.quality.workloads import bind_ints_as_bigint  # noqa: E402
 
 AUDIT_SETTINGS: dict = {}          # dbarch's defaults: the suite measures the product as shipped
@@ -134,6 +134,8 @@ def replay_config(conn: psycopg.Connection, wl: generated.GeneratedWorkload, nam
     result = ConfigResult(name, applied, measure.replay(conn, wl.statements, param_sets, runs))
     if base is not None:
         _recheck(conn, wl, param_sets, runs, base, result)
+    if base is not None:
+        referee(conn, wl, param_sets, runs, base, result)
     if base is not None and oracle_ms is not None:
         # a fixable statement that looks not fixed is timed again with twice the runs, as a statement
         # that looks harmed is: one noisy window of a shared machine should not decide either way
@@ -145,18 +147,13 @@ def replay_config(conn: psycopg.Connection, wl: generated.GeneratedWorkload, nam
                 result.rechecked.append(st.name)
     if applied:
         measure.drop(conn, applied)
-    if base is not None:
-        for st in wl.statements:
-            if st.name in result.rechecked and _harmed(base.timings[st.name].ms, result.timings[st.name].ms):
-                result.fresh_base[st.name] = measure.time_statement(conn, st, param_sets[st.name], runs * 2)
     return result
 
 
 def harmful(wl, base: ConfigResult, result: ConfigResult) -> list[str]:
-    return [st.name for st in wl.statements
-            if _harmed(base.timings[st.name].ms, result.timings[st.name].ms) and _exposed(st, result)
-            and (st.name not in result.fresh_base or _harmed(result.fresh_base[st.name].ms,
-                                                             result.timings[st.name].ms))]
+    """Statements the screen flagged (>= HARMFUL x and NOISE_MS slower than with no index, exposed,
+    still so on the recheck) and the interleaved A/B confirmed (run_quality.referee)."""
+    return result.harmful()
 
 
 def harm_confidence(wl, harmed: list[str], result: ConfigResult, audit_json: dict) -> dict[str, float]:
@@ -167,13 +164,10 @@ def harm_confidence(wl, harmed: list[str], result: ConfigResult, audit_json: dic
         n = scoring.index_name(r["ddl"])
         if n and r.get("confidence") is not None:
             conf_by_name[n] = max(conf_by_name.get(n, 0.0), r["confidence"])
-    added = result.applied.added if result.applied else []
     out = {}
     for name in harmed:
-        st = next(s for s in wl.statements if s.name == name)
-        exposed = ({ix.name for ix in added} & result.timings[name].indexes_used if st.is_read
-                   else {ix.name for ix in added if ix.table in {r.table for r in st.refs} or ix.table in st.text})
-        out[name] = max((conf_by_name.get(n, 0.0) for n in exposed), default=0.0)
+        # the indexes the interleaved A/B toggled: those the statement is exposed to
+        out[name] = max((conf_by_name.get(n, 0.0) for n in result.ab[name].indexes), default=0.0)
     return out
 
 
@@ -303,7 +297,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
     out = {"seed": seed, "rows": wl.schema.rows, "statements": len(wl.statements), "fixable": fixable,
            "oracle": {"indexes": [c.label() for c in found.chosen], "total_ms": scoring.total(calls, orc_ms),
                       "skipped": found.skipped, "failed": found.failed, "seconds": round(found.seconds, 1),
-                      "harmful": harmful(wl, base, orc)},
+                      "harmful": harmful(wl, base, orc),
+                      "harm_ab": [ab.as_json(HARMFUL, NOISE_MS) for ab in orc.ab.values()]},
            "base_total_ms": scoring.total(calls, base_ms), "runs": {}, "seconds": round(seconds, 1),
            "calls": calls, "base_ms": {n: round(v, 3) for n, v in base_ms.items()},
            "oracle_ms": {n: round(v, 3) for n, v in orc_ms.items()}}
@@ -321,6 +316,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
     print(f"oracle ({found.builds} builds, {found.seconds:.0f}s): " + "; ".join(c.label() for c in found.chosen))
     if out["oracle"]["harmful"]:
         print(f"  the oracle's own set slows down (>= {scoring.HARM}x): {', '.join(out['oracle']['harmful'])}")
+    for ab in orc.ab.values():
+        print(f"  oracle: {ab.line(HARMFUL, NOISE_MS)}")
     for s in found.skipped[:5]:
         print(f"  oracle skipped (budget): {s}")
     for k in keys:
@@ -338,7 +335,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
                "vs_oracle": scoring.total(calls, ms) / max(scoring.total(calls, orc_ms), 1e-9),
                "unmeasured": unmeasured, "unnamed": [u for u in unmeasured if not u["named"]],
                "indexes": [i["ddl"] for i in a["indexes"]], "audit_s": round(audit_s, 1),
-               "slow_queries": a["slow_queries"], "error": a.get("error")}
+               "slow_queries": a["slow_queries"], "error": a.get("error"),
+               "harm_ab": [ab.as_json(HARMFUL, NOISE_MS) for ab in result.ab.values()]}
         out["runs"][k] = run
         print(f"dbarch ({k}): fixed {len(fixed)}/{len(fixable)} (strict ratio {len(strict)}), harmful {len(harmed)}"
               f" ({len(run['harmful_conf05'])} at confidence >= 0.5), {run['vs_oracle']:.2f}x oracle time, "
@@ -355,6 +353,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
                 print(f"    not fixed: {n}: {base_ms[n]:.2f} -> {ms[n]:.2f} ms (oracle {orc_ms[n]:.2f}); {reason}")
         for n, c in harm_conf.items():
             print(f"    harmful: {n}: {base_ms[n]:.3f} -> {ms[n]:.3f} ms (highest confidence involved {c:.2f})")
+        for ab in result.ab.values():
+            print(f"    {ab.line(HARMFUL, NOISE_MS)}")
         for u in unmeasured:
             print(f"    unmeasured: {name_of.get(u['queryid'], u['queryid'])}: {u['reason'] or '(no reason)'}")
     if "off" in out["runs"] and "rerun" in out["runs"]:
