@@ -68,12 +68,14 @@ class ConfigResult:
     applied: measure.Applied | None
     timings: dict[str, measure.Timing]
     rechecked: list[str] = field(default_factory=list)
-    # statements that still looked harmed after the recheck: the interleaved A/B that decides
+    # statements that still looked harmed after the recheck (flagged), and the interleaved A/B that
+    # decides (also of the statements named by --ab, for investigation, which are not scored)
+    flagged: list[str] = field(default_factory=list)
     ab: dict[str, measure.ABResult] = field(default_factory=dict)
 
     def harmful(self) -> list[str]:
-        """Statements the interleaved A/B found at least HARMFUL times and NOISE_MS slower."""
-        return [n for n, ab in self.ab.items() if ab.harmed(HARMFUL, NOISE_MS)]
+        """Flagged statements the interleaved A/B found at least HARMFUL times and NOISE_MS slower."""
+        return [n for n in self.flagged if self.ab[n].harmed(HARMFUL, NOISE_MS)]
 
 
 # -- databases ----------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ AB_ROUNDS = 3
 
 
 def referee(conn: psycopg.Connection, wl: Workload, param_sets: dict, runs: int, base: ConfigResult,
-            result: ConfigResult, rounds: int = AB_ROUNDS, say=print) -> None:
+            result: ConfigResult, rounds: int = AB_ROUNDS, say=print, also: frozenset[str] = frozenset()) -> None:
     """Decide each statement that still looks harmed after the recheck by an interleaved A/B
     comparison (measure.interleaved), run while the configuration's indexes are in place: rounds of
     with, then without the configuration's indexes the statement is exposed to (the indexes its
@@ -255,16 +257,20 @@ def referee(conn: psycopg.Connection, wl: Workload, param_sets: dict, runs: int,
     window of a shared machine or the server's state after the index builds, not the indexes. In
     the A/B both arms of a round are neighbours, so such a window weighs on both. Harmful: the median
     per-round ratio >= HARMFUL and the median difference >= NOISE_MS (the definitions are unchanged;
-    only how the slowdown is measured)."""
+    only how the slowdown is measured). `also`: statements to compare the same way whatever the
+    screen says (--ab, to investigate); they are printed and kept, not scored."""
     for st in wl.statements:
-        if st.name not in result.rechecked or st.name in result.ab:
+        if st.name in result.ab or not _exposed(st, result):
             continue
-        if not (_harmed(base.timings[st.name].ms, result.timings[st.name].ms) and _exposed(st, result)):
+        flagged = st.name in result.rechecked and _harmed(base.timings[st.name].ms, result.timings[st.name].ms)
+        if not flagged and st.name not in also:
             continue
         n = runs * 2 * (measure.FAST_RUNS_FACTOR if result.timings[st.name].ms < measure.FAST_MS else 1)
         ab = measure.interleaved(conn, st, param_sets[st.name], _exposed_indexes(st, result), n, rounds)
         result.ab[st.name] = ab
-        say(f"  {result.name}: {ab.line(HARMFUL, NOISE_MS)}")
+        if flagged:
+            result.flagged.append(st.name)
+        say(f"  {result.name}: {ab.line(HARMFUL, NOISE_MS)}" + ("" if flagged else " [not flagged: --ab, not scored]"))
 
 
 def _harmed(base_ms: float, ms: float) -> bool:
@@ -326,7 +332,8 @@ def _figures(wl: Workload, results: dict[str, ConfigResult]) -> dict[str, dict]:
             "vs_hand": total / hand_total if hand_total else None,
             "storage_mb": (result.applied.bytes if result.applied else 0) / 1_048_576,
             "speedups": up, "rechecked": result.rechecked,
-            "harm_ab": [ab.as_json(HARMFUL, NOISE_MS) for ab in result.ab.values()],
+            "harm_ab": [ab.as_json(HARMFUL, NOISE_MS) | {"flagged": n in result.flagged}
+                        for n, ab in result.ab.items()],
         }
     return out
 
@@ -453,7 +460,7 @@ def _goal(wl: Workload, figures: dict, results: dict[str, ConfigResult], audit: 
               f"ratio {ab.ratio:.2f}")
     for n in dbarch.rechecked:
         if n not in f["harmful"]:
-            ab = dbarch.ab.get(n)
+            ab = dbarch.ab.get(n) if n in dbarch.flagged else None
             print(f"    (looked harmed, cleared: {n}: {base.timings[n].ms:.3f} ms -> {dbarch.timings[n].ms:.3f} ms"
                   + (f"; interleaved A/B {ab.with_ms:.3f} ms with, {ab.without_ms:.3f} ms without, ratio {ab.ratio:.2f})"
                      if ab else "; did not hold on re-timing)"))
