@@ -260,7 +260,12 @@ def referee(conn: psycopg.Connection, wl: Workload, param_sets: dict, runs: int,
     only how the slowdown is measured). `also`: statements to compare the same way whatever the
     screen says (--ab, to investigate); they are printed and kept, not scored."""
     for st in wl.statements:
-        if st.name in result.ab or not _exposed(st, result):
+        if st.name in result.ab:
+            continue
+        if not _exposed(st, result):
+            if st.name in also:
+                say(f"  {result.name}: A/B {st.name}: not exposed to this configuration's indexes (no plan "
+                    f"uses one, or it writes no table that got one): nothing to compare")
             continue
         flagged = st.name in result.rechecked and _harmed(base.timings[st.name].ms, result.timings[st.name].ms)
         if not flagged and st.name not in also:
