@@ -2,7 +2,8 @@
 looks harmed after the no-index block and the configuration's block is decided by an interleaved A/B
 (with, without, with, without, ... the indexes it is exposed to, dropped and re-created between the
 arms), on the real embedded server. It must confirm a real slowdown (writes into a table given many
-indexes) and clear a statement whose first block was slow for another reason. Seeds are printed."""
+indexes, a read the planner misleads into an index) and clear a statement whose first block was slow
+for another reason. Seeds are printed."""
 
 from __future__ import annotations
 
@@ -78,6 +79,39 @@ def test_a_real_slowdown_is_confirmed_by_the_interleaved_comparison(server):
         assert ab.as_json(HARMFUL, NOISE_MS)["verdict"] == "harmful"
         # the configuration is as it was: every toggled index exists again
         assert {ix.name for ix in applied.added} <= {ix.name for ix in measure.indexes(conn).values()}
+        measure.drop(conn, applied)
+
+
+def test_a_read_the_planner_misleads_into_an_index_is_confirmed_harmful(server):
+    """A read an index really slows down: `flag = $1 ORDER BY ts LIMIT 5` where the rare flag sits at
+    the end of ts. With an index on ts the planner walks it expecting a match every ~100 rows (it
+    assumes the flag is spread evenly) and reads nearly all of it; without, a scan and a top-N sort."""
+    rng = random.Random(SEED + 2)
+    print(f"seed {SEED + 2}")
+    url = fresh_database("dbarch_test_referee")
+    rows, rare = rng.randint(40_000, 60_000), rng.randint(300, 600)
+    read = Statement("rare_flag_latest", "SELECT id, ts FROM events WHERE flag = %s ORDER BY ts LIMIT 5", 10,
+                     "read", lambda _s, _r: (1,))
+    wl = _workload(read)
+    params = {read.name: [(1,)] * 2}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id bigserial PRIMARY KEY, flag int, ts timestamptz, pad text)")
+        conn.execute("INSERT INTO events (flag, ts, pad) SELECT (g > %s)::int, now() - (%s - g) * interval '1 minute', "
+                     "md5(g::text) FROM generate_series(1, %s) g", (rows - rare, rows, rows))
+        conn.execute("VACUUM ANALYZE events")
+    with measure.measurement_connection(url) as conn:
+        bind_ints_as_bigint(conn)
+        base = ConfigResult("no index", None, measure.replay(conn, wl.statements, params, 3))
+        applied = measure.apply(conn, [sql.SQL("CREATE INDEX events_ts_ref ON events (ts)")])
+        result = ConfigResult("ts index", applied, measure.replay(conn, wl.statements, params, 3))
+        assert result.timings[read.name].indexes_used == {"events_ts_ref"}
+        _recheck(conn, wl, params, 3, base, result)
+        referee(conn, wl, params, 3, base, result)
+        ab = result.ab[read.name]
+        print(f"{rows} rows, {rare} flagged: no index {base.timings[read.name].ms:.2f} ms, "
+              f"with {result.timings[read.name].ms:.2f} ms; {ab.line(HARMFUL, NOISE_MS)}")
+        assert ab.indexes == ["events_ts_ref"] and ab.ratio >= HARMFUL and ab.diff_ms >= NOISE_MS
+        assert result.harmful() == [read.name]
         measure.drop(conn, applied)
 
 
