@@ -157,6 +157,102 @@ def replay(conn: psycopg.Connection, statements: list[Statement], param_sets: di
     return {st.name: time_statement(conn, st, param_sets[st.name], runs) for st in statements}
 
 
+# -- interleaved A/B: does an index configuration really slow a statement down? -------------------------
+
+@dataclass
+class ABResult:
+    """A statement timed in alternating rounds with and without the indexes it is exposed to. Each
+    arm of a round is the replay's figure (mean over the parameter sets of each set's median run),
+    with the same parameter sets and the same number of runs in both arms."""
+    statement: str
+    indexes: list[str]                          # the toggled indexes
+    rounds: list[tuple[float, float]]           # (with ms, without ms) per round, in the order timed
+    runs: int                                   # timed runs per parameter set in each arm
+    seconds: float                              # the whole comparison, index builds included
+
+    @property
+    def ratios(self) -> list[float]:
+        return [w / max(wo, 1e-6) for w, wo in self.rounds]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the per-round with/without ratios: a round is two neighbouring blocks, so
+        whatever the machine did at that moment weighs on both arms of it."""
+        return statistics.median(self.ratios)
+
+    @property
+    def with_ms(self) -> float:
+        return statistics.median(w for w, _ in self.rounds)
+
+    @property
+    def without_ms(self) -> float:
+        return statistics.median(wo for _, wo in self.rounds)
+
+    @property
+    def diff_ms(self) -> float:
+        return statistics.median(w - wo for w, wo in self.rounds)
+
+    def harmed(self, harm: float, noise_ms: float) -> bool:
+        return self.ratio >= harm and self.diff_ms >= noise_ms
+
+    def line(self, harm: float, noise_ms: float) -> str:
+        per = "; ".join(f"{w:.3f}/{wo:.3f}" for w, wo in self.rounds)
+        return (f"A/B {self.statement}: with/without ms per round {per}; ratio {self.ratio:.2f}, "
+                f"{self.diff_ms:+.3f} ms: {'CONFIRMED harmful' if self.harmed(harm, noise_ms) else 'cleared'} "
+                f"({len(self.indexes)} index(es) toggled, {self.runs} runs per set, {self.seconds:.1f}s)")
+
+    def as_json(self, harm: float, noise_ms: float) -> dict:
+        return {"statement": self.statement, "indexes": self.indexes,
+                "rounds": [{"with_ms": round(w, 4), "without_ms": round(wo, 4)} for w, wo in self.rounds],
+                "ratio": round(self.ratio, 3), "with_ms": round(self.with_ms, 4),
+                "without_ms": round(self.without_ms, 4), "diff_ms": round(self.diff_ms, 4),
+                "runs": self.runs, "seconds": round(self.seconds, 1),
+                "verdict": "harmful" if self.harmed(harm, noise_ms) else "cleared"}
+
+
+def time_arm(conn: psycopg.Connection, st: Statement, param_sets: list[tuple], runs: int) -> float:
+    """One arm of an A/B round: per parameter set one warm-up (which also replans after the indexes
+    changed and reads their pages in), then exactly `runs` timed executions; the mean of the sets'
+    medians, as the replay figures a statement."""
+    medians = []
+    for params in param_sets:
+        run_once(conn, st, params)
+        medians.append(statistics.median(run_once(conn, st, params) for _ in range(runs)))
+    return statistics.fmean(medians)
+
+
+def _drop_indexes(conn: psycopg.Connection, toggled: list[AddedIndex]) -> None:
+    for ix in toggled:
+        conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(ix.schema), sql.Identifier(ix.name)))
+
+
+def _create_indexes(conn: psycopg.Connection, toggled: list[AddedIndex]) -> None:
+    for ix in toggled:
+        conn.execute(sql.SQL(ix.ddl))
+    # an expression index's statistics went with it; the configuration had them (measure.apply)
+    analyze_expression_tables(conn, [(ix.schema, ix.name) for ix in toggled])
+
+
+def interleaved(conn: psycopg.Connection, st: Statement, param_sets: list[tuple], toggled: list[AddedIndex],
+                runs: int, rounds: int = 3) -> ABResult:
+    """Time `st` with and without the indexes `toggled` (which must exist), alternating: with,
+    without, with, without, ... `rounds` rounds. The indexes are really dropped and re-created
+    between the arms (the faithful toggle: the statement sees the table exactly as the application
+    would, with a warm relation cache, in both arms); they exist again on return. Index builds cost
+    time, which is acceptable because only statements that look harmed get here."""
+    started = time.perf_counter()
+    out = []
+    for _ in range(rounds):
+        with_ms = time_arm(conn, st, param_sets, runs)
+        _drop_indexes(conn, toggled)
+        try:
+            without_ms = time_arm(conn, st, param_sets, runs)
+        finally:
+            _create_indexes(conn, toggled)
+        out.append((with_ms, without_ms))
+    return ABResult(st.name, [ix.name for ix in toggled], out, runs, time.perf_counter() - started)
+
+
 # -- pg_stat_statements ---------------------------------------------------------------------------
 
 def fuzzy(text: str) -> str:

@@ -48,7 +48,7 @@ from dbarch_pipeline.run import audit_resources, materialize_audit  # noqa: E402
 
 from benchmarks.quality import generated, measure, oracle, scoring  # noqa: E402
 from benchmarks.quality.run_quality import (  # noqa: E402
-    Clock, ConfigResult, _exposed, _harmed, _recheck, reset_statistics, run_workload)
+    AB_ROUNDS, HARMFUL, NOISE_MS, Clock, ConfigResult, _recheck, referee, reset_statistics, run_workload)
 from benchmarks.quality.workloads import bind_ints_as_bigint  # noqa: E402
 
 AUDIT_SETTINGS: dict = {}          # dbarch's defaults: the suite measures the product as shipped
@@ -127,13 +127,16 @@ def audit(url: str, store_url: str, settings: dict) -> tuple[dict, float]:
 
 def replay_config(conn: psycopg.Connection, wl: generated.GeneratedWorkload, name: str, ddls: list[str],
                   param_sets: dict, runs: int, base: ConfigResult | None,
-                  oracle_ms: dict[str, float] | None = None) -> ConfigResult:
+                  oracle_ms: dict[str, float] | None = None, ab_also: frozenset[str] = frozenset(),
+                  ab_rounds: int = AB_ROUNDS) -> ConfigResult:
     applied = measure.apply(conn, [sql.SQL(d) if isinstance(d, str) else d for d in ddls]) if ddls else None
     for ddl, error in (applied.failed if applied else []):
         print(f"  {name}: failed {ddl}: {error}")
     result = ConfigResult(name, applied, measure.replay(conn, wl.statements, param_sets, runs))
     if base is not None:
         _recheck(conn, wl, param_sets, runs, base, result)
+    if base is not None:
+        referee(conn, wl, param_sets, runs, base, result, rounds=ab_rounds, also=ab_also)
     if base is not None and oracle_ms is not None:
         # a fixable statement that looks not fixed is timed again with twice the runs, as a statement
         # that looks harmed is: one noisy window of a shared machine should not decide either way
@@ -145,18 +148,13 @@ def replay_config(conn: psycopg.Connection, wl: generated.GeneratedWorkload, nam
                 result.rechecked.append(st.name)
     if applied:
         measure.drop(conn, applied)
-    if base is not None:
-        for st in wl.statements:
-            if st.name in result.rechecked and _harmed(base.timings[st.name].ms, result.timings[st.name].ms):
-                result.fresh_base[st.name] = measure.time_statement(conn, st, param_sets[st.name], runs * 2)
     return result
 
 
 def harmful(wl, base: ConfigResult, result: ConfigResult) -> list[str]:
-    return [st.name for st in wl.statements
-            if _harmed(base.timings[st.name].ms, result.timings[st.name].ms) and _exposed(st, result)
-            and (st.name not in result.fresh_base or _harmed(result.fresh_base[st.name].ms,
-                                                             result.timings[st.name].ms))]
+    """Statements the screen flagged (>= HARMFUL x and NOISE_MS slower than with no index, exposed,
+    still so on the recheck) and the interleaved A/B confirmed (run_quality.referee)."""
+    return result.harmful()
 
 
 def harm_confidence(wl, harmed: list[str], result: ConfigResult, audit_json: dict) -> dict[str, float]:
@@ -167,13 +165,10 @@ def harm_confidence(wl, harmed: list[str], result: ConfigResult, audit_json: dic
         n = scoring.index_name(r["ddl"])
         if n and r.get("confidence") is not None:
             conf_by_name[n] = max(conf_by_name.get(n, 0.0), r["confidence"])
-    added = result.applied.added if result.applied else []
     out = {}
     for name in harmed:
-        st = next(s for s in wl.statements if s.name == name)
-        exposed = ({ix.name for ix in added} & result.timings[name].indexes_used if st.is_read
-                   else {ix.name for ix in added if ix.table in {r.table for r in st.refs} or ix.table in st.text})
-        out[name] = max((conf_by_name.get(n, 0.0) for n in exposed), default=0.0)
+        # the indexes the interleaved A/B toggled: those the statement is exposed to
+        out[name] = max((conf_by_name.get(n, 0.0) for n in result.ab[name].indexes), default=0.0)
     return out
 
 
@@ -193,6 +188,11 @@ def run_seed(seed: int, args: argparse.Namespace, calibration: list[dict]) -> di
             conn.execute("VACUUM ANALYZE")
             bind_ints_as_bigint(conn)
             samples = generated.samples(conn, wl.schema, seed)
+        unknown = sorted({n.strip() for n in (args.ab or "").split(",") if n.strip()}
+                         - {st.name for st in wl.statements})
+        if unknown:
+            clock.say(f"--ab: seed {seed} has no statement named {', '.join(unknown)} "
+                      f"(its statements: {', '.join(st.name for st in wl.statements)})")
         replay_rng = random.Random(seed + 1)
         param_sets = {st.name: [st.args(samples, replay_rng) for _ in range(st.replay_sets)]
                       for st in wl.statements}
@@ -232,14 +232,16 @@ def run_seed(seed: int, args: argparse.Namespace, calibration: list[dict]) -> di
             clock.say(f"no index: workload {scoring.total(_calls(wl), base_ms):,.0f} ms")
             found = oracle.search(conn, wl.statements, param_sets, base_ms, runs=max(1, args.runs - 1),
                                   budget_s=args.oracle_budget, say=clock.say)
-            orc = replay_config(conn, wl, "oracle", [c.ddl() for c in found.chosen], param_sets, args.runs, base)
+            ab_also = frozenset(n.strip() for n in (args.ab or "").split(",") if n.strip())
+            orc = replay_config(conn, wl, "oracle", [c.ddl() for c in found.chosen], param_sets, args.runs, base,
+                                ab_also=ab_also, ab_rounds=args.ab_rounds)
             clock.say(f"oracle: workload {scoring.total(_calls(wl), _ms(orc)):,.0f} ms")
             configs: dict[frozenset, ConfigResult] = {}
             for key, (a, _s) in audits.items():
                 ddls = frozenset(i["ddl"] for i in a["indexes"])
                 if ddls not in configs:
                     configs[ddls] = replay_config(conn, wl, f"dbarch ({key})", sorted(ddls), param_sets,
-                                                  args.runs, base, _ms(orc))
+                                                  args.runs, base, _ms(orc), ab_also, args.ab_rounds)
                     clock.say(f"dbarch ({key}): {len(ddls)} indexes, workload "
                               f"{scoring.total(_calls(wl), _ms(configs[ddls])):,.0f} ms")
             records = _calibrate(conn, wl, audits, name_of, param_sets, args.runs, base_ms, seed)
@@ -250,6 +252,10 @@ def run_seed(seed: int, args: argparse.Namespace, calibration: list[dict]) -> di
         if not args.keep:
             for name in (db, *stores.values()):
                 drop_database(name)
+
+
+def _ab_json(result: ConfigResult) -> list[dict]:
+    return [ab.as_json(HARMFUL, NOISE_MS) | {"flagged": n in result.flagged} for n, ab in result.ab.items()]
 
 
 def _calls(wl) -> dict[str, int]:
@@ -303,7 +309,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
     out = {"seed": seed, "rows": wl.schema.rows, "statements": len(wl.statements), "fixable": fixable,
            "oracle": {"indexes": [c.label() for c in found.chosen], "total_ms": scoring.total(calls, orc_ms),
                       "skipped": found.skipped, "failed": found.failed, "seconds": round(found.seconds, 1),
-                      "harmful": harmful(wl, base, orc)},
+                      "harmful": harmful(wl, base, orc),
+                      "harm_ab": _ab_json(orc)},
            "base_total_ms": scoring.total(calls, base_ms), "runs": {}, "seconds": round(seconds, 1),
            "calls": calls, "base_ms": {n: round(v, 3) for n, v in base_ms.items()},
            "oracle_ms": {n: round(v, 3) for n, v in orc_ms.items()}}
@@ -321,6 +328,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
     print(f"oracle ({found.builds} builds, {found.seconds:.0f}s): " + "; ".join(c.label() for c in found.chosen))
     if out["oracle"]["harmful"]:
         print(f"  the oracle's own set slows down (>= {scoring.HARM}x): {', '.join(out['oracle']['harmful'])}")
+    for n, ab in orc.ab.items():
+        print(f"  oracle: {ab.line(HARMFUL, NOISE_MS)}" + ("" if n in orc.flagged else " [--ab, not scored]"))
     for s in found.skipped[:5]:
         print(f"  oracle skipped (budget): {s}")
     for k in keys:
@@ -338,7 +347,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
                "vs_oracle": scoring.total(calls, ms) / max(scoring.total(calls, orc_ms), 1e-9),
                "unmeasured": unmeasured, "unnamed": [u for u in unmeasured if not u["named"]],
                "indexes": [i["ddl"] for i in a["indexes"]], "audit_s": round(audit_s, 1),
-               "slow_queries": a["slow_queries"], "error": a.get("error")}
+               "slow_queries": a["slow_queries"], "error": a.get("error"),
+               "harm_ab": _ab_json(result)}
         out["runs"][k] = run
         print(f"dbarch ({k}): fixed {len(fixed)}/{len(fixable)} (strict ratio {len(strict)}), harmful {len(harmed)}"
               f" ({len(run['harmful_conf05'])} at confidence >= 0.5), {run['vs_oracle']:.2f}x oracle time, "
@@ -355,6 +365,8 @@ def _score_seed(seed, wl, base, orc, found, audits, configs, name_of, records, s
                 print(f"    not fixed: {n}: {base_ms[n]:.2f} -> {ms[n]:.2f} ms (oracle {orc_ms[n]:.2f}); {reason}")
         for n, c in harm_conf.items():
             print(f"    harmful: {n}: {base_ms[n]:.3f} -> {ms[n]:.3f} ms (highest confidence involved {c:.2f})")
+        for n, ab in result.ab.items():
+            print(f"    {ab.line(HARMFUL, NOISE_MS)}" + ("" if n in result.flagged else " [--ab, not scored]"))
         for u in unmeasured:
             print(f"    unmeasured: {name_of.get(u['queryid'], u['queryid'])}: {u['reason'] or '(no reason)'}")
     if "off" in out["runs"] and "rerun" in out["runs"]:
@@ -464,12 +476,20 @@ def main(argv: list[str] | None = None) -> dict:
                              "activity_sampler sensor does in production (default on); off: pg_stat_statements "
                              "(and the log when on) only")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per parameter set in the replay")
+    parser.add_argument("--ab", metavar="NAMES",
+                        help="comma-separated statement names to compare with and without their exposed indexes "
+                             "(the interleaved A/B) in every configuration even when the screen does not flag "
+                             "them; printed and kept in --json, not scored")
+    parser.add_argument("--ab-rounds", type=int, default=AB_ROUNDS,
+                        help=f"rounds of the interleaved A/B (with, without) per statement (default {AB_ROUNDS})")
     parser.add_argument("--oracle-budget", type=float, default=240.0, help="seconds for the oracle's search per seed")
     parser.add_argument("--fixed-workloads", action="store_true", help="also run demo, shop and TPC-H (run_quality.py)")
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--summary-of", metavar="PATH", help="print the summary of an earlier run's --json file")
     args = parser.parse_args(argv)
+    if args.ab_rounds < 3:
+        parser.error(f"--ab-rounds {args.ab_rounds}: the interleaved A/B needs at least 3 rounds; use 3 or more")
     if args.summary_of:
         earlier = json.loads(Path(args.summary_of).read_text())
         return summary(earlier["per_seed"], earlier["calibration_records"], earlier.get("fixed_workloads", []))

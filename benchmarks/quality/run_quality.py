@@ -68,8 +68,14 @@ class ConfigResult:
     applied: measure.Applied | None
     timings: dict[str, measure.Timing]
     rechecked: list[str] = field(default_factory=list)
-    # statements that looked harmed, timed again with no index right after this configuration
-    fresh_base: dict[str, measure.Timing] = field(default_factory=dict)
+    # statements that still looked harmed after the recheck (flagged), and the interleaved A/B that
+    # decides (also of the statements named by --ab, for investigation, which are not scored)
+    flagged: list[str] = field(default_factory=list)
+    ab: dict[str, measure.ABResult] = field(default_factory=dict)
+
+    def harmful(self) -> list[str]:
+        """Flagged statements the interleaved A/B found at least HARMFUL times and NOISE_MS slower."""
+        return [n for n in self.flagged if self.ab[n].harmed(HARMFUL, NOISE_MS)]
 
 
 # -- databases ----------------------------------------------------------------------------------------
@@ -168,14 +174,10 @@ def run_suite(wl: Workload, args: argparse.Namespace) -> dict:
                 result = ConfigResult(config, applied, timings)
                 if config != "no index":
                     _recheck(conn, wl, param_sets, args.runs, results["no index"], result)
+                    referee(conn, wl, param_sets, args.runs, results["no index"], result)
                 results[config] = result
                 if applied:
                     measure.drop(conn, applied)
-                for st in wl.statements:
-                    if st.name in result.rechecked and _harmed(results["no index"].timings[st.name].ms,
-                                                               result.timings[st.name].ms):
-                        result.fresh_base[st.name] = measure.time_statement(conn, st, param_sets[st.name],
-                                                                            args.runs * 2)
                 total = _total(wl, timings)
                 clock.say(f"{config}: {len(applied.added) if applied else 0} indexes"
                           f"{f' built in {applied.seconds:.1f}s' if applied else ''}, "
@@ -235,12 +237,45 @@ def _audit(url: str, store_url: str, wl: Workload, no_auto_prepare: bool = False
 def _recheck(conn: psycopg.Connection, wl: Workload, param_sets: dict, runs: int, base: ConfigResult,
              result: ConfigResult) -> None:
     """Time again, with twice the runs, each statement that looks harmed: one noisy sample on a
-    shared machine should not condemn an index. (Once the configuration's indexes are dropped, the
-    statement is timed again with no index too; harm must show against both baselines.)"""
+    shared machine should not condemn an index. What still looks harmed goes to the referee."""
     for st in wl.statements:
         if _harmed(base.timings[st.name].ms, result.timings[st.name].ms) and _exposed(st, result):
             result.timings[st.name] = measure.time_statement(conn, st, param_sets[st.name], runs * 2)
             result.rechecked.append(st.name)
+
+
+AB_ROUNDS = 3
+
+
+def referee(conn: psycopg.Connection, wl: Workload, param_sets: dict, runs: int, base: ConfigResult,
+            result: ConfigResult, rounds: int = AB_ROUNDS, say=print, also: frozenset[str] = frozenset()) -> None:
+    """Decide each statement that still looks harmed after the recheck by an interleaved A/B
+    comparison (measure.interleaved), run while the configuration's indexes are in place: rounds of
+    with, then without the configuration's indexes the statement is exposed to (the indexes its
+    plans use; for a write, those on the tables it writes), dropped and re-created between the arms.
+    The blocks "no index" then "configuration" were timed minutes apart: a slowdown there can be a
+    window of a shared machine or the server's state after the index builds, not the indexes. In
+    the A/B both arms of a round are neighbours, so such a window weighs on both. Harmful: the median
+    per-round ratio >= HARMFUL and the median difference >= NOISE_MS (the definitions are unchanged;
+    only how the slowdown is measured). `also`: statements to compare the same way whatever the
+    screen says (--ab, to investigate); they are printed and kept, not scored."""
+    for st in wl.statements:
+        if st.name in result.ab:
+            continue
+        if not _exposed(st, result):
+            if st.name in also:
+                say(f"  {result.name}: A/B {st.name}: not exposed to this configuration's indexes (no plan "
+                    f"uses one, or it writes no table that got one): nothing to compare")
+            continue
+        flagged = st.name in result.rechecked and _harmed(base.timings[st.name].ms, result.timings[st.name].ms)
+        if not flagged and st.name not in also:
+            continue
+        n = runs * 2 * (measure.FAST_RUNS_FACTOR if result.timings[st.name].ms < measure.FAST_MS else 1)
+        ab = measure.interleaved(conn, st, param_sets[st.name], _exposed_indexes(st, result), n, rounds)
+        result.ab[st.name] = ab
+        if flagged:
+            result.flagged.append(st.name)
+        say(f"  {result.name}: {ab.line(HARMFUL, NOISE_MS)}" + ("" if flagged else " [not flagged: --ab, not scored]"))
 
 
 def _harmed(base_ms: float, ms: float) -> bool:
@@ -255,13 +290,17 @@ def _tables(text: str) -> frozenset[str]:
         return frozenset()
 
 
-def _exposed(st: Statement, result: ConfigResult) -> bool:
-    """Whether the configuration's indexes can affect the statement at all: a read whose plans use
-    one of them, a write to a table that got one. Anything else that runs slower is noise."""
+def _exposed_indexes(st: Statement, result: ConfigResult) -> list[measure.AddedIndex]:
+    """The configuration's indexes that can affect the statement at all: for a read, those its plans
+    use; for a write, those on a table it names. Anything else that runs slower is noise."""
     added = result.applied.added if result.applied else []
     if st.is_read:
-        return bool(result.timings[st.name].indexes_used & {ix.name for ix in added})
-    return any(ix.table in _tables(st.pg_text) for ix in added)
+        return [ix for ix in added if ix.name in result.timings[st.name].indexes_used]
+    return [ix for ix in added if ix.table in _tables(st.pg_text)]
+
+
+def _exposed(st: Statement, result: ConfigResult) -> bool:
+    return bool(_exposed_indexes(st, result))
 
 
 def _total(wl: Workload, timings: dict[str, measure.Timing]) -> float:
@@ -283,10 +322,7 @@ def _figures(wl: Workload, results: dict[str, ConfigResult]) -> dict[str, dict]:
     for config, result in results.items():
         up = _speedups(wl, base, result)
         fixed = [n for n, s in up.items() if s >= FIXED]
-        harmful = [st.name for st in wl.statements
-                   if _harmed(base.timings[st.name].ms, result.timings[st.name].ms) and _exposed(st, result)
-                   and (st.name not in result.fresh_base
-                        or _harmed(result.fresh_base[st.name].ms, result.timings[st.name].ms))]
+        harmful = result.harmful()
         not_helping = []
         for ix in (result.applied.added if result.applied else []):
             users = [n for n, t in result.timings.items() if ix.name in t.indexes_used]
@@ -301,6 +337,8 @@ def _figures(wl: Workload, results: dict[str, ConfigResult]) -> dict[str, dict]:
             "vs_hand": total / hand_total if hand_total else None,
             "storage_mb": (result.applied.bytes if result.applied else 0) / 1_048_576,
             "speedups": up, "rechecked": result.rechecked,
+            "harm_ab": [ab.as_json(HARMFUL, NOISE_MS) | {"flagged": n in result.flagged}
+                        for n, ab in result.ab.items()],
         }
     return out
 
@@ -421,15 +459,16 @@ def _goal(wl: Workload, figures: dict, results: dict[str, ConfigResult], audit: 
     print(f"  harmful recommendations: {len(f['harmful'])}: "
           f"{'MET' if checks['no harmful recommendation'] else 'MISSED'}")
     for n in f["harmful"]:
-        fresh = dbarch.fresh_base.get(n)
-        print(f"    {n}: {base.timings[n].ms:.3f} ms with no index"
-              f"{f' ({fresh.ms:.3f} ms timed again after dropping them)' if fresh else ''} -> "
-              f"{dbarch.timings[n].ms:.3f} ms with dbarch's indexes")
+        ab = dbarch.ab[n]
+        print(f"    {n}: {base.timings[n].ms:.3f} ms with no index -> {dbarch.timings[n].ms:.3f} ms with dbarch's "
+              f"indexes; interleaved A/B {ab.with_ms:.3f} ms with, {ab.without_ms:.3f} ms without, "
+              f"ratio {ab.ratio:.2f}")
     for n in dbarch.rechecked:
         if n not in f["harmful"]:
-            fresh = dbarch.fresh_base.get(n)
-            print(f"    (looked harmed but did not hold on re-timing: {n}: {base.timings[n].ms:.3f} ms -> "
-                  f"{dbarch.timings[n].ms:.3f} ms{f', no index again {fresh.ms:.3f} ms' if fresh else ''})")
+            ab = dbarch.ab.get(n) if n in dbarch.flagged else None
+            print(f"    (looked harmed, cleared: {n}: {base.timings[n].ms:.3f} ms -> {dbarch.timings[n].ms:.3f} ms"
+                  + (f"; interleaved A/B {ab.with_ms:.3f} ms with, {ab.without_ms:.3f} ms without, ratio {ab.ratio:.2f})"
+                     if ab else "; did not hold on re-timing)"))
     print(f"  total workload {f['total_ms']:,.0f} ms vs hand-designed {figures['hand-designed']['total_ms']:,.0f} ms "
           f"= {f['vs_hand']:.2f}x: {'MET' if checks['total within 1.5x of hand-designed'] else 'MISSED'} "
           f"(goal <= 1.5x)")

@@ -6,8 +6,9 @@ Definitions (issue 10, "A quality suite nobody can tune to"):
 - fixed: a fixable statement that the configuration makes at least FIXED_MIN times faster, and at
   least ORACLE_SHARE of the oracle's speedup or below `min_mean_ms` (dbarch's own threshold of a slow
   statement); the strict ratio alone is reported beside it;
-- harmful: a statement at least HARM times slower than with no index (the replay's rules for noise and
-  exposure, run_quality._harmed/_exposed, decide which slowdowns count);
+- harmful: a statement at least HARM times and NOISE_MS per call slower than with no index, exposed to
+  the configuration's indexes; a slowdown the replay's blocks show is confirmed or cleared by an
+  interleaved A/B with and without those indexes (run_quality.referee, measure.interleaved);
 - workload time vs the oracle's: sum of calls x ms per call, the configuration's over the oracle's;
 - unmeasured: slow statements of the audit's JSON that got no recommendation because nothing was
   measured for them, with the reason dbarch named (a generic or empty reason counts as unnamed);
