@@ -18,7 +18,6 @@ index expression against.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field
 from typing import Mapping
 
