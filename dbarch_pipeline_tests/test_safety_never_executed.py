@@ -123,3 +123,42 @@ def test_a_write_whose_where_the_allow_list_refuses_is_never_run_even_by_its_row
     recs = [r for r in result["recommendations"] if r["query"].startswith("UPDATE items")]
     # only costed: the scan's verdict names the function, whatever the selection made of it
     assert all("noted(integer)" in (r["evidence"].get("not_executed") or "") for r in recs), recs
+
+
+def test_an_expression_the_allow_list_refuses_is_never_evaluated_to_sample_values(server):
+    """Values for `$n` are sampled by evaluating the expression it is compared with on the table's
+    rows (`tagged(shelf) = $1`, or the documents of `tagdoc(doc) ? $1`, counted over thousands of
+    rows): a refused statement's expression is never evaluated for that, nor for anything else."""
+    url = _db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""
+            ALTER TABLE items ADD COLUMN doc jsonb NOT NULL DEFAULT '{"a": 1}';
+            CREATE FUNCTION tagged(s int) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN INSERT INTO side_effects (shelf) VALUES (s); RETURN s % 7; END $$;
+            CREATE FUNCTION tagdoc(d jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN INSERT INTO side_effects (shelf) VALUES (-1); RETURN d; END $$""")
+        conn.execute("ANALYZE items")
+        for value in (1, 2, 3):
+            conn.execute("SELECT id FROM items WHERE tagged(shelf) = %s", (value,))
+        for key in ("a", "b"):
+            conn.execute("SELECT id FROM items WHERE tagdoc(doc) ? %s", (key,))
+        conn.execute("TRUNCATE side_effects")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        ran_before = conn.execute(WITNESS).fetchone()[0]
+        statements = conn.execute(
+            "SELECT query, rows::float8 / calls, mean_exec_time FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND (query LIKE '%tagged(shelf) = $1%' OR query LIKE '%tagdoc(doc) ? $1%')").fetchall()
+    assert len(statements) == 2 and ran_before == 8 * 16 + 5 * 40_000   # _db's own runs, then these
+    for query, rows, mean_ms in statements:
+        with connect(url, "sandbox") as conn:
+            catalog = Catalog(conn)
+            shape = analyze(query)
+            cands, _ = candidates_for(shape, catalog, min_table_rows=1000)
+            results = benchmark_statement(conn, query, shape, cands, catalog,
+                                          BenchSettings(runs=2, param_sets=2, measure_write_cost=False),
+                                          target=ValueTarget(rows_per_call=rows, mean_ms=mean_ms))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            assert conn.execute(WITNESS).fetchone()[0] == ran_before, query   # not one evaluation
+        assert all("not_executed" in r["evidence"] for r in results), [r["evidence"] for r in results]

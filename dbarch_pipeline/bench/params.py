@@ -50,6 +50,7 @@ from ..advisor.analyze import Predicate, QueryShape, UnparseableQuery, param_ind
 from ..advisor.candidates import key_sql
 from ..advisor.catalog import Catalog
 from ..db import rolled_back, tag
+from ..safety import Verdict, check_statement
 from ..safety.walls import read_only_section
 
 DEFAULT_LIMIT_VALUE = "50"
@@ -1060,12 +1061,18 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
                           n_sets: int = 4, seed: int = 7, fixed: dict[int, str] | None = None,
                           query: str | None = None, target: ValueTarget | None = None,
                           observed: Sequence[Sequence[str | None]] | None = None,
-                          timeout_ms: int = 30_000) -> tuple[list[tuple[str, ...]], ParameterPlan]:
+                          timeout_ms: int = 30_000, verdict: Verdict | None = None
+                          ) -> tuple[list[tuple[str, ...]], ParameterPlan]:
     """n_sets tuples of text values, one per `$n`, or [] when some parameter cannot be bound (the
     plan's `problems` say why). `fixed` pins parameters to one value (the rare value a partial index
     is built for). With `query` the types PostgreSQL infers are used, expressions around `$n` are
     solved, and values are calibrated against `target`; `observed` sets (from the server log) are
-    preferred when they bind."""
+    preferred when they bind.
+
+    Sampling evaluates the statement's own expressions on the table's rows (`tagged(shelf)` of
+    `tagged(shelf) = $1`, the documents of `f(doc) ? $1`), so it happens only when the allow-list
+    accepts the statement (`verdict`, checked here when not given); a refused statement gets no
+    values and is costed by the planner alone."""
     plan = plan_parameters(shape)
     if shape.param_count == 0:
         return [()], plan
@@ -1073,6 +1080,11 @@ def sample_parameter_sets(conn: psycopg.Connection, shape: QueryShape, catalog: 
         plan.types, error = _inferred_types(conn, query)
         if error:
             plan.problems.append(f"PostgreSQL cannot prepare the statement: {error}")
+        verdict = verdict if verdict is not None else check_statement(conn, query)
+        if not verdict.ok:
+            plan.calibration = {"method": None, "why": "values not sampled: sampling would evaluate the "
+                                f"statement's expressions, which the allow-list refuses ({verdict.reason})"}
+            return [], plan
     seen: list[tuple[str, ...]] = []
     if observed:
         seen = _observed_sets(conn, plan, shape.param_count, observed, n_sets, fixed)

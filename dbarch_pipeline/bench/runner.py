@@ -88,15 +88,14 @@ def prepare(conn: psycopg.Connection, queryid: int, query: str, shape: QueryShap
             observed: list | None = None) -> Prepared:
     """Values for the statement's `$n` (observed, else calibrated against `target`) and its
     measurement as it is today."""
-    # safety first: code not known to be safe is never executed, not even by the calibration on the
-    # clock (which times the statement); a refused statement is calibrated by the planner only
+    # safety first: code not known to be safe is never executed, not by the calibration on the clock
+    # (which times the statement), nor by the sampling (which evaluates its expressions on rows): a
+    # refused statement gets no values and is costed with its generic plan
     verdict = check_statement(conn, query)
-    if not verdict.ok and target is not None:
-        target = ValueTarget(rows_per_call=target.rows_per_call, mean_ms=None)
     param_sets, plan = sample_parameter_sets(conn, shape, catalog, n_sets=settings.param_sets,
                                              seed=settings.seed, fixed=fixed, query=query, target=target,
-                                             observed=observed, timeout_ms=settings.statement_timeout_ms)
-    param_sets = param_sets if verdict.ok else []   # costed only (EXPLAIN without ANALYZE)
+                                             observed=observed, timeout_ms=settings.statement_timeout_ms,
+                                             verdict=verdict)   # refused: no values (costed only)
     item = Prepared(queryid, query, shape, param_sets, plan, not_executed=None if verdict.ok else verdict.reason)
     # with interleaving, every comparison times its own "without" side on the twin: the baseline
     # here only proves the values run (one run per set); it is completed if no twin can be had
